@@ -1,6 +1,8 @@
-"""Forward pamlive detections to an MQTT broker (needs the ``bridges`` extra: paho-mqtt).
+"""Forward pamlive alerts to an MQTT broker (needs the ``bridges`` extra: paho-mqtt).
 
-Detections go to ``<prefix>/<station>/detection/<class>`` (QoS 1, the bus's JSON body);
+Onsets (a call has begun: the early alert) go to ``<prefix>/<station>/onset/<class>``,
+detections (the call, closed; same ``id``) to ``<prefix>/<station>/detection/<class>``
+(QoS 1, the bus's JSON body);
 monitor liveness goes to ``<prefix>/status`` as a retained ``ok``/``lost`` so a late MQTT
 subscriber sees the current state at once.
 
@@ -35,9 +37,9 @@ def main() -> None:
     client = AlertClient(args.publish, replay_endpoint=args.replay)
     while True:
         for event in client.poll(500):
-            if event.kind in ("message", "replayed") and event.topic.startswith("detection."):
+            if event.alert is not None:  # "onset" or "detection"
                 body = event.body
-                topic = f"{args.prefix}/{body['station']}/detection/{body['class']}"
+                topic = f"{args.prefix}/{body['station']}/{event.alert}/{body['class']}"
                 broker.publish(topic, json.dumps(body), qos=1)  # paho resends until acked
             elif event.kind in ("lost", "recovered"):
                 state = "lost" if event.kind == "lost" else "ok"

@@ -1,6 +1,8 @@
-"""Forward pamlive detections to an HTTP webhook (standard library only).
+"""Forward pamlive alerts to an HTTP webhook (standard library only).
 
-Every detection (live or healed through replay) is POSTed as the bus's JSON body, and
+Every onset (a call has begun: the early alert) and every detection (the call, closed;
+same ``id`` as its onset), live or healed through replay, is POSTed as the bus's JSON
+body (``schema`` tells them apart), and
 monitor silence / recovery as ``{"event": "lost"|"recovered", ...}``. The bridge keeps
 its place in ``--state``, so a restarted bridge misses nothing; a detection posted just
 before a crash may be posted again (at-least-once: receivers de-duplicate by run_id, seq).
@@ -45,7 +47,7 @@ def main() -> None:
     client = AlertClient(args.publish, replay_endpoint=args.replay, resume_after=resume)
     while True:
         for event in client.poll(500):
-            if event.kind in ("message", "replayed") and event.topic.startswith("detection."):
+            if event.alert is not None:  # "onset" or "detection"
                 post(args.url, event.body)
                 args.state.write_text(json.dumps(client.position))
             elif event.kind in ("lost", "recovered", "gap"):

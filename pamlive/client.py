@@ -1,16 +1,19 @@
-"""Subscriber for the pamlive alert bus that never silently misses a detection.
+"""Subscriber for the pamlive alert bus that never silently misses an alert.
 
 This is the code a mitigation system (or the dashboard) runs: it subscribes to the bus,
-notices gaps in ``seq``, late joins and monitor restarts, fetches the missing detections
-from the monitor's replay socket before delivering newer messages (so detections arrive
-in order, each once), and turns heartbeat silence into ``lost``/``recovered`` events.
-Nothing it receives can make it raise: bad messages become ``malformed`` events.
+notices gaps in ``seq``, late joins and monitor restarts, fetches the missing alerts
+(onsets and detections) from the monitor's replay socket before delivering newer
+messages (so alerts arrive in order, each once), and turns heartbeat silence into
+``lost``/``recovered`` events. Nothing it receives can make it raise: bad messages
+become ``malformed`` events.
 
     client = AlertClient("tcp://127.0.0.1:5556", replay_endpoint="tcp://127.0.0.1:5557")
     while True:
         for event in client.poll(200):
-            if event.kind in ("message", "replayed") and event.topic.startswith("detection."):
+            if event.alert == "onset":        # a call has begun: act at once
                 act_on(event.body)
+            elif event.alert == "detection":  # the same call, closed (same "id")
+                record(event.body)
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ import zmq
 
 from pamlive.alerts.schema import (
     DETECTION_TOPIC_PREFIX,
+    ONSET_SCHEMA,
+    ONSET_TOPIC_PREFIX,
     detection_topic,
+    onset_topic,
     utc_iso,
     validate_detection,
     validate_envelope,
+    validate_onset,
 )
 from pamlive.alerts.security import secure_client
 from pamlive.errors import ConfigError
@@ -38,13 +45,14 @@ from pamlive.errors import ConfigError
 _MAX_DRAIN = 10000  # messages handled per poll, so poll() returns regularly under load
 _REMEMBERED_RUNS = 64
 _REPLAY_ATTEMPTS = 3
+_ALERT_KINDS = ["detection", "onset"]  # what replay is asked for (a "kinds" request)
 
 Position = tuple[str, int]  # (run_id, seq)
 
 
-def _well_formed(reply: dict) -> bool:
+def _well_formed(reply: dict, key: str) -> bool:
     """An ok reply's page: a list of objects with a run_id and a seq to page on."""
-    page = reply.get("detections")
+    page = reply.get(key)
     return isinstance(page, list) and all(
         isinstance(d, dict) and isinstance(d.get("run_id"), str) and isinstance(d.get("seq"), int)
         for d in page
@@ -55,15 +63,24 @@ def _well_formed(reply: dict) -> bool:
 class BusEvent:
     """One thing that happened on the bus, as seen by this subscriber.
 
-    ``kind``: ``message`` (live), ``replayed`` (a missed detection, healed), ``lost`` /
+    ``kind``: ``message`` (live), ``replayed`` (a missed alert, healed), ``lost`` /
     ``recovered`` (monitor silence), ``malformed`` (unreadable message), ``gap`` (missed
-    detections that could not be fetched; ``body`` holds the bounds).
+    alerts that could not be fetched; ``body`` holds the bounds).
     """
 
     kind: str
     topic: str
     body: dict | None
     error: str | None = None
+
+    @property
+    def alert(self) -> str | None:
+        """``onset`` or ``detection`` for an alert delivered (live or replayed), else None."""
+        if self.kind not in ("message", "replayed"):
+            return None
+        if self.topic.startswith(ONSET_TOPIC_PREFIX):
+            return "onset"
+        return "detection" if self.topic.startswith(DETECTION_TOPIC_PREFIX) else None
 
 
 class AlertClient:
@@ -107,9 +124,10 @@ class AlertClient:
             self.close()
             raise ConfigError(f"alert client cannot connect to {endpoint!r}: {e.strerror}") from e
         self._request_ids = itertools.count(1)
+        self._replay_kinds: list[str] | None = _ALERT_KINDS  # None: a monitor without onsets
         self._run_id: str | None = None
         self._last_seq = 0
-        self._delivered: OrderedDict[str, int] = OrderedDict()  # run_id -> max detection seq
+        self._delivered: OrderedDict[str, int] = OrderedDict()  # run_id -> max alert seq
         if resume_after is not None:
             self._delivered[resume_after[0]] = resume_after[1]
         self.position: Position | None = resume_after
@@ -176,15 +194,17 @@ class AlertClient:
         if run_id != self._run_id:
             self._run_id, self._last_seq = run_id, 0
         self._last_seq = max(self._last_seq, seq)
-        if topic.startswith(DETECTION_TOPIC_PREFIX):
-            self._deliver_detection("message", topic, body, events)
+        if topic.startswith((DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX)):
+            self._deliver_alert("message", topic, body, events)
         elif self._wanted(topic):
             events.append(BusEvent("message", topic, body))
 
-    def _deliver_detection(self, kind: str, topic: str, body: Any, events: list) -> None:
+    def _deliver_alert(self, kind: str, topic: str, body: Any, events: list) -> None:
+        """An onset or a detection: checked, de-duplicated by (run_id, seq), delivered."""
+        onset = topic.startswith(ONSET_TOPIC_PREFIX)
         try:
-            validate_detection(body)
-            if topic != detection_topic(body["class"]):
+            (validate_onset if onset else validate_detection)(body)
+            if topic != (onset_topic if onset else detection_topic)(body["class"]):
                 raise ValueError(f"topic {topic!r} does not match class {body['class']!r}")
         except ValueError as e:
             events.append(
@@ -205,7 +225,7 @@ class AlertClient:
     # -- healing ----------------------------------------------------------------------------
 
     def _heal_before(self, run_id: str, seq: int) -> list[BusEvent]:
-        """Replay the detections missed before message ``(run_id, seq)``, if any."""
+        """Replay the alerts missed before message ``(run_id, seq)``, if any."""
         since = None
         if self._run_id is None:  # first message: late join, resume or since_utc
             since = self._since_utc if self._resume_after is None else None
@@ -224,24 +244,32 @@ class AlertClient:
         events: list[BusEvent] = []
         bounds = {"after": after, "until": until, "since_utc": since}
         if self._replay_endpoint is None:
-            return [BusEvent("gap", "", bounds, "missed detections; no replay endpoint")]
+            return [BusEvent("gap", "", bounds, "missed alerts; no replay endpoint")]
         while True:
             request: dict[str, Any] = {"until": {"run_id": until[0], "seq": until[1]}}
             if after is not None:
                 request["after"] = {"run_id": after[0], "seq": after[1]}
             if since is not None:
                 request["since_utc"] = since
+            if self._replay_kinds is not None:
+                request["kinds"] = self._replay_kinds
             reply, error = self._request(request)
+            if reply is None and self._replay_kinds is not None and "'kinds'" in str(error):
+                self._replay_kinds = None  # a monitor from before onsets: detections only
+                continue
             if reply is None:
                 events.append(BusEvent("gap", "", bounds, error))
                 return events
-            for body in reply["detections"]:
-                topic = detection_topic(str(body.get("class"))) if isinstance(body, dict) else ""
-                self._deliver_detection("replayed", topic, body, events)
-            if not reply.get("more") or not reply["detections"]:
+            page = reply[self._page_key]
+            for body in page:
+                self._deliver_alert("replayed", _topic_of(body), body, events)
+            if not reply.get("more") or not page:
                 return events
-            last = reply["detections"][-1]
-            after = (last["run_id"], last["seq"])
+            after = (page[-1]["run_id"], page[-1]["seq"])
+
+    @property
+    def _page_key(self) -> str:
+        return "messages" if self._replay_kinds is not None else "detections"
 
     def _request(self, request: dict) -> tuple[dict | None, str | None]:
         """One replay round trip with retries (lazy pirate: a fresh socket per retry)."""
@@ -262,7 +290,7 @@ class AlertClient:
                     continue  # a late answer to an earlier, timed-out request
                 if not reply.get("ok"):
                     return None, f"replay refused: {reply.get('error')}"
-                if not _well_formed(reply):
+                if not _well_formed(reply, self._page_key):
                     return None, "replay: malformed reply"
                 return reply, None
             dealer.close(linger=0)
@@ -277,3 +305,11 @@ class AlertClient:
             secure_client(self._dealer, *self._curve)
             self._dealer.connect(self._replay_endpoint)
         return self._dealer
+
+
+def _topic_of(body: Any) -> str:
+    """The topic a logged alert body was published on."""
+    if not isinstance(body, dict):
+        return ""
+    topic = onset_topic if body.get("schema") == ONSET_SCHEMA else detection_topic
+    return topic(str(body.get("class")))

@@ -4,6 +4,9 @@ A detection of class ``c`` opens at the first window where any channel's score f
 reaches its threshold, grows while the following windows are positive, and closes at the
 first negative window, at a gap in the window sequence, or once it holds ``max_merge``
 windows. Channels are merged: one call heard on four hydrophones is one detection.
+
+The opening is an event of its own (:class:`Onset`): the live monitor alerts on it at
+once, without waiting for the window that closes the detection.
 """
 
 from __future__ import annotations
@@ -39,6 +42,23 @@ class Detection:
         return self.end_sample / self.sample_rate
 
 
+@dataclass(frozen=True)
+class Onset:
+    """A detection as it opens: the first window at or over threshold (the early alert).
+
+    ``start_sample`` is the detection's start; ``end_sample`` the opening window's end;
+    ``score``/``scores``/``channels`` are that window's, the detection's "so far".
+    """
+
+    class_name: str
+    score: float
+    scores: dict[str, float]
+    channels: list[int]
+    start_sample: int
+    end_sample: int
+    sample_rate: int
+
+
 @dataclass
 class _Open:
     det: Detection
@@ -46,7 +66,7 @@ class _Open:
 
 
 class WindowMerger:
-    """Feed window scores in stream order; receive closed detections."""
+    """Feed window scores in stream order; receive closed (and opened) detections."""
 
     def __init__(
         self,
@@ -68,24 +88,34 @@ class WindowMerger:
     def push(self, window_index: int, start_sample: int, end_sample: int,
              scores: np.ndarray) -> list[Detection]:
         """``scores``: ``(channels, classes)`` for one window position."""
-        closed: list[Detection] = []
+        events = self.push_events(window_index, start_sample, end_sample, scores)
+        return [e for e in events if isinstance(e, Detection)]
+
+    def push_events(self, window_index: int, start_sample: int, end_sample: int,
+                    scores: np.ndarray) -> list[Onset | Detection]:
+        """Like :meth:`push`, also reporting each opening, in the order things happened
+        (a detection closed by a gap, the one opened after it, ...)."""
+        events: list[Onset | Detection] = []
         for ci in self._active:
             positive = np.flatnonzero(scores[:, ci] >= self._thresholds[ci])
             current = self._open.get(ci)
             contiguous = current is not None and window_index == current.last_index + 1
             if current is not None and (not positive.size or not contiguous):
                 current.det.ready_sample = end_sample
-                closed.append(self._open.pop(ci).det)
+                events.append(self._open.pop(ci).det)
                 current = None
             if not positive.size:
                 continue
-            if current is None:
+            is_new = current is None
+            if is_new:
                 current = self._open[ci] = _Open(self._new(ci, start_sample), window_index)
             self._extend(current, ci, window_index, end_sample, scores, positive)
+            if is_new:
+                events.append(_onset(current.det))
             if current.det.n_windows >= self.max_merge:
                 current.det.ready_sample = end_sample
-                closed.append(self._open.pop(ci).det)
-        return closed
+                events.append(self._open.pop(ci).det)
+        return events
 
     def flush(self, end_sample: int | None = None) -> list[Detection]:
         """End of stream: close everything still open."""
@@ -120,3 +150,9 @@ class WindowMerger:
         window_max = scores.max(axis=0)
         for k, name in enumerate(self.class_names):
             det.scores[name] = max(det.scores[name], float(window_max[k]))
+
+
+def _onset(det: Detection) -> Onset:
+    """A copy of a just-opened detection (the detection itself goes on growing)."""
+    return Onset(det.class_name, det.score, dict(det.scores), list(det.channels),
+                 det.start_sample, det.end_sample, det.sample_rate)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from pamlive.alerts.bus import AlertBus
-from pamlive.alerts.schema import detection_body, utc_at_sample, utc_iso
+from pamlive.alerts.events import alert_body
+from pamlive.alerts.schema import utc_at_sample, utc_iso
 from pamlive.buffers import RingBuffer
 from pamlive.config import Config, data_path
 from pamlive.dashboard.spectrum import SPECTRUM_TOPIC, SpectrumFeed
-from pamlive.detection import Detection
+from pamlive.detection import Detection, Onset
 from pamlive.errors import ConfigError, PamliveError
 from pamlive.field.archive import ArchiveSettings, RawArchive
 from pamlive.field.clips import ClipSettings, ClipWriter, PendingClips
@@ -84,10 +85,6 @@ class _GapTolerantWindows:
         self._index_offset = 0
         self._expected = 0
         self._last_index = -1
-
-    @property
-    def resampler_delay(self) -> int:
-        return self._windower.resampler.delay_in_samples
 
     def push(self, start_sample: int, block: np.ndarray) -> list[Window]:
         if start_sample != self._expected:
@@ -414,34 +411,36 @@ class Monitor:
                 self._scores_ended = True
                 return
             w, scores = item
-            closed = self.merger.push(w.index, w.start_sample, w.end_sample, scores)
-            if closed:
-                # The closing window was computable once its resampler support had arrived.
-                needed = min(w.ready_sample, w.end_sample + self._windows.resampler_delay)
-                self._publish_all(closed, needed)
+            # onsets (the early alerts) and closed detections, in the order they happened
+            events = self.merger.push_events(w.index, w.start_sample, w.end_sample, scores)
+            self._publish_all(events, w.end_sample)
 
-    def _publish_all(self, detections: list[Detection], needed_sample: int) -> None:
-        if not detections:
+    def _publish_all(self, events: Sequence[Onset | Detection], last_sample: int) -> None:
+        """Publish the merge rule's events; ``last_sample`` ends (exclusive) the window that
+        triggered them: their ``latency_ms`` runs from that sample's arrival."""
+        if not events:
             return
-        arrival = self.ring.arrival_time(needed_sample - 1)
+        arrival = self.ring.arrival_time(last_sample - 1)
         ready = time.monotonic() if arrival is None else arrival
         start_utc = self.source.start_utc
-        for det in detections:
-            self.counters.detections += 1
+        for det in events:
             det_utc = utc_at_sample(start_utc, det.start_sample, det.sample_rate)
             position = self.track.at(det_utc.timestamp()) if self.track else None
-            job = self.clips.plan(det, det_utc) if self.clips else None
-            if job is not None and not self.pending_clips.add(job):
-                job = None
-            body = detection_body(
-                run_id=self.bus.run_id, station=self.config.station, class_name=det.class_name,
-                score=det.score, scores=det.scores, channels=det.channels,
-                start_sample=det.start_sample, end_sample=det.end_sample,
-                sample_rate=det.sample_rate, stream_start_utc=start_utc,
-                model_name=self.package.name, model_version=self.package.version,
-                position=position.as_dict() if position else None,
-                clip=str(job.audio_path) if job else None,
-            )
+            job = None
+            if isinstance(det, Detection):
+                self.counters.detections += 1
+                job = self.clips.plan(det, det_utc) if self.clips else None
+                if job is not None and not self.pending_clips.add(job):
+                    job = None
+            body = alert_body(det, run_id=self.bus.run_id, station=self.config.station,
+                              stream_start_utc=start_utc, model=self.package,
+                              position=position.as_dict() if position else None,
+                              clip=str(job.audio_path) if job else None)
+            if isinstance(det, Onset):
+                self.bus.publish_onset(body, ready_monotonic=ready)
+                log.info("onset %s score %.2f at %s", det.class_name, det.score,
+                         body["start_utc"])
+                continue
             self.bus.publish_detection(body, ready_monotonic=ready)
             log.info("detection %s score %.2f at %s (channels %s)", det.class_name, det.score,
                      body["start_utc"], ",".join(map(str, det.channels)))
@@ -488,7 +487,6 @@ class Monitor:
         if self.track is not None:
             flags += self.track.flags(time.time())
         rate = self.source.sample_rate
-        latency = bus["latency_ms"]
         return {
             "uptime_s": round(now - self._started, 3),
             "status": status,
@@ -505,8 +503,7 @@ class Monitor:
                                               / self.window_queue.maxsize, 4),
                           "mean_batch_ms": (round(float(np.mean(self._batch_ms)), 3)
                                             if self._batch_ms else None)},
-            "latency_ms": {"last": latency.get("last"), "median": latency.get("median"),
-                           "p95": latency.get("p95")},
+            "latency_ms": bus["latency_ms"],  # p50/p95 over recent alerts (alerts/latency.py)
             "drops": {"ring_samples": self.ring.lost_samples, "window_queue": c.window_drops,
                       "detection_queue": c.score_drops, "publish": bus["dropped"]},
             "level_dbfs": self.levels.dbfs_since_last(),

@@ -80,6 +80,9 @@ class JackPlayer:
 
     ``start_utc_s`` is the wall-clock time of the JACK cycle whose input period carries
     the first played sample: the moment that sample was "captured" on the shared graph.
+    ``cycles`` logs, for every cycle that played, its first sample's position in ``audio``
+    and the ``time.monotonic()`` at which the cycle began (preallocated: the process
+    callback must not allocate); :meth:`played_at` turns a sample into that time.
     """
 
     def __init__(self, env: dict[str, str], audio: np.ndarray) -> None:
@@ -92,6 +95,9 @@ class JackPlayer:
                       for i in range(self.audio.shape[1])]
         self.position = 0
         self.start_utc_s: float | None = None
+        self.rate, self.period = self.client.samplerate, self.client.blocksize
+        self.cycles = np.zeros((self.audio.shape[0] // self.period + 2, 2), np.float64)
+        self.n_cycles = 0
         self.finished = threading.Event()
         self._go = threading.Event()
         self.client.set_process_callback(self._process)
@@ -106,6 +112,11 @@ class JackPlayer:
             # this cycle's period began `frames_since_cycle_start` frames ago
             self.start_utc_s = time.time() - self.client.frames_since_cycle_start / (
                 self.client.samplerate)
+        if self.n_cycles < self.cycles.shape[0]:
+            self.cycles[self.n_cycles] = (self.position, time.monotonic()
+                                          - self.client.frames_since_cycle_start
+                                          / self.client.samplerate)
+            self.n_cycles += 1
         chunk = self.audio[self.position : self.position + frames]
         for i, port in enumerate(self.ports):
             buf = port.get_array()
@@ -114,6 +125,16 @@ class JackPlayer:
         self.position += frames
         if self.position >= self.audio.shape[0]:
             self.finished.set()
+
+    def played_at(self, sample: int) -> float:
+        """``time.monotonic()`` at which ``sample`` of ``audio`` was in the air, as for a
+        sound card: a period's samples arrive together at the start of the cycle that
+        delivers them, the last one just captured, earlier ones one sample apart before."""
+        cycles = self.cycles[: self.n_cycles]
+        k = int(np.searchsorted(cycles[:, 0], sample, side="right")) - 1
+        if k < 0 or sample >= self.position:
+            raise ValueError(f"sample {sample} was not played")
+        return float(cycles[k, 1] - (self.period - (sample - cycles[k, 0])) / self.rate)
 
     def play(self) -> None:
         self._go.set()

@@ -34,13 +34,13 @@ def _webhook() -> tuple[ThreadingHTTPServer, list[dict]]:
     return server, received
 
 
-def test_webhook_bridge_posts_every_detection_once_across_its_own_restart(tmp_path):
+def test_webhook_bridge_posts_every_alert_once_across_its_own_restart(tmp_path):
     server, received = _webhook()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     log = tmp_path / "log.db"
     sim, ready = spawn(
         ["--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*", "--log", str(log),
-         "--rate", "40", "--count", "120", "--linger-s", "30"]
+         "--rate", "20", "--count", "60", "--linger-s", "30", "--onsets"]
     )  # fmt: skip
     bridge_cmd = [sys.executable, str(BRIDGE), url, "--publish", ready["publish"],
                   "--replay", ready["replay"], "--state", str(tmp_path / "state.json")]  # fmt: skip
@@ -60,10 +60,15 @@ def test_webhook_bridge_posts_every_detection_once_across_its_own_restart(tmp_pa
         sim.send_signal(signal.SIGTERM)
         sim.communicate(timeout=20)
         server.shutdown()
-    detections = [r for r in received if "event" not in r]
-    assert len(detections) >= 120
-    # at-least-once across a SIGKILL: a detection posted just before the kill, before the
+    alerts = [r for r in received if "event" not in r]
+    assert len(alerts) >= 120
+    # at-least-once across a SIGKILL: an alert posted just before the kill, before the
     # state file was written, may come twice; none may be missing and order is kept
-    unique = list(dict.fromkeys((d["run_id"], d["seq"]) for d in detections))
-    assert unique == [(b["run_id"], b["seq"]) for b in read_all(log)]
-    assert len(detections) - len(unique) <= 1
+    unique = list(dict.fromkeys((d["run_id"], d["seq"]) for d in alerts))
+    logged = read_all(log, kinds=("detection", "onset"))
+    assert unique == [(b["run_id"], b["seq"]) for b in logged]
+    assert len(alerts) - len(unique) <= 1
+    # each onset is forwarded before its detection, which carries the same id
+    schemas = [b["schema"] for b in logged]
+    assert schemas == ["pamlive.onset/1", "pamlive.detection/1"] * 60
+    assert [b["id"] for b in logged[::2]] == [b["id"] for b in logged[1::2]]

@@ -283,3 +283,19 @@ def test_dashboard_command_reads_a_curve_secured_monitor(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "remote-buoy" in out and "right_whale" in out and "0.93" in out
+
+
+def test_the_onset_raises_the_alarm_and_its_closed_detection_only_updates_it():
+    state = DashboardState()
+    onset = _detection(1, score=0.91) | {"schema": "pamlive.onset/1"}
+    state.apply(BusEvent("message", "onset.right_whale", onset), 1.0)
+    assert state.take_bell() and not state.take_bell()  # the alarm rings at the onset
+    assert state.alarm_active(1.0) and "CALLING" in state.alarm_text and "0.91" in state.alarm_text
+    assert state.detections_total == 0 and state.onsets_total == 1  # the list shows closed ones
+    state.apply(BusEvent("message", "detection.right_whale", _detection(2, score=0.97)), 3.0)
+    assert not state.take_bell()  # the same call (same id): no second bell
+    assert state.detections_total == 1 and "0.97" in state.alarm_text
+    assert state.alarm_active(3.0 + ALARM_HOLD_S - 0.1)
+    other = _detection(3) | {"id": "another-call"}  # no onset seen (e.g. an older monitor)
+    state.apply(BusEvent("message", "detection.right_whale", other), 4.0)
+    assert state.take_bell()

@@ -1,4 +1,6 @@
-"""The alert bus: one publisher thread that logs detections durably, then publishes.
+"""The alert bus: one publisher thread that logs alerts durably, then publishes.
+
+Alerts are detections and onsets (a detection as it opens: the early alert).
 
 Callers only enqueue (bounded, never blocking, every drop counted); the publisher thread
 owns the PUB socket and the log writer, numbers every message (``seq``), commits each
@@ -23,14 +25,18 @@ from typing import Any
 import numpy as np
 import zmq
 
+from pamlive.alerts.latency import DETECTION, ONSET, LatencyTracker
 from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader
 from pamlive.alerts.replay import MAX_FRAME_BYTES, ReplayServer
 from pamlive.alerts.schema import (
     DETECTION_TOPIC_PREFIX,
     HEALTH_SCHEMA,
     HEARTBEAT_SCHEMA,
+    ONSET_SCHEMA,
+    ONSET_TOPIC_PREFIX,
     detection_topic,
     new_run_id,
+    onset_topic,
     parse_utc,
     utc_iso,
 )
@@ -83,7 +89,7 @@ class AlertBus:
         self._seq = 0
         self._published: Counter[str] = Counter()
         self._drops: Counter[str] = Counter()
-        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._latencies = LatencyTracker(_LATENCY_WINDOW)
         self._commit_ms: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._log_errors = 0
         self._log_rows = 0
@@ -222,19 +228,26 @@ class AlertBus:
             raise ValueError("publish_detection needs a body from schema.detection_body")
         self._enqueue(detection_topic(body["class"]), dict(body), ready_monotonic)
 
+    def publish_onset(self, body: dict, *, ready_monotonic: float) -> None:
+        """Queue an onset body (from ``schema.onset_body``): logged, then published, like a
+        detection; ``ready_monotonic``: arrival of the opening window's last sample."""
+        if body.get("schema") != ONSET_SCHEMA or not isinstance(body.get("class"), str):
+            raise ValueError("publish_onset needs a body from schema.onset_body")
+        self._enqueue(onset_topic(body["class"]), dict(body), ready_monotonic)
+
     def publish_health(self, body: dict) -> None:
         self._enqueue("health", {"schema": HEALTH_SCHEMA, **body}, None)
 
     def publish(self, topic: str, body: dict) -> None:
-        """Any non-detection topic (e.g. ``spectrum``); detections go through the log."""
-        if topic.startswith(DETECTION_TOPIC_PREFIX) or not topic.isascii():
-            raise ValueError(f"publish: topic {topic!r} must be ASCII and not a detection")
+        """Any non-alert topic (e.g. ``spectrum``); detections and onsets go through the log."""
+        if topic.startswith((DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX)) or not topic.isascii():
+            raise ValueError(f"publish: topic {topic!r} must be ASCII and not an alert")
         self._enqueue(topic, dict(body), None)
 
     def stats(self) -> dict[str, Any]:
         """Counters for the health message and the dashboard."""
         with self._lock:
-            latencies = np.array(self._latencies) if self._latencies else None
+            latencies = self._latencies.summary()
             commits = np.array(self._commit_ms) if self._commit_ms else None
             stats = {
                 "run_id": self.run_id,
@@ -245,14 +258,14 @@ class AlertBus:
                 "queue_fill": self._queue.qsize() / self._queue.maxsize,
                 "log_rows": self._log_rows,
                 "log_errors": self._log_errors,
+                "latency_ms": latencies,
             }
-        for name, values in (("latency_ms", latencies), ("log_commit_ms", commits)):
-            stats[name] = (
-                {"last": float(values[-1]), "median": float(np.median(values)),
-                 "p95": float(np.percentile(values, 95))}
-                if values is not None
-                else {"last": None, "median": None, "p95": None}
-            )
+        stats["log_commit_ms"] = (
+            {"last": float(commits[-1]), "median": float(np.median(commits)),
+             "p95": float(np.percentile(commits, 95))}
+            if commits is not None
+            else {"last": None, "median": None, "p95": None}
+        )
         if self._replay is not None:
             stats["replay"] = {"requests": self._replay.requests, "errors": self._replay.errors}
         return stats
@@ -295,12 +308,12 @@ class AlertBus:
         return [item for item in batch if item is not _WAKE]
 
     def _send_batch(self, batch: list[tuple[str, dict, float | None]]) -> None:
-        """Number every message, commit the batch's detections, then send all in order."""
+        """Number every message, commit the batch's alerts, then send all in order."""
         now = time.monotonic()
         time_utc = utc_iso(datetime.now(UTC))
         frames: list[tuple[str, bytes]] = []
         rows: list[LoggedDetection] = []
-        latencies: list[float] = []
+        latencies: list[tuple[str, float]] = []
         for topic, body, ready in batch:
             body.update(run_id=self.run_id, seq=self._seq + 1, time_utc=time_utc)
             body["station"] = self.station
@@ -315,9 +328,10 @@ class AlertBus:
                 continue
             self._seq += 1
             if ready is not None:
-                latencies.append(body["latency_ms"])
+                kind = ONSET if topic.startswith(ONSET_TOPIC_PREFIX) else DETECTION
+                latencies.append((kind, body["latency_ms"]))
                 if self._log is not None:
-                    rows.append(LoggedDetection(self._seq, start, text))
+                    rows.append(LoggedDetection(self._seq, start, text, kind))
             frames.append((topic, text.encode("utf-8")))
         if rows:
             self._write_log(rows)
@@ -326,7 +340,8 @@ class AlertBus:
         with self._lock:
             for topic, _ in frames:
                 self._published[topic] += 1
-            self._latencies.extend(latencies)
+            for kind, ms in latencies:
+                self._latencies.add(kind, ms)
 
     def _write_log(self, rows: list[LoggedDetection]) -> None:
         t0 = time.perf_counter()

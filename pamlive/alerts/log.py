@@ -4,6 +4,9 @@ Every detection is committed (fsync'd) before it is sent on the bus, so a crash 
 power loss) never loses a detection a subscriber has seen, and SQLite's journal keeps the
 file consistent. The log spans monitor runs: runs get an increasing ordinal at start, and
 detections are ordered by ``(run ordinal, seq)``, which is what replay walks.
+
+Onsets (the early alert as a detection opens) are logged the same way, in a table of
+their own, so the ``detections`` table still holds detections only.
 """
 
 from __future__ import annotations
@@ -34,9 +37,20 @@ CREATE TABLE IF NOT EXISTS detections (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS detections_by_start ON detections (start_epoch);
 CREATE INDEX IF NOT EXISTS detections_by_logged ON detections (logged_epoch);
+CREATE TABLE IF NOT EXISTS onsets (
+    run_ord INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    start_epoch REAL NOT NULL,
+    logged_epoch REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_ord, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS onsets_by_start ON onsets (start_epoch);
+CREATE INDEX IF NOT EXISTS onsets_by_logged ON onsets (logged_epoch);
 """
 
 MAX_PAGE = 1000
+TABLES = {"detection": "detections", "onset": "onsets"}  # message kind -> its table
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class LoggedDetection:
     seq: int
     start_epoch: float
     body_json: str
+    kind: str = "detection"  # a key of TABLES
 
 
 class UnknownRunError(LookupError):
@@ -92,24 +107,28 @@ class DetectionLog:
         if self._run_ord is None:
             raise RuntimeError("DetectionLog.start_run must be called before append")
         now = time.time()
-        params = [(self._run_ord, r.seq, r.start_epoch, now, r.body_json) for r in rows]
+        params: dict[str, list[tuple]] = {}
+        for r in rows:
+            params.setdefault(TABLES[r.kind], []).append(
+                (self._run_ord, r.seq, r.start_epoch, now, r.body_json))
         with self._conn:
-            self._conn.executemany(
-                "INSERT INTO detections (run_ord, seq, start_epoch, logged_epoch, body)"
-                " VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
+            for table, values in params.items():
+                self._conn.executemany(
+                    f"INSERT INTO {table} (run_ord, seq, start_epoch, logged_epoch, body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    values,
+                )
 
     def prune(self, retention_days: float) -> int:
-        """Delete detections logged more than ``retention_days`` ago; returns rows deleted."""
+        """Delete detections and onsets logged more than ``retention_days`` ago; returns
+        rows deleted."""
         cutoff = time.time() - retention_days * 86400.0
         with self._conn:
-            n = self._conn.execute(
-                "DELETE FROM detections WHERE logged_epoch < ?", (cutoff,)
-            ).rowcount
+            n = sum(self._conn.execute(f"DELETE FROM {table} WHERE logged_epoch < ?",
+                                       (cutoff,)).rowcount for table in TABLES.values())
             self._conn.execute(
                 "DELETE FROM runs WHERE ord != ? AND started_epoch < ?"
-                " AND ord NOT IN (SELECT DISTINCT run_ord FROM detections)",
+                " AND ord NOT IN (SELECT run_ord FROM detections UNION SELECT run_ord FROM onsets)",
                 (self._run_ord, cutoff),
             )
         return n
@@ -137,13 +156,16 @@ class LogReader:
         until: tuple[str, int] | None = None,
         since_epoch: float | None = None,
         limit: int = MAX_PAGE,
+        kinds: tuple[str, ...] = ("detection",),
     ) -> tuple[list[str], bool]:
-        """Detection bodies (JSON text) in log order, and whether more rows follow.
+        """Bodies (JSON text) of the ``kinds`` asked for, in log order, and whether more
+        rows follow.
 
         ``after``/``until`` are exclusive ``(run_id, seq)`` bounds; ``since_epoch`` keeps
-        detections that started at or after that UTC time (sample clock).
+        messages that started at or after that UTC time (sample clock).
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[float] = []
         if after is not None:
             ord_ = self._ord(after[0])
             where.append("(run_ord > ? OR (run_ord = ? AND seq > ?))")
@@ -155,22 +177,22 @@ class LogReader:
         if since_epoch is not None:
             where.append("start_epoch >= ?")
             args.append(since_epoch)
-        sql = "SELECT body FROM detections"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        condition = " WHERE " + " AND ".join(where) if where else ""
+        sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {TABLES[k]}{condition}"
+                                 for k in kinds)
         sql += " ORDER BY run_ord, seq LIMIT ?"
-        rows = self._conn.execute(sql, [*args, limit + 1]).fetchall()
-        return [r[0] for r in rows[:limit]], len(rows) > limit
+        rows = self._conn.execute(sql, [*(args * len(kinds)), limit + 1]).fetchall()
+        return [r[2] for r in rows[:limit]], len(rows) > limit
 
     def close(self) -> None:
         self._conn.close()
 
 
-def read_all(path: Path) -> list[dict]:
-    """Every logged detection body, in log order (for tools and tests)."""
+def read_all(path: Path, kinds: tuple[str, ...] = ("detection",)) -> list[dict]:
+    """Every logged body of ``kinds``, in log order (for tools and tests)."""
     reader = LogReader(path)
     try:
-        bodies, _ = reader.query(limit=2**62)
+        bodies, _ = reader.query(limit=2**62, kinds=kinds)
     finally:
         reader.close()
     return [json.loads(b) for b in bodies]

@@ -13,13 +13,13 @@ from typing import Any
 
 import zmq
 
-from pamlive.alerts.log import MAX_PAGE, LogReader, UnknownRunError
+from pamlive.alerts.log import MAX_PAGE, TABLES, LogReader, UnknownRunError
 from pamlive.alerts.schema import parse_utc
 
 REPLY_SCHEMA = "pamlive.replay/1"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 1024 * 1024  # libzmq drops peers sending more (memory guard)
-_REQUEST_KEYS = {"id", "after", "until", "since_utc", "limit"}
+_REQUEST_KEYS = {"id", "after", "until", "since_utc", "limit", "kinds"}
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,14 @@ def parse_request(payload: bytes) -> dict[str, Any]:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
         raise BadRequest("bad_request", f"limit must be an integer in 1..{MAX_PAGE}")
     query["limit"] = limit
+    if "kinds" in request:  # without it: detections only, under "detections" (as ever)
+        kinds = request["kinds"]
+        if (not isinstance(kinds, list) or not kinds
+                or not all(isinstance(k, str) and k in TABLES for k in kinds)
+                or len(set(kinds)) != len(kinds)):
+            raise BadRequest("bad_request", f"kinds must be a list of distinct kinds of "
+                                            f"{sorted(TABLES)}")
+        query["kinds"] = tuple(kinds)
     return query
 
 
@@ -87,10 +95,12 @@ def error_reply(request_id: Any, code: str, message: str) -> bytes:
     ).encode()
 
 
-def ok_reply(request_id: Any, bodies: list[str], more: bool) -> bytes:
-    """Assembled from the logged JSON texts, so replayed bodies are byte-identical."""
+def ok_reply(request_id: Any, bodies: list[str], more: bool, key: str = "detections") -> bytes:
+    """Assembled from the logged JSON texts, so replayed bodies are byte-identical.
+
+    ``key``: ``detections``, or ``messages`` when the request named its ``kinds``."""
     head = json.dumps({"schema": REPLY_SCHEMA, "id": request_id, "ok": True, "more": more})
-    return (head[:-1] + ', "detections": [' + ", ".join(bodies) + "]}").encode()
+    return (head[:-1] + f', "{key}": [' + ", ".join(bodies) + "]}").encode()
 
 
 class ReplayServer:
@@ -120,14 +130,15 @@ class ReplayServer:
         """The reply frame for one request frame; counts error replies."""
         request_id = _request_id(payload)
         try:
-            bodies, more = self._reader.query(**parse_request(payload))
+            query = parse_request(payload)
+            bodies, more = self._reader.query(**query)
         except BadRequest as e:
             self.errors += 1
             return error_reply(request_id, e.code, str(e))
         except UnknownRunError as e:
             self.errors += 1
             return error_reply(request_id, "unknown_run", f"run_id {e.args[0]!r} is not in the log")
-        return ok_reply(request_id, bodies, more)
+        return ok_reply(request_id, bodies, more, "messages" if "kinds" in query else "detections")
 
     def _handle(self, frames: list[bytes]) -> None:
         envelope, rest = frames[:1], frames[1:]

@@ -16,6 +16,8 @@ DETECTION_SCHEMA = "pamlive.detection/1"
 HEARTBEAT_SCHEMA = "pamlive.heartbeat/1"
 HEALTH_SCHEMA = "pamlive.health/1"
 DETECTION_TOPIC_PREFIX = "detection."
+ONSET_SCHEMA = "pamlive.onset/1"
+ONSET_TOPIC_PREFIX = "onset."
 
 
 def new_run_id() -> str:
@@ -55,6 +57,16 @@ def detection_topic(class_name: str) -> str:
     return DETECTION_TOPIC_PREFIX + class_name
 
 
+def onset_topic(class_name: str) -> str:
+    return ONSET_TOPIC_PREFIX + class_name
+
+
+def alert_id(run_id: str, class_name: str, start_sample: int) -> str:
+    """The id an onset and its closed detection share: a class's detection starting at a
+    sample is unique within a run, and run ids are unique."""
+    return f"{run_id}:{class_name}:{int(start_sample)}"
+
+
 def detection_body(
     *,
     run_id: str,
@@ -75,7 +87,8 @@ def detection_body(
 ) -> dict[str, Any]:
     """A ``pamlive.detection/1`` body without ``seq``/``latency_ms`` (the bus adds them).
 
-    Times come from the sample clock: ``stream_start_utc + sample / sample_rate``.
+    Times come from the sample clock: ``stream_start_utc + sample / sample_rate``. Its
+    ``id`` is the one its onset carried.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -95,6 +108,7 @@ def detection_body(
         "end_sample": int(end_sample),
         "sample_rate": int(sample_rate),
         "model": {"name": model_name, "version": model_version},
+        "id": alert_id(run_id, class_name, start_sample),
     }
     if bearing_deg is not None:
         body["bearing_deg"] = float(bearing_deg)
@@ -103,6 +117,15 @@ def detection_body(
                             "lon": float(position["lon"])}
     if clip is not None:
         body["clip"] = str(clip)
+    return body
+
+
+def onset_body(**fields: Any) -> dict[str, Any]:
+    """A ``pamlive.onset/1`` body: the detection as its first window opened it (that
+    window's ``end_sample``, score and channels), with the id its closed detection will
+    carry. Keywords as for :func:`detection_body`."""
+    body = detection_body(**fields)
+    body["schema"] = ONSET_SCHEMA
     return body
 
 
@@ -131,9 +154,22 @@ def validate_envelope(body: object) -> None:
 
 def validate_detection(body: object) -> None:
     """Raise ``ValueError`` naming the first bad field of a published detection body."""
+    _validate_alert(body, DETECTION_SCHEMA)
+
+
+def validate_onset(body: object) -> None:
+    """Raise ``ValueError`` naming the first bad field of a published onset body."""
+    _validate_alert(body, ONSET_SCHEMA)
+    assert isinstance(body, dict)
+    _require("id" in body, "id", "an onset must carry the id of its detection")
+
+
+def _validate_alert(body: object, schema: str) -> None:
     validate_envelope(body)
     assert isinstance(body, dict)
-    _require(body.get("schema") == DETECTION_SCHEMA, "schema", f"must be {DETECTION_SCHEMA!r}")
+    _require(body.get("schema") == schema, "schema", f"must be {schema!r}")
+    if "id" in body:
+        _require(isinstance(body["id"], str) and body["id"] != "", "id", "not a non-empty string")
     _require(isinstance(body.get("station"), str), "station", "missing or not a string")
     _require(isinstance(body.get("class"), str) and body["class"] != "", "class", "missing")
     _require(_is_number(body.get("score")), "score", "missing or not a finite number")

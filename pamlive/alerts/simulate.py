@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pamlive.alerts.bus import AlertBus
-from pamlive.alerts.schema import detection_body
+from pamlive.alerts.schema import detection_body, onset_body
 from pamlive.alerts.security import CurveConfig
 
 SAMPLE_RATE = 2000
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-secret", type=Path, default=None)
     p.add_argument("--curve-clients", type=Path, default=None)
     p.add_argument("--allow-insecure", action="store_true")
+    p.add_argument("--onsets", action="store_true",
+                   help="publish each detection's onset (its opening window) before it")
     return p
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict:
             time.sleep(0.001)
             continue
         start = n * SAMPLE_RATE
-        body = detection_body(
+        fields = dict(
             run_id=bus.run_id,
             station=args.station,
             class_name="right_whale",
@@ -81,7 +83,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict:
             model_name="synthetic",
             model_version="0",
         )
-        bus.publish_detection(body, ready_monotonic=time.monotonic())
+        if args.onsets:
+            bus.publish_onset(onset_body(**fields), ready_monotonic=time.monotonic())
+        bus.publish_detection(detection_body(**fields), ready_monotonic=time.monotonic())
         n += 1
     elapsed = time.monotonic() - t0
     stop.wait(args.linger_s)

@@ -6,12 +6,12 @@ malformed, when the monitor is lost) is tested by feeding events and checking fi
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX, parse_utc
+from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX, parse_utc
 from pamlive.client import BusEvent
 from pamlive.dashboard.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
 
@@ -21,6 +21,7 @@ RECENT_REPLAY_S = 120.0  # a healed detection this fresh still alarms; older one
 MAX_PENDING_BELLS = 3  # a burst rings a few times, not once per message
 MAX_DETECTIONS = 500
 MAX_SPECTRUM_ROWS = 600
+MAX_ALARMED_IDS = 1000  # onsets remembered, so their closed detections do not ring again
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class DashboardState:
     spectrum_channels: set[int] = field(default_factory=set)
     malformed: int = 0
     last_error: str | None = None
-    healed: int = 0  # detections fetched back through replay after a gap
+    healed: int = 0  # alerts (onsets, detections) fetched back through replay after a gap
     unhealed_gaps: int = 0
     joined_late_unfetched: bool = False
     last_gap_error: str | None = None
@@ -66,6 +67,8 @@ class DashboardState:
     alarm_until: float = 0.0
     alarm_text: str = ""
     bells_due: int = 0
+    onsets_total: int = 0
+    alarmed_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def apply(self, event: BusEvent, now: float) -> None:
         """Take one bus event (``now``: monotonic seconds); never raises on bad content."""
@@ -98,13 +101,28 @@ class DashboardState:
         assert body is not None
         self.run_id = body.get("run_id", self.run_id)
         self.station = body.get("station", self.station)
-        if event.topic.startswith(DETECTION_TOPIC_PREFIX):
+        if event.topic.startswith(ONSET_TOPIC_PREFIX):
+            self._on_onset(body, replayed=event.kind == "replayed", now=now)
+        elif event.topic.startswith(DETECTION_TOPIC_PREFIX):
             self._on_detection(body, replayed=event.kind == "replayed", now=now)
         elif event.topic == "health":
             _check_health(body)
             self.health, self.health_at = body, now
         elif event.topic == SPECTRUM_TOPIC:
             self._on_spectrum(body)
+
+    def _on_onset(self, body: dict[str, Any], *, replayed: bool, now: float) -> None:
+        """A call has begun: the alarm (banner and bell) goes off now, not at its close."""
+        start = parse_utc(body["start_utc"])
+        class_name, score = str(body["class"]), float(body["score"])
+        channels = tuple(int(c) for c in body["channels"])
+        self.onsets_total += 1
+        if replayed:
+            self.healed += 1
+        if self._alarm(class_name, start, score, channels, replayed, now, "CALLING"):
+            self.alarmed_ids[str(body["id"])] = None
+            while len(self.alarmed_ids) > MAX_ALARMED_IDS:
+                self.alarmed_ids.popitem(last=False)
 
     def _on_detection(self, body: dict[str, Any], *, replayed: bool, now: float) -> None:
         start = parse_utc(body["start_utc"])
@@ -122,13 +140,26 @@ class DashboardState:
         self.detections_total += 1
         if replayed:
             self.healed += 1
+        if body.get("id") in self.alarmed_ids:  # its onset rang already: update the banner
+            if self.alarm_active(now):
+                self._alarm(row.class_name, start, row.score, row.channels, replayed, now, "",
+                            ring=False)
+            return
+        self._alarm(row.class_name, start, row.score, row.channels, replayed, now, "")
+
+    def _alarm(self, class_name: str, start: datetime, score: float, channels: tuple[int, ...],
+               replayed: bool, now: float, note: str, ring: bool = True) -> bool:
+        """Raise (or refresh) the banner for an alarming class; True if it did."""
         age_s = (datetime.now(UTC) - start).total_seconds()
-        if row.class_name in ALARM_CLASSES and (not replayed or age_s < RECENT_REPLAY_S):
-            self.alarm_until = now + ALARM_HOLD_S
-            channels = ",".join(str(c) for c in row.channels)
-            self.alarm_text = (f"{row.class_name.replace('_', ' ').upper()} "
-                               f"{start:%H:%M:%S} UTC  score {row.score:.2f}  ch {channels}")
+        if class_name not in ALARM_CLASSES or (replayed and age_s >= RECENT_REPLAY_S):
+            return False
+        self.alarm_until = now + ALARM_HOLD_S
+        listed = ",".join(str(c) for c in channels)
+        self.alarm_text = (f"{class_name.replace('_', ' ').upper()} {note + ' ' if note else ''}"
+                           f"{start:%H:%M:%S} UTC  score {score:.2f}  ch {listed}")
+        if ring:
             self.bells_due = min(self.bells_due + 1, MAX_PENDING_BELLS)
+        return True
 
     def _on_spectrum(self, body: dict[str, Any]) -> None:
         if body.get("schema") != SPECTRUM_SCHEMA:
