@@ -22,7 +22,20 @@ from pamlive.pipeline import ScoreSink, StreamDetector
 from pamlive.raven import table_path, write_selection_table
 from pamlive.sources.files import expand_inputs, iter_blocks, open_audio
 
-BLOCK_FRAMES = 1 << 18
+BLOCK_FRAMES = 1 << 18  # about this many frames per read
+
+
+def analysis_block_frames(package: ModelPackage, input_rate: int, hop_s: float) -> int:
+    """Frames per read: a whole number of window hops near ``BLOCK_FRAMES``.
+
+    Reads that start on a hop boundary let ``pamlive analyze --cluster`` split a file
+    into chunks that see exactly the windows (and ONNX batches) of a serial run.
+    """
+    hop_model = round(hop_s * package.sample_rate)
+    hop_in, rest = divmod(hop_model * input_rate, package.sample_rate)
+    if rest or hop_in <= 0:
+        return BLOCK_FRAMES
+    return hop_in * max(1, round(BLOCK_FRAMES / hop_in))
 
 
 @dataclass
@@ -91,7 +104,8 @@ def analyze_files(
             found: list[Detection] = []
             error = None
             try:
-                for block in iter_blocks(path, BLOCK_FRAMES):
+                block_frames = analysis_block_frames(package, info.sample_rate, hop_s)
+                for block in iter_blocks(path, block_frames):
                     found.extend(detector.push(block))
                     bar.advance(task, block.shape[0])
             except PamliveError as exc:

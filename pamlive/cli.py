@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--threshold", type=float,
                     help="score threshold for every detecting class (overrides the config)")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    an.add_argument("--cluster", metavar="ADDRESS",
+                    help="run on Dask: local, local:N (N worker processes) or tcp://HOST:8786 "
+                         "(config: [cluster] address); needs pamlive[cluster]")
 
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -104,11 +107,29 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if not 0.0 <= args.threshold <= 1.0:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
-    result = analyze_files(
-        args.paths, package, args.outdir, hop_s=cfg.model.hop_s if args.hop is None else args.hop,
-        max_merge=cfg.model.max_merge, thresholds=thresholds, threads=cfg.model.threads,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    hop_s = cfg.model.hop_s if args.hop is None else args.hop
+    progress = not args.no_progress and sys.stderr.isatty()
+    address = args.cluster or cfg.cluster.address
+    if address:
+        from pamlive.cluster.run import analyze_on_cluster, connect
+
+        model_path = cfg.model.path
+        if not model_path.startswith("builtin:"):
+            model_path = str(Path(model_path).resolve())  # workers read it from shared storage
+        with connect(address) as client:
+            print(f"pamlive: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            run = analyze_on_cluster(
+                client, args.paths, package, model_path, args.outdir, hop_s=hop_s,
+                max_merge=cfg.model.max_merge, thresholds=thresholds,
+                chunk_s=cfg.cluster.chunk_s, progress=progress)
+        for skipped in run.skipped:
+            print(f"{skipped}: complete in an earlier run, skipped")
+        result = run.result
+    else:
+        result = analyze_files(
+            args.paths, package, args.outdir, hop_s=hop_s, max_merge=cfg.model.max_merge,
+            thresholds=thresholds, threads=cfg.model.threads, progress=progress,
+        )
     for f in result.files:
         if f.table is not None:
             print(f"{f.path}: {len(f.detections)} detection(s) -> {f.table}")

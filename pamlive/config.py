@@ -80,6 +80,12 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    address: str | None = None  # local, local:N or tcp://HOST:8786 (analyze --cluster)
+    chunk_s: float = 3600.0  # long files are split into chunks of about this length
+
+
+@dataclass(frozen=True)
 class Config:
     station: str = "pamlive"
     data_dir: Path = Path("pamlive-data")
@@ -89,6 +95,7 @@ class Config:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     # optional sections owned by other modules (field operations); kept as plain tables
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -100,6 +107,7 @@ _SECTIONS = {
     "buffers": BufferConfig,
     "alerts": AlertsConfig,
     "dashboard": DashboardConfig,
+    "cluster": ClusterConfig,
 }
 # sections validated by the modules that own them
 EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position"}
@@ -275,6 +283,7 @@ def _validate(cfg: Config, where: str) -> None:
         if endpoint is not None and "://" not in endpoint:
             raise ConfigError(f"{where}: [alerts] {name} must be a ZeroMQ endpoint like "
                               f"tcp://127.0.0.1:5556, got {endpoint!r}")
+    _positive(cfg.cluster.chunk_s, "[cluster] chunk_s", where)
     if cfg.dashboard.channel < 0:
         raise ConfigError(f"{where}: [dashboard] channel must be >= 0")
 

@@ -35,7 +35,7 @@ fi
 VENV_PY="$ROOT/.venv/bin/python"
 "$VENV_PY" -m pip install -q --upgrade pip >/dev/null
 EXTRAS="."
-if [ "$MODE" = test ]; then EXTRAS=".[test,convert]"; fi
+if [ "$MODE" = test ]; then EXTRAS=".[test,convert,cluster]"; fi
 "$VENV_PY" -m pip install -q -e "$EXTRAS"
 
 case "$MODE" in

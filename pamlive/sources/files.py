@@ -104,14 +104,23 @@ def _announced_frames(extra_info: str) -> int:
     return int(m.group(1)) // max(int(align.group(1)), 1)
 
 
-def iter_blocks(path: str | Path, blocksize: int = 65536) -> Iterator[np.ndarray]:
-    """Yield ``(frames, channels)`` float32 blocks; NaN/Inf or truncation raise."""
+def iter_blocks(path: str | Path, blocksize: int = 65536, start: int = 0,
+                stop: int | None = None) -> Iterator[np.ndarray]:
+    """Yield ``(frames, channels)`` float32 blocks of frames ``[start, stop)``.
+
+    NaN/Inf raise, naming the frame; so does a file shorter than its header (to the end)
+    or than ``stop``. ``start``/``stop`` let a cluster worker read only its chunk.
+    """
     info = open_audio(path)
-    read = 0
+    end = info.frames if stop is None else min(stop, info.frames)
+    read = start
     try:
         with sf.SoundFile(str(info.path)) as f:
-            while True:
-                block = f.read(blocksize, dtype="float32", always_2d=True)
+            if start:
+                f.seek(start)
+            while read < end or stop is None:
+                want = blocksize if stop is None else min(blocksize, end - read)
+                block = f.read(want, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
                 if not np.isfinite(block).all():
@@ -128,7 +137,7 @@ def iter_blocks(path: str | Path, blocksize: int = 65536) -> Iterator[np.ndarray
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioInputError(f"{info.path}: read error after {read} frames ({first_line(exc)})") \
             from None
-    if read < info.frames:
+    if read < end:
         raise AudioInputError(
             f"{info.path}: truncated: header announces {info.frames} frames, "
             f"only {read} could be read"
