@@ -102,7 +102,7 @@ _SECTIONS = {
     "dashboard": DashboardConfig,
 }
 # sections validated by the modules that own them
-EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position"}
+EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position", "array"}
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -156,6 +156,7 @@ def _build(doc: dict[str, Any], base: Path, where: str) -> Config:
 
 def _validate_field_sections(extra: dict[str, dict[str, Any]], where: str) -> None:
     """Field-operation sections are checked by their owners' parsers, before any work."""
+    from pamlive.array.settings import parse_array
     from pamlive.field.archive import ArchiveSettings
     from pamlive.field.clips import ClipSettings
     from pamlive.field.position import PositionSettings
@@ -168,6 +169,10 @@ def _validate_field_sections(extra: dict[str, dict[str, Any]], where: str) -> No
             parse_section(cls, extra.get(name), name)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    try:
+        parse_array(extra.get("array"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -32,6 +32,7 @@ import numpy as np
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import detection_body, utc_at_sample, utc_iso
+from pamlive.array.live import open_array_stage
 from pamlive.buffers import RingBuffer
 from pamlive.config import Config, data_path
 from pamlive.dashboard.spectrum import SPECTRUM_TOPIC, SpectrumFeed
@@ -198,6 +199,8 @@ class Monitor:
         pos = open_position_source(parse_section(PositionSettings, extra.get("position"),
                                                  "position"), time.time)
         self.track, self._position_source = pos if pos else (None, None)
+        self.array = open_array_stage(extra.get("array"), self.ring, bus, source,
+                                      config.station, self._position_source)
 
     # -- windowing thread ------------------------------------------------------------
 
@@ -322,6 +325,8 @@ class Monitor:
         ]
         for t in self._threads:
             t.start()
+        if self.array is not None:
+            self.array.start()
         self._started = self._last_frames_at = time.monotonic()
         if self._position_source is not None:
             self._position_source.start()
@@ -357,6 +362,8 @@ class Monitor:
             for t in self._threads:
                 t.join()
             self._publish_all(self.merger.flush(self.ring.written), self.ring.written)
+            if self.array is not None:
+                self.array.stop()
             self._write_clips(None)
             if self.archive is not None:
                 self.archive.close()
@@ -427,6 +434,8 @@ class Monitor:
         ready = time.monotonic() if arrival is None else arrival
         start_utc = self.source.start_utc
         for det in detections:
+            if self.array is not None and not self.array.accepts(det):
+                continue  # heard on too few channels: not the array's detection
             self.counters.detections += 1
             det_utc = utc_at_sample(start_utc, det.start_sample, det.sample_rate)
             position = self.track.at(det_utc.timestamp()) if self.track else None
@@ -443,6 +452,8 @@ class Monitor:
                 clip=str(job.audio_path) if job else None,
             )
             self.bus.publish_detection(body, ready_monotonic=ready)
+            if self.array is not None:  # the bearing follows as a bearing.<class> message
+                self.array.submit(det, det_utc.timestamp())
             log.info("detection %s score %.2f at %s (channels %s)", det.class_name, det.score,
                      body["start_utc"], ",".join(map(str, det.channels)))
             if self.on_detection is not None:
@@ -487,6 +498,8 @@ class Monitor:
             flags += self.archive.flags
         if self.track is not None:
             flags += self.track.flags(time.time())
+        if self.array is not None:
+            flags += self.array.flags()
         rate = self.source.sample_rate
         latency = bus["latency_ms"]
         return {
@@ -510,6 +523,7 @@ class Monitor:
             "drops": {"ring_samples": self.ring.lost_samples, "window_queue": c.window_drops,
                       "detection_queue": c.score_drops, "publish": bus["dropped"]},
             "level_dbfs": self.levels.dbfs_since_last(),
+            **({"array": self.array.health()} if self.array is not None else {}),
         }
 
 

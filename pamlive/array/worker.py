@@ -1,0 +1,152 @@
+"""The live array stage: channel agreement before the alert, bearings after it.
+
+The publisher thread calls :meth:`ArrayStage.accepts` (a count comparison) and
+:meth:`ArrayStage.submit` (a ``put_nowait``) per closed detection, and never waits: the
+bearing is computed on this stage's own thread from the ring (a lock-free ``peek``) and
+published as a later ``bearing.<class>`` message (``docs/array.md``). A full queue drops
+the job and counts it, as does a detection whose audio the ring has already overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pamlive.alerts.schema import (
+    utc_at_sample,
+    utc_iso,
+    validate_bearing_fields,
+    validate_envelope,
+)
+from pamlive.array.agreement import ChannelAgreement
+from pamlive.array.bearing import BearingEstimator, BearingResult, HeadingAt
+from pamlive.array.settings import ArraySettings
+from pamlive.detection import Detection
+
+log = logging.getLogger(__name__)
+
+BEARING_SCHEMA = "pamlive.bearing/1"
+BEARING_TOPIC_PREFIX = "bearing."
+Fetch = Callable[[int, int], np.ndarray | None]  # [start, end) samples -> (frames, channels)
+Publish = Callable[[str, dict[str, Any]], None]  # topic, body
+_STOP = object()
+
+
+def bearing_body(det: Detection, result: BearingResult, *, run_id: str, station: str,
+                 stream_start_utc: datetime) -> dict[str, Any]:
+    """A ``pamlive.bearing/1`` body (the bus adds ``seq``): the detection it belongs to is
+    the one of this ``run_id`` with the same ``class`` and ``start_sample``."""
+    return {
+        "schema": BEARING_SCHEMA, "run_id": run_id, "station": station,
+        "class": det.class_name, "start_sample": int(det.start_sample),
+        "end_sample": int(det.end_sample),
+        "start_utc": utc_iso(utc_at_sample(stream_start_utc, det.start_sample,
+                                           det.sample_rate)),
+        "cost_ms": round(result.cost_ms, 2),
+        **result.fields(),
+    }
+
+
+@dataclass
+class _Job:
+    det: Detection
+    utc_s: float | None
+
+
+class ArrayStage:
+    """Agreement rule + bearing thread for one live run."""
+
+    def __init__(self, settings: ArraySettings, fetch: Fetch,
+                 publish: Callable[[Detection, BearingResult], None],
+                 heading_at: HeadingAt | None = None) -> None:
+        self.estimator = BearingEstimator(settings, heading_at)
+        self.agreement = ChannelAgreement(settings.min_channels)
+        self._fetch = fetch
+        self._publish = publish
+        self._queue: queue.Queue = queue.Queue(maxsize=settings.queue)
+        self._thread = threading.Thread(target=self._run, name="pamlive-bearings", daemon=True)
+        self.submitted = 0
+        self.dropped = 0  # queue full
+        self.missing = 0  # the ring no longer held the detection's audio
+        self.failed = 0
+        self.done = 0
+        self._cost_ms: deque[float] = deque(maxlen=64)
+        self._reported_drops = 0
+
+    def accepts(self, det: Detection) -> bool:
+        return self.agreement.accepts(det)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, det: Detection, utc_s: float | None) -> bool:
+        """Queue ``det`` for a bearing without waiting; False (counted) if the queue is full."""
+        self.submitted += 1
+        try:
+            self._queue.put_nowait(_Job(det, utc_s))
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the queued bearings (up to ``timeout``), then end the thread."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not _STOP:
+            try:
+                samples = self._fetch(job.det.start_sample, job.det.end_sample)
+                if samples is None or samples.shape[0] < 2:
+                    self.missing += 1
+                    continue
+                result = self.estimator.for_detection(job.det, samples, job.utc_s)
+                self._cost_ms.append(result.cost_ms)
+                self._publish(job.det, result)
+                self.done += 1
+            except Exception:
+                self.failed += 1
+                log.exception("bearing of a %s detection failed", job.det.class_name)
+
+    def health(self) -> dict[str, Any]:
+        """The ``array`` object of the health message."""
+        costs = list(self._cost_ms)
+        return {"bearings": self.done, "queue_fill": round(self._queue.qsize()
+                                                           / self._queue.maxsize, 4),
+                "dropped": self.dropped, "missing_audio": self.missing, "failed": self.failed,
+                "agreement_rejected": dict(self.agreement.rejected),
+                "mean_cost_ms": round(float(np.mean(costs)), 2) if costs else None}
+
+    def flags(self) -> list[str]:
+        """``bearing_drops`` while new bearings are being lost (queue full, audio gone)."""
+        lost = self.dropped + self.missing + self.failed
+        new, self._reported_drops = lost > self._reported_drops, lost
+        return ["bearing_drops"] if new else []
+
+
+def validate_bearing(body: object) -> None:
+    """Raise ``ValueError`` naming the first bad field of a ``pamlive.bearing/1`` body."""
+    validate_envelope(body)
+    assert isinstance(body, dict)
+    if body.get("schema") != BEARING_SCHEMA:
+        raise ValueError(f"bearing field 'schema': must be {BEARING_SCHEMA!r}")
+    if not isinstance(body.get("class"), str) or not body["class"]:
+        raise ValueError("bearing field 'class': missing")
+    start = body.get("start_sample")
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ValueError("bearing field 'start_sample': not a sample index")
+    validate_bearing_fields(body)
