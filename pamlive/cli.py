@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
     demo.add_argument("-c", "--config", type=Path, help="config (default: built-in demo)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--truth", type=Path, help="write the simulated calls and transients "
+                      "as JSON lines (start_utc, end_utc, bearing_deg, snr_db, kind)")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
@@ -94,6 +96,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
+    from pamlive.array.settings import parse_array
     from pamlive.config import load_config
     from pamlive.inference.package import load_model_package
 
@@ -108,6 +111,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         args.paths, package, args.outdir, hop_s=cfg.model.hop_s if args.hop is None else args.hop,
         max_merge=cfg.model.max_merge, thresholds=thresholds, threads=cfg.model.threads,
         progress=not args.no_progress and sys.stderr.isatty(),
+        array=parse_array(cfg.extra.get("array")),
     )
     for f in result.files:
         if f.table is not None:
@@ -130,7 +134,8 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
         overrides = {**DEMO_DEFAULTS, **overrides}
     cfg = load_config(args.config, overrides)
     if demo:
-        return run_demo(cfg, headless=args.headless, duration_s=args.duration)
+        return run_demo(cfg, headless=args.headless, duration_s=args.duration,
+                        truth=args.truth)
     return run_monitor(cfg, headless=args.headless, duration_s=args.duration)
 
 

@@ -43,6 +43,7 @@ class SimulatorConfig:
     ship_probability: float = 0.3
     noise_level_dbfs: float = -50.0
     seed: int | None = None
+    transient_interval_s: float = 0.0  # mean gap of single-channel knocks/flow/strum; 0: none
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import signal
 
 from pamlive.array.gcc_phat import PairDelay, pair_delays
 from pamlive.array.geometry import ArrayGeometry, Bearing
@@ -80,11 +81,9 @@ class BearingEstimator:
                  utc_s: float | None = None) -> BearingResult:
         """Bearing from ``samples`` (frames, channels) of one detection."""
         t0 = time.perf_counter()
-        limit = round(self.settings.max_seconds * fs)
-        if samples.shape[0] > limit:  # the middle: merged windows pad the call at both ends
-            cut = (samples.shape[0] - limit) // 2
-            samples = samples[cut: cut + limit]
-        delays = pair_delays(samples[:, : self.geometry.channels], fs, self._limits, band)
+        samples = _loudest_span(samples[:, : self.geometry.channels], fs, band,
+                                round(self.settings.focus_s * fs))
+        delays = pair_delays(samples, fs, self._limits, band)
         bearing = self.geometry.solve(delays, fs, self.settings.min_confidence)
         consistent = (bearing is not None and bearing.pairs_used == len(delays)
                       and bearing.residual_s * 1000.0 <= self.settings.max_residual_ms)
@@ -100,6 +99,24 @@ class BearingEstimator:
         band = ((det.low_freq or 0.0, det.high_freq or det.sample_rate / 2)
                 if det.low_freq is not None or det.high_freq is not None else None)
         return self.estimate(samples, det.sample_rate, band, utc_s)
+
+
+def _loudest_span(samples: np.ndarray, fs: float, band: tuple[float, float] | None,
+                  frames: int) -> np.ndarray:
+    """The ``frames`` where the in-band energy rises on every channel: the call itself,
+    not the noise the merged windows pad it with, nor a knock on one hydrophone (each
+    channel's energy is taken relative to its own median, then the least of them counts;
+    ``frames`` 0: everything)."""
+    if frames <= 0 or samples.shape[0] <= frames:
+        return samples
+    x = samples.astype(np.float64)
+    if band is not None and 0 < band[0] < band[1] < fs / 2:
+        x = signal.sosfilt(signal.butter(4, band, "bandpass", fs=fs, output="sos"), x, axis=0)
+    energy = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x * x, axis=0)])
+    windowed = energy[frames:] - energy[:-frames]
+    relative = windowed / np.maximum(np.median(windowed, axis=0), 1e-30)
+    start = int(np.argmax(relative.min(axis=1)))
+    return samples[start: start + frames]
 
 
 def _positions(settings: ArraySettings) -> list[list[float]]:

@@ -12,7 +12,7 @@ import bisect
 import threading
 from collections.abc import Callable
 
-import pynmea2  # type: ignore[import-untyped]
+import pynmea2
 
 
 def parse_heading(line: str) -> float | None:

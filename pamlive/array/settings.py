@@ -9,7 +9,7 @@
     heading_deg = 0.0               # fixed: where the array's +y axis points (true)
     min_confidence = 0.05           # pairs below this GCC-PHAT peak are not used
     queue = 64                      # detections waiting for a bearing (full: dropped, counted)
-    max_seconds = 10.0              # at most this much of a detection is correlated
+    focus_s = 1.5                   # correlate the loudest in-band span this long (0: all)
     min_channels = { right_whale = 2 }       # k of n channels positive, per class
     tdoa_consistent = ["right_whale"]        # classes whose arrivals must fit one plane wave
     max_residual_ms = 2.0           # plane-wave misfit above which arrivals are inconsistent
@@ -33,7 +33,7 @@ class ArraySettings:
     heading_deg: float | None = None
     min_confidence: float = 0.05
     queue: int = 64
-    max_seconds: float = 10.0
+    focus_s: float = 1.5
     min_channels: dict[str, int] = field(default_factory=dict)
     tdoa_consistent: list[str] = field(default_factory=list)
     max_residual_ms: float = 2.0
@@ -62,7 +62,7 @@ def parse_array(table: dict[str, Any] | None) -> ArraySettings | None:
     if len(set(positions)) < 2:
         raise ConfigError("[array] positions: the elements must not all be at one place")
     values: dict[str, Any] = {"positions": positions}
-    for name in ("sound_speed", "min_confidence", "max_seconds", "max_residual_ms",
+    for name in ("sound_speed", "min_confidence", "focus_s", "max_residual_ms",
                  "heading_deg"):
         if name in table:
             values[name] = _number(table[name], name)
@@ -90,9 +90,11 @@ def parse_array(table: dict[str, Any] | None) -> ArraySettings | None:
 
 
 def _check(s: ArraySettings) -> None:
-    for name in ("sound_speed", "max_seconds", "max_residual_ms", "queue"):
+    for name in ("sound_speed", "max_residual_ms", "queue"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"[array] {name} must be positive, got {getattr(s, name)}")
+    if s.focus_s < 0:
+        raise ConfigError(f"[array] focus_s must be >= 0 (0: the whole detection), got {s.focus_s}")
     if not 0.0 <= s.min_confidence < 1.0:
         raise ConfigError(f"[array] min_confidence must be in 0..1, got {s.min_confidence}")
     if s.heading_source == "fixed" and s.heading_deg is None:
