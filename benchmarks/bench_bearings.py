@@ -60,10 +60,12 @@ def _line_table(trial: Trial) -> None:
 
 
 def _agreement_table(trial: Trial, settings: ArraySettings) -> None:
-    n = settings.positions.__len__()
+    n = len(settings.positions)
     print(f"\nsingle-channel transients on: {len(trial.transients)} transients, "
           f"{len(trial.calls)} calls in {trial.seconds:.0f} s")
-    print(f"{'rule':>22} {'detections':>11} {'false':>6} {'on transient':>13} {'recall':>7}")
+    print(f"{'rule':>22} {'detections':>11} {'false':>6} {'on transient':>13} {'recall':>7} "
+          f"{'recall>=10dB':>13}")
+    strong = [c for c in trial.calls if c.snr_db >= 10.0]
     rules = [("none", lambda o: True)]
     rules += [(f"k={k} of {n}", lambda o, k=k: len(o.det.channels) >= k) for k in (2, 3)]
     rules.append(("TDOA consistent", lambda o: o.result.tdoa_consistent))
@@ -73,8 +75,11 @@ def _agreement_table(trial: Trial, settings: ArraySettings) -> None:
         false = [o for o in kept if o.call is None]
         found = {id(o.call) for o in kept if o.call is not None}
         recall = len(found) / len(trial.calls) if trial.calls else math.nan
+        strong_recall = (sum(id(c) in found for c in strong) / len(strong) if strong
+                         else math.nan)
         print(f"{name:>22} {len(kept):>11} {len(false):>6} "
-              f"{sum(o.transient is not None for o in false):>13} {recall:>7.3f}")
+              f"{sum(o.transient is not None for o in false):>13} {recall:>7.3f} "
+              f"{strong_recall:>13.3f}")
 
 
 def main() -> None:

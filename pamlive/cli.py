@@ -135,7 +135,7 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
     cfg = load_config(args.config, overrides)
     if demo:
         return run_demo(cfg, headless=args.headless, duration_s=args.duration,
-                        truth=args.truth)
+                        truth_path=args.truth)
     return run_monitor(cfg, headless=args.headless, duration_s=args.duration)
 
 

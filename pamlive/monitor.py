@@ -679,9 +679,9 @@ def run_monitor(config: Config, *, headless: bool, duration_s: float | None,
 
 
 def run_demo(config: Config, *, headless: bool, duration_s: float | None,
-             stop_event: threading.Event | None = None, truth: Path | None = None) -> int:
+             stop_event: threading.Event | None = None, truth_path: Path | None = None) -> int:
     """``pamlive demo``: the simulated array through the live pipeline, then a tally;
-    ``truth``: where to write the simulated events as JSON lines."""
+    ``truth_path``: where to write the simulated events as JSON lines."""
     from pamlive.evaluate import Event, match_counts
     from pamlive.sources.replay import simulator_source
     from pamlive.sources.simulator import SimulatedArray
@@ -702,12 +702,12 @@ def run_demo(config: Config, *, headless: bool, duration_s: float | None,
     false = len(detected) - match_counts(detected, truth)[1]
     print(f"demo: {hits} of {len(calls)} simulated call(s) detected, "
           f"{false} detection(s) matched no simulated call", file=sys.stderr)
-    if truth is not None and source.start_utc is not None:
+    if truth_path is not None and source.start_utc is not None:
         try:
-            n = array.write_truth(truth, source.start_utc)
+            n = array.write_truth(truth_path, source.start_utc)
         except OSError as exc:
-            raise PamliveError(f"cannot write ground truth {truth}: "
+            raise PamliveError(f"cannot write ground truth {truth_path}: "
                                f"{exc.strerror or exc}") from None
-        print(f"demo: {n} simulated event(s) -> {truth}", file=sys.stderr)
+        print(f"demo: {n} simulated event(s) -> {truth_path}", file=sys.stderr)
     return code
 
