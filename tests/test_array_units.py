@@ -222,3 +222,28 @@ def test_raven_bearing_columns_come_after_the_others(tmp_path: Path) -> None:
     assert rows[1]["Bearing (deg)"] == ""
     write_selection_table(path, [without])  # no [array]: the contract's columns only
     assert path.read_text(encoding="utf-8").splitlines()[0].split("\t") == COLUMNS + EXTRA_COLUMNS
+
+
+def test_dashboard_fills_the_bearing_in_when_its_message_arrives() -> None:
+    from pamlive.client import BusEvent
+    from pamlive.dashboard.state import DashboardState
+    from pamlive.dashboard.views import bearing_text, compass_arrow
+
+    state = DashboardState()
+    det = {"run_id": "r", "seq": 1, "class": "right_whale", "score": 0.95,
+           "channels": [0, 1], "start_utc": "2026-01-01T00:00:00.000Z", "start_sample": 800,
+           "latency_ms": 12.0}
+    state.apply(BusEvent("message", "detection.right_whale", det), 1.0)
+    state.apply(BusEvent("message", "detection.right_whale",
+                         {**det, "seq": 2, "start_sample": 9000}), 1.0)
+    assert bearing_text(state.detections[0]) == "—"
+    state.apply(BusEvent("message", "bearing.right_whale", {
+        "run_id": "r", "seq": 3, "class": "right_whale", "start_sample": 800,
+        "bearing_deg": 60.0, "bearing_uncertainty_deg": 1.4, "ambiguous": True,
+        "bearing_candidates_deg": [60.0, 300.0], "cone_deg": 60.0}), 2.0)
+    older, newer = state.detections[1], state.detections[0]
+    assert newer.bearing_deg is None  # a bearing goes to its own detection only
+    assert older.bearing_deg == 60.0 and bearing_text(older) == "060°|300° ↗↖"
+    assert state.malformed == 0
+    assert [compass_arrow(b) for b in (0, 44, 91, 180, 269, 320)] == [
+        "↑", "↗", "→", "↓", "←", "↖"]

@@ -16,6 +16,8 @@ DETECTION_SCHEMA = "pamlive.detection/1"
 HEARTBEAT_SCHEMA = "pamlive.heartbeat/1"
 HEALTH_SCHEMA = "pamlive.health/1"
 DETECTION_TOPIC_PREFIX = "detection."
+BEARING_SCHEMA = "pamlive.bearing/1"  # a detection's bearing, published after it (array)
+BEARING_TOPIC_PREFIX = "bearing."
 
 
 def new_run_id() -> str:

@@ -7,10 +7,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pamlive.alerts.schema import BEARING_TOPIC_PREFIX
 from pamlive.array.bearing import BearingResult, HeadingAt
 from pamlive.array.heading import HeadingTrack
 from pamlive.array.settings import parse_array
-from pamlive.array.worker import BEARING_TOPIC_PREFIX, ArrayStage, bearing_body
+from pamlive.array.worker import ArrayStage, bearing_body
 from pamlive.buffers import RingBuffer
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pamlive.alerts.schema import (
+    BEARING_SCHEMA,
     utc_at_sample,
     utc_iso,
     validate_bearing_fields,
@@ -33,8 +34,6 @@ from pamlive.detection import Detection
 
 log = logging.getLogger(__name__)
 
-BEARING_SCHEMA = "pamlive.bearing/1"
-BEARING_TOPIC_PREFIX = "bearing."
 Fetch = Callable[[int, int], np.ndarray | None]  # [start, end) samples -> (frames, channels)
 Publish = Callable[[str, dict[str, Any]], None]  # topic, body
 _STOP = object()
