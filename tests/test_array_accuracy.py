@@ -87,3 +87,45 @@ def test_live_demo_publishes_bearings_after_the_alerts(tmp_path: Path, capsys) -
         assert angle_error(body["bearing_deg"], call["bearing_deg"]) < 5.0
     health = [b for t, b in messages if t == "health"][-1]
     assert health["array"]["bearings"] == len(bearings) and health["array"]["dropped"] == 0
+
+
+def _simulated_wav(tmp_path: Path, geometry, seconds: float, seed: int):
+    import soundfile as sf
+
+    from pamlive.sources.simulator import SimulatedArray
+
+    sim = SimulatedArray(_sim(geometry, seed))
+    path = tmp_path / "array.wav"
+    sf.write(path, sim.read(round(seconds * sim.sample_rate)), sim.sample_rate,
+             subtype="FLOAT")
+    return path, sim
+
+
+def test_analyze_writes_bearings_when_array_is_configured(narw, tmp_path: Path) -> None:
+    from pamlive.analyze import analyze_files
+    from pamlive.raven import read_selection_table
+
+    square = square_geometry(40.0)
+    path, sim = _simulated_wav(tmp_path, square, 60.0, 43)
+    settings = ArraySettings(positions=square, min_channels={"right_whale": 2})
+    result = analyze_files([path], narw, tmp_path / "out", progress=False, array=settings)
+    rows = read_selection_table(result.files[0].table)
+    assert rows and not result.failed
+    for row in rows:
+        start = int(row["Begin Sample"])
+        call = min(sim.ground_truth, key=lambda c: abs(c.start_sample - start))
+        assert angle_error(float(row["Bearing (deg)"]), call.bearing_deg) < 5.0
+        assert row["Ambiguous"] == "no" and row["Bearing Reference"] == "array"
+        assert len(row["Channels"].split(",")) >= 2
+
+
+def test_analyze_with_too_few_channels_for_the_array_keeps_the_detections(
+        narw, tmp_path: Path) -> None:
+    from pamlive.analyze import analyze_files
+
+    line = towed_line_geometry(2, 100.0)
+    path, _ = _simulated_wav(tmp_path, line, 30.0, 44)
+    square = ArraySettings(positions=square_geometry(40.0))
+    result = analyze_files([path], narw, tmp_path / "out", progress=False, array=square)
+    assert "positions lists 4 elements but the input has 2" in (result.files[0].error or "")
+    assert result.files[0].detections and result.files[0].table is not None
