@@ -379,7 +379,7 @@ class SimulatedArray:
         else:
             duration = rng.uniform(0.5, 2.0)
             freqs = np.array([rng.uniform(60.0, 120.0), rng.uniform(120.0, 250.0)])
-        phases = rng.uniform(0, 2 * np.pi, freqs.shape[0])
+        phases = np.asarray(rng.uniform(0.0, 2 * np.pi, size=freqs.shape[0]))
         lo, hi = self.config.snr_db_range
         snr = rng.uniform(lo, hi)
         channel = int(rng.integers(self.channels))
