@@ -686,6 +686,8 @@ def run_demo(config: Config, *, headless: bool, duration_s: float | None,
     from pamlive.sources.replay import simulator_source
     from pamlive.sources.simulator import SimulatedArray
 
+    if truth_path is not None and not truth_path.parent.is_dir():  # found before the run
+        raise PamliveError(f"--truth: folder {truth_path.parent} does not exist")
     _setup_logging(headless)
     array = SimulatedArray(config.simulator, seed=config.simulator.seed)
     source = simulator_source(array, blocksize=config.source.blocksize,

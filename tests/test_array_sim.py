@@ -93,3 +93,18 @@ def test_truth_lines_list_calls_and_transients(tmp_path) -> None:
 def test_negative_transient_interval_is_refused() -> None:
     with pytest.raises(ConfigError, match="transient_interval_s"):
         _sim(square_geometry(40.0), transient_interval_s=-1.0)
+
+
+def test_demo_truth_into_a_missing_folder_fails_before_the_run(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pamlive", "demo", "--headless", "--duration",
+                        "30", "--truth", str(tmp_path / "nope" / "truth.jsonl")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"pamlive: error: --truth: folder {tmp_path / 'nope'} does not exist")
+    assert time.monotonic() - t0 < 25.0  # not after a 30 s run

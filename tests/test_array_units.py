@@ -247,3 +247,46 @@ def test_dashboard_fills_the_bearing_in_when_its_message_arrives() -> None:
     assert state.malformed == 0
     assert [compass_arrow(b) for b in (0, 44, 91, 180, 269, 320)] == [
         "↑", "↗", "→", "↓", "←", "↖"]
+
+
+def test_heading_arrives_through_the_position_feed_over_udp() -> None:
+    import socket
+
+    from pamlive.array.live import open_array_stage
+    from pamlive.buffers import RingBuffer
+    from pamlive.field.position import PositionTrack, UdpNmeaSource
+
+    source = UdpNmeaSource(PositionTrack(100, 30.0, "udp"), "127.0.0.1", 0, time.time)
+
+    class _Bus:
+        run_id = "r"
+
+        def publish(self, topic: str, body: dict) -> None:
+            raise AssertionError("nothing is published here")
+
+    class _Source:
+        channels = 4
+        start_utc = None
+
+    table = {"positions": SQUARE, "heading_source": "nmea"}
+    with pytest.raises(ConfigError, match="needs an NMEA"):
+        open_array_stage(table, RingBuffer(4, 100), _Bus(), _Source(), "st", None)
+    stage = open_array_stage(table, RingBuffer(4, 100), _Bus(), _Source(), "st", source)
+    assert stage is not None
+    source.start()
+    try:
+        assert source.wait_bound(5.0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(f"{_nmea('HEHDT,123.4,T')}\r\n".encode(), ("127.0.0.1", source.port))
+        deadline = time.monotonic() + 5.0
+        result = None
+        while time.monotonic() < deadline:
+            result = stage.estimator.estimate(_plane_wave(SQUARE, 10.0), FS, (80, 230),
+                                              utc_s=time.time())
+            if result.heading_deg is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        source.stop()
+    assert result is not None and result.heading_deg == pytest.approx(123.4)
+    assert result.fields()["bearing_deg"] == pytest.approx(133.4, abs=0.5)
