@@ -30,6 +30,7 @@ DELEGATED = {
 
 
 # `pamlive demo` without a config: the embedded simulated array, data in a temp folder
+DEMO_ARRAY = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]  # metres: a 40 m square
 DEMO_DEFAULTS: dict[str, Any] = {
     "station": "demo",
     "data_dir": str(Path(tempfile.gettempdir()) / "pamlive-demo"),
@@ -38,6 +39,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "simulator.call_interval_s": 10.0,
     "simulator.snr_db_range": [8.0, 25.0],
     "simulator.seed": 2013,
+    "simulator.geometry": DEMO_ARRAY,
+    "array": {"positions": DEMO_ARRAY},  # a bearing for every detection (docs/array.md)
 }
 
 
