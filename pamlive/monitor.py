@@ -453,7 +453,7 @@ class Monitor:
             )
             self.bus.publish_detection(body, ready_monotonic=ready)
             if self.array is not None:  # the bearing follows as a bearing.<class> message
-                self.array.submit(det, det_utc.timestamp())
+                self.array.published(det, body, det_utc)
             log.info("detection %s score %.2f at %s (channels %s)", det.class_name, det.score,
                      body["start_utc"], ",".join(map(str, det.channels)))
             if self.on_detection is not None:

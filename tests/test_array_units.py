@@ -163,11 +163,11 @@ def test_worker_publishes_bearings_off_the_caller_thread_and_counts_drops() -> N
         gate.wait(10.0)  # a slow bearing: the caller must not wait for it
         return audio[start:end] if start < audio.shape[0] else None
 
-    stage = ArrayStage(settings, fetch,
-                       lambda det, r: published.append((threading.current_thread().name, r)))
+    stage = ArrayStage(settings, fetch, lambda det, r, utc: published.append(
+        (threading.current_thread().name, r)))
     stage.start()
     det = _det([0, 1, 2, 3], 0, 24000)
-    assert stage.submit(det, None)
+    stage.published(det, {}, datetime(2026, 1, 1, tzinfo=UTC))  # as the live engine calls it
     assert entered.wait(10.0)  # the thread holds the first job; the queue has room for 2
     t0 = time.perf_counter()
     accepted = [stage.submit(det, None) for _ in range(4)]
@@ -195,7 +195,7 @@ def test_bearing_message_names_its_detection_and_validates() -> None:
     det = _det([0, 1, 2, 3], 0, 16000)
     result = BearingEstimator(settings).for_detection(det, _plane_wave(SQUARE, 45.0))
     body = bearing_body(det, result, run_id="run-1", station="st",
-                        stream_start_utc=datetime(2026, 1, 1, tzinfo=UTC))
+                        start_utc=datetime(2026, 1, 1, tzinfo=UTC))
     assert (body["class"], body["start_sample"], body["start_utc"]) == (
         "right_whale", 0, "2026-01-01T00:00:00.000Z")
     validate_bearing({**body, "seq": 1})

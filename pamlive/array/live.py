@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,9 +26,6 @@ class _Bus(Protocol):
 
 class _Source(Protocol):
     channels: int
-
-    @property
-    def start_utc(self) -> Any: ...
 
 
 def open_array_stage(table: dict[str, Any] | None, ring: RingBuffer, bus: _Bus,
@@ -52,10 +50,9 @@ def open_array_stage(table: dict[str, Any] | None, ring: RingBuffer, bus: _Bus,
         got = ring.peek(start, end)
         return None if got is None else got.data
 
-    def publish(det: Detection, result: BearingResult) -> None:
+    def publish(det: Detection, result: BearingResult, utc: datetime | None) -> None:
         bus.publish(BEARING_TOPIC_PREFIX + det.class_name, bearing_body(
-            det, result, run_id=bus.run_id, station=station,
-            stream_start_utc=source.start_utc))
+            det, result, run_id=bus.run_id, station=station, start_utc=utc))
 
     stage = ArrayStage(settings, fetch, publish, heading_at)
     stage.estimator.check_channels(source.channels)

@@ -22,7 +22,6 @@ import numpy as np
 
 from pamlive.alerts.schema import (
     BEARING_SCHEMA,
-    utc_at_sample,
     utc_iso,
     validate_bearing_fields,
     validate_envelope,
@@ -40,31 +39,31 @@ _STOP = object()
 
 
 def bearing_body(det: Detection, result: BearingResult, *, run_id: str, station: str,
-                 stream_start_utc: datetime) -> dict[str, Any]:
+                 start_utc: datetime | None) -> dict[str, Any]:
     """A ``pamlive.bearing/1`` body (the bus adds ``seq``): the detection it belongs to is
-    the one of this ``run_id`` with the same ``class`` and ``start_sample``."""
-    return {
+    the one of this ``run_id`` with the same ``class`` and ``start_sample``; ``start_utc``
+    is the detection's, as its alert said."""
+    body: dict[str, Any] = {
         "schema": BEARING_SCHEMA, "run_id": run_id, "station": station,
         "class": det.class_name, "start_sample": int(det.start_sample),
         "end_sample": int(det.end_sample),
-        "start_utc": utc_iso(utc_at_sample(stream_start_utc, det.start_sample,
-                                           det.sample_rate)),
-        "cost_ms": round(result.cost_ms, 2),
-        **result.fields(),
     }
+    if start_utc is not None:
+        body["start_utc"] = utc_iso(start_utc)
+    return {**body, "cost_ms": round(result.cost_ms, 2), **result.fields()}
 
 
 @dataclass
 class _Job:
     det: Detection
-    utc_s: float | None
+    utc: datetime | None  # the detection's start (sample clock), for the heading and body
 
 
 class ArrayStage:
     """Agreement rule + bearing thread for one live run."""
 
     def __init__(self, settings: ArraySettings, fetch: Fetch,
-                 publish: Callable[[Detection, BearingResult], None],
+                 publish: Callable[[Detection, BearingResult, datetime | None], None],
                  heading_at: HeadingAt | None = None) -> None:
         self.estimator = BearingEstimator(settings, heading_at)
         self.agreement = ChannelAgreement(settings.min_channels)
@@ -86,11 +85,15 @@ class ArrayStage:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, det: Detection, utc_s: float | None) -> bool:
+    def published(self, det: Detection, body: dict[str, Any], utc: datetime | None) -> None:
+        """The live engine's detection hook: ``det`` was just published (its ``body``)."""
+        self.submit(det, utc)
+
+    def submit(self, det: Detection, utc: datetime | None) -> bool:
         """Queue ``det`` for a bearing without waiting; False (counted) if the queue is full."""
         self.submitted += 1
         try:
-            self._queue.put_nowait(_Job(det, utc_s))
+            self._queue.put_nowait(_Job(det, utc))
             return True
         except queue.Full:
             self.dropped += 1
@@ -113,9 +116,10 @@ class ArrayStage:
                 if samples is None or samples.shape[0] < 2:
                     self.missing += 1
                     continue
-                result = self.estimator.for_detection(job.det, samples, job.utc_s)
+                utc_s = job.utc.timestamp() if job.utc is not None else None
+                result = self.estimator.for_detection(job.det, samples, utc_s)
                 self._cost_ms.append(result.cost_ms)
-                self._publish(job.det, result)
+                self._publish(job.det, result, job.utc)
                 self.done += 1
             except Exception:
                 self.failed += 1
