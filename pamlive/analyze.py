@@ -14,6 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pamlive.array.bearing import BearingEstimator
+from pamlive.array.offline import file_reader, locate
+from pamlive.array.settings import ArraySettings
 from pamlive.detection import Detection
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
@@ -73,8 +76,10 @@ def analyze_files(
     console: Console | None = None,
     progress: bool = True,
     on_scores: Callable[[Path], ScoreSink] | None = None,
+    array: ArraySettings | None = None,
 ) -> AnalyzeResult:
-    """Analyse every input; ``on_scores(path)`` may give a per-window score sink."""
+    """Analyse every input; ``on_scores(path)`` may give a per-window score sink;
+    ``array``: bearings and channel agreement for the detections (``[array]``)."""
     classifier = Classifier(package, threads=threads)
     classifier.check_features(package.chain().output_shape(package.segment_samples))
     try:
@@ -112,9 +117,17 @@ def analyze_files(
                 error = str(exc)
                 _report(exc)
             found.extend(detector.finish())
+            if array is not None:
+                try:
+                    estimator = BearingEstimator(array)
+                    estimator.check_channels(info.channels)
+                    found = locate(found, file_reader(path), array, estimator)
+                except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
+                    error = error or f"{path}: no bearings: {exc}"
+                    print(f"pamlive: error: {error}", file=sys.stderr)
             table: Path | None = table_path(outdir, path)
             try:
-                write_selection_table(table, found)
+                write_selection_table(table, found, bearings=array is not None)
             except OSError as exc:  # e.g. disk full: report it, keep analysing the others
                 error = f"{table}: cannot write selection table ({exc.strerror or exc})"
                 print(f"pamlive: error: {error}", file=sys.stderr)

@@ -30,6 +30,7 @@ DELEGATED = {
 
 
 # `pamlive demo` without a config: the embedded simulated array, data in a temp folder
+DEMO_ARRAY = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]  # metres: a 40 m square
 DEMO_DEFAULTS: dict[str, Any] = {
     "station": "demo",
     "data_dir": str(Path(tempfile.gettempdir()) / "pamlive-demo"),
@@ -38,6 +39,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "simulator.call_interval_s": 10.0,
     "simulator.snr_db_range": [8.0, 25.0],
     "simulator.seed": 2013,
+    "simulator.geometry": DEMO_ARRAY,
+    "array": {"positions": DEMO_ARRAY},  # a bearing for every detection (docs/array.md)
 }
 
 
@@ -58,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
     demo.add_argument("-c", "--config", type=Path, help="config (default: built-in demo)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--truth", type=Path, help="write the simulated calls and transients "
+                      "as JSON lines (start_utc, end_utc, bearing_deg, snr_db, kind)")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
@@ -97,6 +102,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
+    from pamlive.array.settings import parse_array
     from pamlive.config import load_config
     from pamlive.inference.package import load_model_package
 
@@ -109,10 +115,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
     hop_s = cfg.model.hop_s if args.hop is None else args.hop
     progress = not args.no_progress and sys.stderr.isatty()
+    array = parse_array(cfg.extra.get("array"))
     address = args.cluster or cfg.cluster.address
     if address:
         from pamlive.cluster.run import analyze_on_cluster, connect
 
+        if array is not None:
+            raise PamliveError("--cluster does not compute [array] bearings yet: "
+                               "run analyze without --cluster for them")
         model_path = cfg.model.path
         if not model_path.startswith("builtin:"):
             model_path = str(Path(model_path).resolve())  # workers read it from shared storage
@@ -128,7 +138,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     else:
         result = analyze_files(
             args.paths, package, args.outdir, hop_s=hop_s, max_merge=cfg.model.max_merge,
-            thresholds=thresholds, threads=cfg.model.threads, progress=progress,
+            thresholds=thresholds, threads=cfg.model.threads, progress=progress, array=array,
         )
     for f in result.files:
         if f.table is not None:
@@ -151,7 +161,8 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
         overrides = {**DEMO_DEFAULTS, **overrides}
     cfg = load_config(args.config, overrides)
     if demo:
-        return run_demo(cfg, headless=args.headless, duration_s=args.duration)
+        return run_demo(cfg, headless=args.headless, duration_s=args.duration,
+                        truth_path=args.truth)
     return run_monitor(cfg, headless=args.headless, duration_s=args.duration)
 
 

@@ -43,6 +43,7 @@ class SimulatorConfig:
     ship_probability: float = 0.3
     noise_level_dbfs: float = -50.0
     seed: int | None = None
+    transient_interval_s: float = 0.0  # mean gap of single-channel knocks/flow/strum; 0: none
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ _SECTIONS = {
     "cluster": ClusterConfig,
 }
 # sections validated by the modules that own them
-EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position"}
+EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position", "array"}
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -164,6 +165,7 @@ def _build(doc: dict[str, Any], base: Path, where: str) -> Config:
 
 def _validate_field_sections(extra: dict[str, dict[str, Any]], where: str) -> None:
     """Field-operation sections are checked by their owners' parsers, before any work."""
+    from pamlive.array.settings import parse_array
     from pamlive.field.archive import ArchiveSettings
     from pamlive.field.clips import ClipSettings
     from pamlive.field.position import PositionSettings
@@ -176,6 +178,10 @@ def _validate_field_sections(extra: dict[str, dict[str, Any]], where: str) -> No
             parse_section(cls, extra.get(name), name)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    try:
+        parse_array(extra.get("array"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.events import alert_body
 from pamlive.alerts.schema import utc_at_sample, utc_iso
+from pamlive.array.live import open_array_stage
 from pamlive.buffers import RingBuffer
 from pamlive.config import Config, data_path
 from pamlive.dashboard.spectrum import SPECTRUM_TOPIC, SpectrumFeed
@@ -195,6 +196,8 @@ class Monitor:
         pos = open_position_source(parse_section(PositionSettings, extra.get("position"),
                                                  "position"), time.time)
         self.track, self._position_source = pos if pos else (None, None)
+        self.array = open_array_stage(extra.get("array"), self.ring, bus, source,
+                                      config.station, self._position_source)
 
     # -- windowing thread ------------------------------------------------------------
 
@@ -319,6 +322,8 @@ class Monitor:
         ]
         for t in self._threads:
             t.start()
+        if self.array is not None:
+            self.array.start()
         self._started = self._last_frames_at = time.monotonic()
         if self._position_source is not None:
             self._position_source.start()
@@ -354,6 +359,8 @@ class Monitor:
             for t in self._threads:
                 t.join()
             self._publish_all(self.merger.flush(self.ring.written), self.ring.written)
+            if self.array is not None:
+                self.array.stop()
             self._write_clips(None)
             if self.archive is not None:
                 self.archive.close()
@@ -424,6 +431,8 @@ class Monitor:
         ready = time.monotonic() if arrival is None else arrival
         start_utc = self.source.start_utc
         for det in events:
+            if self.array is not None and not self.array.accepts(det):
+                continue  # heard on too few channels: not the array's detection
             det_utc = utc_at_sample(start_utc, det.start_sample, det.sample_rate)
             position = self.track.at(det_utc.timestamp()) if self.track else None
             job = None
@@ -442,6 +451,8 @@ class Monitor:
                          body["start_utc"])
                 continue
             self.bus.publish_detection(body, ready_monotonic=ready)
+            if self.array is not None:  # the bearing follows as a bearing.<class> message
+                self.array.published(det, body, det_utc)
             log.info("detection %s score %.2f at %s (channels %s)", det.class_name, det.score,
                      body["start_utc"], ",".join(map(str, det.channels)))
             if self.on_detection is not None:
@@ -486,6 +497,8 @@ class Monitor:
             flags += self.archive.flags
         if self.track is not None:
             flags += self.track.flags(time.time())
+        if self.array is not None:
+            flags += self.array.flags()
         rate = self.source.sample_rate
         return {
             "uptime_s": round(now - self._started, 3),
@@ -507,6 +520,7 @@ class Monitor:
             "drops": {"ring_samples": self.ring.lost_samples, "window_queue": c.window_drops,
                       "detection_queue": c.score_drops, "publish": bus["dropped"]},
             "level_dbfs": self.levels.dbfs_since_last(),
+            **({"array": self.array.health()} if self.array is not None else {}),
         }
 
 
@@ -662,12 +676,15 @@ def run_monitor(config: Config, *, headless: bool, duration_s: float | None,
 
 
 def run_demo(config: Config, *, headless: bool, duration_s: float | None,
-             stop_event: threading.Event | None = None) -> int:
-    """``pamlive demo``: the simulated array through the live pipeline, then a tally."""
+             stop_event: threading.Event | None = None, truth_path: Path | None = None) -> int:
+    """``pamlive demo``: the simulated array through the live pipeline, then a tally;
+    ``truth_path``: where to write the simulated events as JSON lines."""
     from pamlive.evaluate import Event, match_counts
     from pamlive.sources.replay import simulator_source
     from pamlive.sources.simulator import SimulatedArray
 
+    if truth_path is not None and not truth_path.parent.is_dir():  # found before the run
+        raise PamliveError(f"--truth: folder {truth_path.parent} does not exist")
     _setup_logging(headless)
     array = SimulatedArray(config.simulator, seed=config.simulator.seed)
     source = simulator_source(array, blocksize=config.source.blocksize,
@@ -684,5 +701,12 @@ def run_demo(config: Config, *, headless: bool, duration_s: float | None,
     false = len(detected) - match_counts(detected, truth)[1]
     print(f"demo: {hits} of {len(calls)} simulated call(s) detected, "
           f"{false} detection(s) matched no simulated call", file=sys.stderr)
+    if truth_path is not None and source.start_utc is not None:
+        try:
+            n = array.write_truth(truth_path, source.start_utc)
+        except OSError as exc:
+            raise PamliveError(f"cannot write ground truth {truth_path}: "
+                               f"{exc.strerror or exc}") from None
+        print(f"demo: {n} simulated event(s) -> {truth_path}", file=sys.stderr)
     return code
 

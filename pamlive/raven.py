@@ -6,11 +6,14 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from pamlive.array.offline import bearing_of
 from pamlive.detection import Detection
 
 COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
            "High Freq (Hz)", "Class", "Score"]
 EXTRA_COLUMNS = ["Channels", "Begin Sample", "End Sample", "Windows"]
+BEARING_COLUMNS = ["Bearing (deg)", "Bearing Uncertainty (deg)", "Bearing Reference",
+                   "Ambiguous", "Bearing Candidates (deg)", "Cone Angle (deg)"]
 TABLE_SUFFIX = ".selections.txt"
 
 
@@ -18,21 +21,34 @@ def table_path(outdir: Path, audio_path: Path) -> Path:
     return outdir / f"{audio_path.stem}{TABLE_SUFFIX}"
 
 
-def write_selection_table(path: Path, detections: Sequence[Detection]) -> None:
-    """One row per detection, times in seconds from the start of the input file."""
+def write_selection_table(path: Path, detections: Sequence[Detection], *,
+                          bearings: bool = False) -> None:
+    """One row per detection, times in seconds from the start of the input file;
+    ``bearings``: the array's columns too (``docs/array.md``), after all the others."""
     tmp = path.with_name(path.name + ".part")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(COLUMNS + EXTRA_COLUMNS)
+        writer.writerow(COLUMNS + EXTRA_COLUMNS + (BEARING_COLUMNS if bearings else []))
         ordered = sorted(detections, key=lambda d: (d.start_sample, d.class_name))
         for i, d in enumerate(ordered, start=1):
             writer.writerow([
                 i, "Spectrogram 1", d.best_channel + 1, f"{d.start_s:.4f}", f"{d.end_s:.4f}",
                 _freq(d.low_freq), _freq(d.high_freq), d.class_name, f"{d.score:.4f}",
                 ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
-                d.n_windows,
+                d.n_windows, *(_bearing_cells(d) if bearings else []),
             ])
     tmp.replace(path)
+
+
+def _bearing_cells(d: Detection) -> list[str]:
+    result = bearing_of(d)
+    fields = result.fields() if result is not None else {}
+    if "bearing_deg" not in fields:
+        return [""] * len(BEARING_COLUMNS)
+    return [f"{fields['bearing_deg']:.1f}", f"{fields['bearing_uncertainty_deg']:.1f}",
+            fields["bearing_reference"], "yes" if fields.get("ambiguous") else "no",
+            ",".join(f"{c:.1f}" for c in fields.get("bearing_candidates_deg", [])),
+            f"{fields['cone_deg']:.1f}" if "cone_deg" in fields else ""]
 
 
 def _freq(value: float | None) -> str:

@@ -30,4 +30,5 @@ def test_demo_headless_30_s_detects_simulated_calls(tmp_path) -> None:
     found, calls, unmatched = map(int, tally.groups())
     assert calls >= 1 and found >= 1 and found <= calls
     assert unmatched <= len(detections)
-    assert {t for t, _ in received} >= {"heartbeat", "health", "detection.right_whale"}
+    assert {t for t, _ in received} >= {"heartbeat", "health", "detection.right_whale",
+                                        "bearing.right_whale"}  # the demo's [array]

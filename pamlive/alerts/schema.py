@@ -18,6 +18,8 @@ HEALTH_SCHEMA = "pamlive.health/1"
 DETECTION_TOPIC_PREFIX = "detection."
 ONSET_SCHEMA = "pamlive.onset/1"
 ONSET_TOPIC_PREFIX = "onset."
+BEARING_SCHEMA = "pamlive.bearing/1"  # a detection's bearing, published after it (array)
+BEARING_TOPIC_PREFIX = "bearing."
 
 
 def new_run_id() -> str:
@@ -203,8 +205,7 @@ def _validate_alert(body: object, schema: str) -> None:
         "must be an object with string 'name' and 'version'",
     )
     _require(_is_number(body.get("latency_ms")), "latency_ms", "missing or not a number")
-    if "bearing_deg" in body:
-        _require(_is_number(body["bearing_deg"]), "bearing_deg", "not a finite number")
+    validate_bearing_fields(body)
     if "position" in body:
         pos = body["position"]
         _require(
@@ -214,3 +215,20 @@ def _validate_alert(body: object, schema: str) -> None:
         )
     if "clip" in body:
         _require(isinstance(body["clip"], str), "clip", "not a string path")
+
+
+def validate_bearing_fields(body: dict) -> None:
+    """The optional array fields (``docs/array.md``) of a detection or bearing body."""
+    for name in ("bearing_deg", "bearing_uncertainty_deg", "relative_bearing_deg", "cone_deg",
+                 "elevation_deg"):
+        if name in body:
+            _require(_is_number(body[name]), name, "not a finite number")
+    if "ambiguous" in body:
+        _require(isinstance(body["ambiguous"], bool), "ambiguous", "not true/false")
+    if "bearing_candidates_deg" in body:
+        c = body["bearing_candidates_deg"]
+        _require(isinstance(c, list) and len(c) == 2 and all(_is_number(v) for v in c),
+                 "bearing_candidates_deg", "must be a list of two bearings")
+    if "bearing_reference" in body:
+        _require(body["bearing_reference"] in ("true", "array"), "bearing_reference",
+                 "must be 'true' or 'array'")

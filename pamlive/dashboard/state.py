@@ -7,11 +7,16 @@ malformed, when the monitor is lost) is tested by feeding events and checking fi
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX, parse_utc
+from pamlive.alerts.schema import (
+    BEARING_TOPIC_PREFIX,
+    DETECTION_TOPIC_PREFIX,
+    ONSET_TOPIC_PREFIX,
+    parse_utc,
+)
 from pamlive.client import BusEvent
 from pamlive.dashboard.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
 
@@ -35,6 +40,9 @@ class DetectionRow:
     latency_ms: float | None
     replayed: bool
     bearing_deg: float | None
+    start_sample: int | None = None  # with the class, names the detection a bearing is for
+    bearing_uncertainty_deg: float | None = None
+    bearing_candidates_deg: tuple[float, ...] = ()  # a towed line's two mirror bearings
 
 
 @dataclass
@@ -105,6 +113,8 @@ class DashboardState:
             self._on_onset(body, replayed=event.kind == "replayed", now=now)
         elif event.topic.startswith(DETECTION_TOPIC_PREFIX):
             self._on_detection(body, replayed=event.kind == "replayed", now=now)
+        elif event.topic.startswith(BEARING_TOPIC_PREFIX):
+            self._on_bearing(body)
         elif event.topic == "health":
             _check_health(body)
             self.health, self.health_at = body, now
@@ -134,8 +144,11 @@ class DashboardState:
             channels=tuple(int(c) for c in body["channels"]),
             latency_ms=float(body["latency_ms"]) if body.get("latency_ms") is not None else None,
             replayed=replayed,
-            bearing_deg=float(bearing) if bearing is not None else None,
+            bearing_deg=None,
+            start_sample=int(body["start_sample"]) if "start_sample" in body else None,
         )
+        if bearing is not None:
+            row = _with_bearing(row, body)
         self.detections.appendleft(row)
         self.detections_total += 1
         if replayed:
@@ -160,6 +173,16 @@ class DashboardState:
         if ring:
             self.bells_due = min(self.bells_due + 1, MAX_PENDING_BELLS)
         return True
+
+    def _on_bearing(self, body: dict[str, Any]) -> None:
+        """A ``bearing.<class>`` update: the array's direction for a listed detection."""
+        if body.get("bearing_deg") is None:
+            return
+        key = (str(body["class"]), int(body["start_sample"]))
+        for i, row in enumerate(self.detections):
+            if (row.class_name, row.start_sample) == key:
+                self.detections[i] = _with_bearing(row, body)
+                return
 
     def _on_spectrum(self, body: dict[str, Any]) -> None:
         if body.get("schema") != SPECTRUM_SCHEMA:
@@ -191,6 +214,14 @@ class DashboardState:
 
 _HEALTH_SECTIONS = ("capture", "ring", "inference", "latency_ms", "drops")
 _HEALTH_NUMBERS = ("uptime_s", "sample_rate", "channels", "stream_time_s")
+
+
+def _with_bearing(row: DetectionRow, body: dict[str, Any]) -> DetectionRow:
+    unc = body.get("bearing_uncertainty_deg")
+    return replace(row, bearing_deg=float(body["bearing_deg"]),
+                   bearing_uncertainty_deg=float(unc) if unc is not None else None,
+                   bearing_candidates_deg=tuple(float(c) for c in
+                                                body.get("bearing_candidates_deg", ())))
 
 
 def _is_number(v: object) -> bool:

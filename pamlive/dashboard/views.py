@@ -19,7 +19,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from pamlive.dashboard.state import ALARM_CLASSES, DashboardState
+from pamlive.dashboard.state import ALARM_CLASSES, DashboardState, DetectionRow
 
 METER_FLOOR_DBFS = -100.0
 HEALTH_STALE_S = 5.0  # health is published every second; older than this is shown as stale
@@ -239,11 +239,31 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
             Text(row.class_name, style="bold magenta" if whale else ""),
             f"{row.score:.2f}",
             ",".join(map(str, row.channels)),
-            "—" if row.bearing_deg is None else f"{row.bearing_deg:.0f}°",
+            bearing_text(row),
             _ms(row.latency_ms),
             "replayed" if row.replayed else "",
         )
     return table
+
+
+_ARROWS = "↑↗→↘↓↙←↖"  # N, NE, E, ... : a compass needle in one character
+
+
+def compass_arrow(bearing_deg: float) -> str:
+    """The 8-point compass arrow nearest to a bearing (clockwise from north / the bow)."""
+    return _ARROWS[round(bearing_deg % 360.0 / 45.0) % 8]
+
+
+def bearing_text(row: DetectionRow) -> str:
+    """``123° ±2 ↘``; a towed line's ambiguity as both candidates, ``060°|300° ↗↖``."""
+    if row.bearing_deg is None:
+        return "—"
+    if len(row.bearing_candidates_deg) == 2:
+        a, b = row.bearing_candidates_deg
+        return f"{a:03.0f}°|{b:03.0f}° {compass_arrow(a)}{compass_arrow(b)}"
+    unc = (f" ±{row.bearing_uncertainty_deg:.0f}" if row.bearing_uncertainty_deg is not None
+           else "")
+    return f"{row.bearing_deg:03.0f}°{unc} {compass_arrow(row.bearing_deg)}"
 
 
 def banner(state: DashboardState, now: float) -> Text | None:

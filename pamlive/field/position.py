@@ -228,9 +228,12 @@ class _NmeaSourceThread(_SourceThread):
     def __init__(self, track: PositionTrack, clock: Callable[[], float]) -> None:
         super().__init__(track)
         self.parser = NmeaParser(clock)
+        self.listeners: list[Callable[[str], None]] = []  # other sentences' readers (heading)
 
     def _feed(self, raw: bytes) -> None:
         for line in raw.decode("ascii", errors="replace").splitlines():
+            for listener in self.listeners:
+                listener(line)
             fix = self.parser.parse(line)
             if fix is not None:
                 self.track.add(fix)

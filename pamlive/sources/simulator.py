@@ -6,6 +6,8 @@ below 20 Hz and fall above 500 Hz), occasional ship passages (propeller tonal li
 true Doppler and spreading loss, plus broadband noise), and North Atlantic right whale
 upcalls: a J-shaped ~1 s sweep from ~90 Hz up to ~200 Hz with a weaker harmonic and a
 smooth envelope, arriving on each hydrophone with the plane-wave delay of its bearing.
+Optionally also impulsive single-channel transients, heard by one hydrophone only: knocks
+on the housing, flow-noise bursts and cable strum (what channel agreement is for).
 
 The stream is deterministic: the same seed gives the same samples whatever block sizes
 ``read`` is called with. Noise is generated in fixed internal chunks (FIR overlap-add),
@@ -15,13 +17,18 @@ never show. Every call is kept as ground truth so tests can score detectors on i
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import signal
 
+from pamlive.alerts.schema import utc_at_sample, utc_iso
 from pamlive.config import SimulatorConfig
 from pamlive.errors import ConfigError
 
@@ -40,6 +47,8 @@ _MAX_TAPS = 8192  # bounds memory and CPU at ultrasonic rates (coarser low-end s
 _MIN_CALL_GAP_S = 3.0
 _SHIP_MEAN_PASSAGE_S = 330.0
 MAX_GROUND_TRUTH = 20000  # calls remembered (~4.6 days at one call per 20 s): bounded memory
+TRANSIENT_KINDS = ("knock", "flow", "strum")
+_FLOW_COMPONENTS = 48  # random-phase sinusoids summed into a flow-noise burst
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,37 @@ class SimulatedCall:
     snr_db: float  # in SNR_BAND_HZ, at the reference amplitude (channels vary ±1.5 dB)
     f0_hz: float  # sweep start
     f1_hz: float  # sweep end
+
+
+@dataclass(frozen=True)
+class SimulatedTransient:
+    """One impulsive single-channel event (ground truth: it is not a call)."""
+
+    start_sample: int
+    end_sample: int
+    channel: int
+    kind: str  # knock | flow | strum
+    snr_db: float  # in SNR_BAND_HZ over its duration, like a call's
+
+
+@dataclass(frozen=True)
+class _Transient:
+    truth: SimulatedTransient
+    onset_s: float
+    duration_s: float
+    freqs: np.ndarray  # Hz: knock resonance / flow components / strum start and end
+    phases: np.ndarray
+    gain: float
+
+
+def square_geometry(side_m: float) -> list[tuple[float, float]]:
+    """Four hydrophones on the corners of a square, channel order (0,0), (s,0), (0,s), (s,s)."""
+    return [(0.0, 0.0), (side_m, 0.0), (0.0, side_m), (side_m, side_m)]
+
+
+def towed_line_geometry(elements: int, spacing_m: float) -> list[tuple[float, float]]:
+    """A towed line trailing behind the vessel: +y is the bow, element 0 nearest to it."""
+    return [(0.0, -k * spacing_m) for k in range(elements)]
 
 
 @dataclass(frozen=True)
@@ -155,8 +195,9 @@ class SimulatedArray:
         self._c = float(config.sound_speed)
         self._max_delay_s = float(np.max(np.hypot(*self._positions.T))) / self._c
 
-        seeds = np.random.SeedSequence(seed if seed is not None else config.seed).spawn(3)
-        self._noise_rng, self._call_rng, self._ship_rng = (np.random.default_rng(s) for s in seeds)
+        seeds = np.random.SeedSequence(seed if seed is not None else config.seed).spawn(4)
+        self._noise_rng, self._call_rng, self._ship_rng, self._transient_rng = (
+            np.random.default_rng(s) for s in seeds)  # the first three as before the 4th
 
         numtaps = min(int(fs / _FREQ_RESOLUTION_HZ), _MAX_TAPS) | 1
         ambient = _fir_from_db(_AMBIENT_DB, fs, -5.0, numtaps)
@@ -176,6 +217,11 @@ class SimulatedArray:
         self._truth: deque[SimulatedCall] = deque(maxlen=MAX_GROUND_TRUTH)
         self._active_calls: list[_Call] = []
         self._next_call_s = self._call_gap()
+        self._transients: deque[SimulatedTransient] = deque(maxlen=MAX_GROUND_TRUTH)
+        self._active_transients: list[_Transient] = []
+        every = config.transient_interval_s
+        self._next_transient_s = (self._transient_rng.exponential(every) if every > 0
+                                  else math.inf)
         self._ships: list[_Ship] = []
         self._active_ships: list[_Ship] = []
         self._next_ship_s = math.inf
@@ -196,6 +242,39 @@ class SimulatedArray:
         return [c for c in self._truth if c.start_sample < self._pos]
 
     @property
+    def transients(self) -> list[SimulatedTransient]:
+        """Single-channel transients that began before the current read position."""
+        return [t for t in self._transients if t.start_sample < self._pos]
+
+    def truth_records(self, start_utc: datetime) -> list[dict[str, Any]]:
+        """Calls and transients so far as ``pamlive demo --truth`` lines, in time order
+        (``bearing_deg`` is null for a transient: it has no direction)."""
+        fs = self.sample_rate
+
+        def utc(sample: int) -> str:
+            return utc_iso(utc_at_sample(start_utc, sample, fs))
+
+        rows = [{"start_utc": utc(c.start_sample), "end_utc": utc(c.end_sample),
+                 "bearing_deg": round(c.bearing_deg, 3), "snr_db": round(c.snr_db, 2),
+                 "kind": "upcall", "start_sample": c.start_sample,
+                 "end_sample": c.end_sample} for c in self.ground_truth]
+        rows += [{"start_utc": utc(t.start_sample), "end_utc": utc(t.end_sample),
+                  "bearing_deg": None, "snr_db": round(t.snr_db, 2), "kind": t.kind,
+                  "start_sample": t.start_sample, "end_sample": t.end_sample,
+                  "channel": t.channel} for t in self.transients]
+        return sorted(rows, key=lambda r: r["start_sample"])
+
+    def write_truth(self, path: Path, start_utc: datetime) -> int:
+        """Write :meth:`truth_records` as JSON lines; returns how many."""
+        rows = self.truth_records(start_utc)
+        tmp = path.with_name(path.name + ".part")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+        tmp.replace(path)
+        return len(rows)
+
+    @property
     def ship_passages(self) -> list[SimulatedShip]:
         """Ship passages that started before the current read position."""
         return [s.truth for s in self._ships if s.truth.start_sample < self._pos]
@@ -213,6 +292,7 @@ class SimulatedArray:
         if frames:
             self._add_ships(out, t, noise[:, self.channels :])
             self._add_calls(out, t)
+            self._add_transients(out, t)
         self._pos += frames
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
@@ -284,6 +364,46 @@ class SimulatedArray:
                 out[:, ch] += call.gains[ch] * _upcall(t - call.arrival_s[ch], call)
         self._active_calls = [c for c in self._active_calls if c.truth.end_sample > last]
 
+    # -- transients ---------------------------------------------------------------------
+
+    def _new_transient(self, onset: float) -> _Transient:
+        """Draw one knock (a ringing impulse), flow burst or strum tone on one channel."""
+        rng, fs = self._transient_rng, self.sample_rate
+        kind = str(rng.choice(TRANSIENT_KINDS))
+        if kind == "knock":
+            duration = rng.uniform(0.05, 0.25)
+            freqs = np.array([rng.uniform(60.0, 400.0), duration / 6])  # resonance, decay
+        elif kind == "flow":
+            duration = rng.uniform(0.5, 2.5)
+            freqs = rng.uniform(20.0, 300.0, _FLOW_COMPONENTS)
+        else:
+            duration = rng.uniform(0.5, 2.0)
+            freqs = np.array([rng.uniform(60.0, 120.0), rng.uniform(120.0, 250.0)])
+        phases = np.asarray(rng.uniform(0.0, 2 * np.pi, size=freqs.shape[0]))
+        lo, hi = self.config.snr_db_range
+        snr = rng.uniform(lo, hi)
+        channel = int(rng.integers(self.channels))
+        start = round(onset * fs)
+        draft = _Transient(SimulatedTransient(start, start + round(duration * fs), channel, kind,
+                                              snr), onset, duration, freqs, phases, 1.0)
+        n = round(duration * fs)
+        power = _band_power_of(_transient_wave(np.arange(n) / fs, draft), fs)
+        gain = math.sqrt(self._noise_band_power * 10 ** (snr / 10) / max(power, 1e-30))
+        return replace(draft, gain=gain)
+
+    def _add_transients(self, out: np.ndarray, t: np.ndarray) -> None:
+        block_end_s = t[-1] + 1 / self.sample_rate
+        while self._next_transient_s < block_end_s:
+            tr = self._new_transient(self._next_transient_s)
+            self._transients.append(tr.truth)
+            self._active_transients.append(tr)
+            self._next_transient_s += tr.duration_s + self._transient_rng.exponential(
+                self.config.transient_interval_s)
+        for tr in self._active_transients:
+            out[:, tr.truth.channel] += tr.gain * _transient_wave(t - tr.onset_s, tr)
+        self._active_transients = [tr for tr in self._active_transients
+                                   if tr.onset_s + tr.duration_s > block_end_s]
+
     # -- ships --------------------------------------------------------------------------
 
     def _ship_gap(self) -> float:
@@ -342,10 +462,38 @@ class SimulatedArray:
         self._active_ships = [s for s in self._active_ships if s.t1_s > block_end_s]
 
 
+def _transient_wave(u: np.ndarray, tr: _Transient) -> np.ndarray:
+    """Unit-gain transient at times ``u`` (seconds since onset; zero outside it)."""
+    inside = (u >= 0.0) & (u < tr.duration_s)
+    out = np.zeros_like(u)
+    if not inside.any():
+        return out
+    ui = u[inside]
+    kind = tr.truth.kind
+    if kind == "knock":
+        out[inside] = np.exp(-ui / tr.freqs[1]) * np.sin(2 * np.pi * tr.freqs[0] * ui
+                                                         + tr.phases[0])
+        return out
+    env = _envelope(ui / tr.duration_s)
+    if kind == "flow":
+        wave = np.sin(2 * np.pi * np.outer(ui, tr.freqs) + tr.phases).sum(axis=1)
+        out[inside] = env * wave / math.sqrt(tr.freqs.shape[0])
+    else:  # strum: a tone gliding between two frequencies as the flow changes
+        f0, f1 = tr.freqs
+        phi = 2 * np.pi * (f0 * ui + (f1 - f0) * ui**2 / (2 * tr.duration_s))
+        out[inside] = env * np.sin(phi + tr.phases[0])
+    return out
+
+
 def _unit_band_power(call: _Call, fs: int) -> float:
     """Mean power in SNR_BAND_HZ over the call's duration of the unit-amplitude call."""
     n = round(call.duration_s * fs)
-    wave = _upcall(np.arange(n) / fs, call)
+    return _band_power_of(_upcall(np.arange(n) / fs, call), fs)
+
+
+def _band_power_of(wave: np.ndarray, fs: int) -> float:
+    """Mean power of ``wave`` inside SNR_BAND_HZ."""
+    n = wave.shape[0]
     spec = np.fft.rfft(wave)
     f = np.fft.rfftfreq(n, 1 / fs)
     spec[(f < SNR_BAND_HZ[0]) | (f > SNR_BAND_HZ[1])] = 0
@@ -366,5 +514,8 @@ def _validate(cfg: SimulatorConfig) -> None:
     if not 0.0 <= cfg.ship_probability <= 1.0:
         raise ConfigError(f"[simulator] ship_probability must be in 0..1, "
                           f"got {cfg.ship_probability}")
+    if cfg.transient_interval_s < 0:
+        raise ConfigError(f"[simulator] transient_interval_s must be >= 0 (0: none), "
+                          f"got {cfg.transient_interval_s}")
     if cfg.sound_speed <= 0 or cfg.call_interval_s <= 0:
         raise ConfigError("[simulator] sound_speed and call_interval_s must be positive")

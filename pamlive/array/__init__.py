@@ -1,0 +1,2 @@
+"""The hydrophone array as an array: time differences of arrival, bearings, channel
+agreement (see ``docs/array.md``)."""
