@@ -13,6 +13,7 @@ import importlib
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
     an.add_argument("--threshold", type=float,
                     help="score threshold for every detecting class (overrides the config)")
+    an.add_argument("--scores", action="store_true",
+                    help="also write <stem>.scores.csv: every window's scores, every channel")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     for name, (_, help_text) in DELEGATED.items():
@@ -95,18 +98,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
     from pamlive.config import load_config
-    from pamlive.inference.package import load_model_package
+    from pamlive.ensemble import Ensemble, load_ensemble
+    from pamlive.inference.package import ModelPackage, load_model_package
 
     cfg = load_config(args.config)
-    package = load_model_package(cfg.model.path)
-    thresholds = dict(cfg.model.thresholds)
+    model = cfg.model if args.hop is None else replace(cfg.model, hop_s=args.hop)
+    thresholds = dict(model.thresholds)
+    package: ModelPackage | Ensemble
+    if model.members:
+        if args.threshold is not None:
+            raise PamliveError("--threshold does not apply to an ensemble: set each member's "
+                               "thresholds (or a mean rule's threshold) in the config")
+        package = load_ensemble(model)
+    else:
+        package = load_model_package(model.path)
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
     result = analyze_files(
-        args.paths, package, args.outdir, hop_s=cfg.model.hop_s if args.hop is None else args.hop,
-        max_merge=cfg.model.max_merge, thresholds=thresholds, threads=cfg.model.threads,
+        args.paths, package, args.outdir, hop_s=model.hop_s, max_merge=model.max_merge,
+        thresholds=thresholds, threads=model.threads, scores=args.scores,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     for f in result.files:
