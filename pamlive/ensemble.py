@@ -11,9 +11,10 @@ Time alignment (causal, so alerts stay prompt):
   (the first listed among equals). A fused window is numbered like its lead window, so
   the merge rule sees consecutive grid points as consecutive windows.
 * At grid time ``E`` each member contributes its most recent window that ended at or
-  before ``E`` and no more than one of its hops (plus one sample for rounding) before
-  ``E``. Nothing from after ``E`` is used, so a fused decision at ``E`` needs only audio up
-  to ``E``: no member waits for another's future window.
+  before ``E`` and less than one of its hops before ``E`` (as a member's latest window
+  always does while its windows keep coming). Nothing from after ``E`` is used, so a
+  fused decision at ``E`` needs only audio up to ``E``: no member waits for another's
+  future window.
 * A member with no such window (it has not produced a window yet because its window is
   longer than the lead's, or after a gap in the stream, or its windows were dropped) is
   *missing* at ``E``: it brings no evidence (0 in ``mean``; below threshold in the vote
@@ -174,7 +175,8 @@ class Aligner:
         q = self._queues[m]
         while len(q) >= 2 and q[1][0].end_sample <= end:
             q.popleft()
-        if q and end - self._hops[m] - 1 < q[0][0].end_sample <= end:
+        # a regular member's latest window ends less than one hop before ``end``
+        if q and end - self._hops[m] < q[0][0].end_sample <= end:
             return q[0]
         return None
 

@@ -29,13 +29,16 @@ VOTE_THRESHOLD = 0.5
 
 def at_threshold_scale(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
     """Map member ``m``'s scores so that ``thresholds[m]`` becomes 0.5; NaN stays NaN."""
-    s = np.asarray(scores, np.float64)
-    # thresholds as float32, like WindowMerger's, so one model alone decides identically
-    t = np.asarray(thresholds, np.float32).astype(np.float64).reshape((-1,) + (1,) * (s.ndim - 1))
+    # compared in float32 (the classifiers' scores), like WindowMerger, so that one model
+    # alone decides exactly as it does outside an ensemble
+    s32 = np.asarray(scores, np.float32)
+    t32 = np.asarray(thresholds, np.float32).reshape((-1,) + (1,) * (s32.ndim - 1))
+    reached = s32 >= t32
+    s, t = s32.astype(np.float64), t32.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         below = np.where(t > 0, 0.5 * s / t, 0.5)
         above = np.where(t < 1, 0.5 + 0.5 * (s - t) / (1 - t), 1.0)
-    return np.where(s >= t, above, below)
+    return np.where(reached, above, below)
 
 
 def fuse_mean(scores: np.ndarray) -> np.ndarray:
