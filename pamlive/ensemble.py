@@ -245,18 +245,20 @@ def load_ensemble(model: ModelConfig) -> Ensemble:
         names.add(name)
         members.append(Member(name, package, classifier, mc.hop_s or model.hop_s, thresholds,
                               []))
+    # the first member names the ensemble's classes (renamed by its own classes table)
     first = members[0].package
+    renamed = {own: name for name, own in model.members[0].classes.items()}
+    classes = [renamed.get(c, c) for c in first.class_names]
+    binary = {renamed.get(c, c): on for c, on in first.binary.items()}
     for i, (m, mc) in enumerate(zip(members, model.members, strict=True)):
-        m.columns = _columns(first.class_names, m.package, mc.classes,
-                             f"[[model.members]] #{i + 1} classes")
-    unknown = set(model.fusion) - set(first.class_names)
+        m.columns = _columns(classes, m.package, mc.classes, f"[[model.members]] #{i + 1} classes")
+    unknown = set(model.fusion) - set(classes)
     if unknown:
         raise ConfigError(f"[model.fusion] names unknown class(es) {', '.join(sorted(unknown))}; "
-                          f"the ensemble's classes are {', '.join(first.class_names)}")
-    fusion = {c: _class_fusion(c, ci, first.binary[c], model.fusion.get(c), members)
-              for ci, c in enumerate(first.class_names)}
-    return Ensemble(members, list(first.class_names), dict(first.binary), first.freq_range,
-                    fusion)
+                          f"the ensemble's classes are {', '.join(classes)}")
+    fusion = {c: _class_fusion(c, ci, binary[c], model.fusion.get(c), members)
+              for ci, c in enumerate(classes)}
+    return Ensemble(members, classes, binary, first.freq_range, fusion)
 
 
 def _columns(classes: Sequence[str], package: ModelPackage, mapping: dict[str, str],
