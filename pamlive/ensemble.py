@@ -184,37 +184,30 @@ class Aligner:
 FusedScoreSink = Callable[[FusedWindow, np.ndarray], None]
 
 
-class EnsembleDetector:
-    """Members' Windowers -> Classifiers -> Aligner -> fusion -> WindowMerger, synchronously.
+class EnsembleMerger:
+    """Scored member windows in, closed detections out: alignment, fusion, merge rule.
 
-    The same interface as :class:`pamlive.pipeline.StreamDetector` (``pamlive analyze``);
-    ``on_scores`` receives every :class:`FusedWindow` and its fused scores.
+    The merge stage of an ensemble, for ``pamlive analyze`` and the live engine alike:
+    feed each member's scored windows in that member's stream order (members may
+    interleave freely); ``on_scores`` sees every :class:`FusedWindow` before it is merged.
     """
 
-    def __init__(self, ensemble: Ensemble, input_rate: int, channels: int, *,
-                 max_merge: int = 10, on_scores: FusedScoreSink | None = None) -> None:
+    def __init__(self, ensemble: Ensemble, input_rate: int, max_merge: int,
+                 on_scores: FusedScoreSink | None = None) -> None:
         self.ensemble = ensemble
-        self.windowers = [m.windower(input_rate, channels) for m in ensemble.members]
         self.aligner = ensemble.aligner(input_rate)
         self.merger = ensemble.merger(input_rate, max_merge)
         self.on_scores = on_scores
-        self.samples_in = 0
 
-    def push(self, block: np.ndarray) -> list[Detection]:
-        self.samples_in += block.shape[0]
-        for i, w in enumerate(self.windowers):
-            self._classify(i, w.push(block))
+    def push(self, member: int, windows: Sequence[Window], scores: np.ndarray
+             ) -> list[Detection]:
+        """``scores``: ``(windows, channels, the member's classes)``."""
+        self.aligner.add(member, windows, scores)
         return self._merge(final=False)
 
-    def finish(self) -> list[Detection]:
-        for i, w in enumerate(self.windowers):
-            self._classify(i, w.flush())
-        return self._merge(final=True) + self.merger.flush(self.samples_in)
-
-    def _classify(self, member: int, windows: list[Window]) -> None:
-        if windows:
-            scores = classify_windows(self.ensemble.members[member].classifier, windows)
-            self.aligner.add(member, windows, scores)
+    def flush(self, end_sample: int) -> list[Detection]:
+        """End of stream: decide every pending grid point, close every open detection."""
+        return self._merge(final=True) + self.merger.flush(end_sample)
 
     def _merge(self, final: bool) -> list[Detection]:
         found: list[Detection] = []
@@ -224,6 +217,40 @@ class EnsembleDetector:
                 self.on_scores(fw, fw.scores)
             found.extend(self.merger.push(fw.index, fw.start_sample, fw.end_sample, fw.scores))
         return found
+
+
+class EnsembleDetector:
+    """Members' Windowers -> Classifiers -> :class:`EnsembleMerger`, synchronously.
+
+    The same interface as :class:`pamlive.pipeline.StreamDetector` (``pamlive analyze``);
+    ``on_scores`` receives every :class:`FusedWindow` and its fused scores.
+    """
+
+    def __init__(self, ensemble: Ensemble, input_rate: int, channels: int, *,
+                 max_merge: int = 10, on_scores: FusedScoreSink | None = None) -> None:
+        self.ensemble = ensemble
+        self.windowers = [m.windower(input_rate, channels) for m in ensemble.members]
+        self.merger = EnsembleMerger(ensemble, input_rate, max_merge, on_scores)
+        self.samples_in = 0
+
+    def push(self, block: np.ndarray) -> list[Detection]:
+        self.samples_in += block.shape[0]
+        found: list[Detection] = []
+        for i, w in enumerate(self.windowers):
+            found += self._score(i, w.push(block))
+        return found
+
+    def finish(self) -> list[Detection]:
+        found: list[Detection] = []
+        for i, w in enumerate(self.windowers):
+            found += self._score(i, w.flush())
+        return found + self.merger.flush(self.samples_in)
+
+    def _score(self, member: int, windows: list[Window]) -> list[Detection]:
+        if not windows:
+            return []
+        scores = classify_windows(self.ensemble.members[member].classifier, windows)
+        return self.merger.push(member, windows, scores)
 
 
 def load_ensemble(model: ModelConfig) -> Ensemble:

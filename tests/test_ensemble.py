@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 
 from pamlive.config import load_config
-from pamlive.ensemble import Aligner, EnsembleDetector, load_ensemble
+from pamlive.ensemble import Aligner, EnsembleDetector, EnsembleMerger, load_ensemble
 from pamlive.errors import ConfigError
 from pamlive.fusion import at_threshold_scale, fuse, fuse_all, fuse_k_of_n, fuse_mean
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import StreamDetector, Window
+from pamlive.pipeline import StreamDetector, Window, classify_windows
 from pamlive.raven import read_selection_table
 
 NAN = math.nan
@@ -287,3 +287,54 @@ def test_bad_ensembles_are_one_line_errors(tonal_package: Path, tmp_path: Path) 
     with pytest.raises(ConfigError, match="path and thresholds go into each"):
         load_config(write_config(tmp_path, '[model]\nthresholds = { right_whale = 0.5 }\n'
                                            '[[model.members]]\npath = "builtin:narw"\n'))
+
+
+def test_the_merge_stage_takes_members_in_any_interleaving(shared_dir: Path,
+                                                            tonal_package: Path,
+                                                            tmp_path: Path) -> None:
+    """The live engine's hook: member windows scored on a worker thread arrive member by
+    member in any interleaving; the fused windows and detections do not change."""
+    audio, rate = sf.read(shared_dir / RECORDING, dtype="float32", always_2d=True,
+                          frames=2000 * 300)
+    cfg = load_config(write_config(tmp_path, members_config(tonal_package,
+                                                            '{ rule = "k_of_n", k = 1 }')))
+    ensemble = load_ensemble(cfg.model)
+    reference: list = []
+    det = EnsembleDetector(ensemble, rate, 1, on_scores=lambda fw, s: reference.append(fw))
+    expected = det.push(audio) + det.finish()
+    scored = []
+    for m, member in enumerate(ensemble.members):
+        windower = member.windower(rate, 1)
+        ws = windower.push(audio) + windower.flush()
+        scored.append([(m, w, s) for w, s in zip(ws, classify_windows(member.classifier, ws),
+                                                   strict=True)])
+    rng = np.random.default_rng(7)
+    order = np.concatenate([np.full(len(s), m) for m, s in enumerate(scored)])
+    rng.shuffle(order)  # a random interleaving that keeps each member's own order
+    fused: list = []
+    merger = EnsembleMerger(ensemble, rate, 10, on_scores=lambda fw, s: fused.append(fw))
+    got = []
+    for m in order:
+        _, w, s = scored[m].pop(0)
+        got += merger.push(m, [w], s[None])
+    got += merger.flush(audio.shape[0])
+    assert [(f.index, f.start_sample, f.end_sample) for f in fused] == \
+        [(f.index, f.start_sample, f.end_sample) for f in reference]
+    np.testing.assert_array_equal(np.stack([f.scores for f in fused]),
+                                  np.stack([f.scores for f in reference]))
+    assert [(d.start_sample, d.end_sample, d.score) for d in got] == \
+        [(d.start_sample, d.end_sample, d.score) for d in expected]
+    assert len(expected) > 3
+
+
+def test_the_first_member_can_rename_the_ensemble_classes(tonal_package: Path,
+                                                          tmp_path: Path) -> None:
+    body = (f'[[model.members]]\npath = "{tonal_package}"\nclasses = {{ upcall = "right_whale" }}\n'
+            f'[[model.members]]\npath = "builtin:narw"\nclasses = {{ upcall = "right_whale" }}\n'
+            '[model.fusion]\nupcall = { rule = "mean", threshold = 0.7 }\n')
+    ensemble = load_ensemble(load_config(write_config(tmp_path, body)).model)
+    assert ensemble.class_names == ["noise", "upcall"]
+    assert ensemble.binary == {"noise": False, "upcall": True}
+    assert [m.columns for m in ensemble.members] == [[0, 1], [0, 1]]
+    assert ensemble.fusion["upcall"].threshold == 0.7
+    assert ensemble.fusion["noise"].rule == "mean"  # a class that does not detect: the mean
