@@ -55,13 +55,17 @@ class ScoreTable:
             columns += [f"{m.name}:start", f"{m.name}:end"]
             columns += [f"{m.name}:{c}" for c in m.package.class_names]
         self._tmp = path.with_name(path.name + ".part")
-        self._fh: IO[str] = self._tmp.open("w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh, lineterminator="\n")
-        self._writer.writerow(columns)
         self._name = audio_path.name
         self._rate = sample_rate
         self._start_utc = start_utc
         self._error: OSError | None = None
+        self._fh: IO[str] | None = None
+        try:
+            self._fh = self._tmp.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._fh, lineterminator="\n")
+            self._writer.writerow(columns)
+        except OSError as exc:
+            self._error = exc
 
     def __call__(self, window: Window | FusedWindow, scores: np.ndarray) -> None:
         if self._error is None:
@@ -87,7 +91,8 @@ class ScoreTable:
     def close(self) -> str | None:
         """Finish the table; the problem in one line if it could not be written."""
         try:
-            self._fh.close()
+            if self._fh is not None:
+                self._fh.close()
             if self._error is None:
                 self._tmp.replace(self.path)
         except OSError as exc:

@@ -102,3 +102,25 @@ def test_utc_is_empty_without_a_time_in_the_name_and_no_table_unless_asked(
     assert [(r["start"], r["end"], r["start_utc"], r["end_utc"]) for r in rows] == [
         ("0.000000", "2.000000", "", ""), ("1.000000", "3.000000", "", ""),
         ("2.000000", "4.000000", "", ""), ("3.000000", "5.000000", "", "")]
+
+
+def test_a_score_table_that_cannot_be_written_is_one_line(shared_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """A full disk (here: a 16 kB file size limit) stops the score table, not the analysis:
+    one line names it, the selection table is written, the exit status says it failed."""
+    import resource
+
+    audio, rate = sf.read(shared_dir / RECORDINGS[0], dtype="float32", frames=2000 * 600)
+    sf.write(tmp_path / "long.wav", audio, rate)
+    config = tmp_path / "narw.toml"
+    config.write_text('[model]\npath = "builtin:narw"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "pamlive", "analyze", str(tmp_path / "long.wav"), "-c",
+         str(config), "-o", str(tmp_path / "out"), "--scores"],
+        capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 14, 1 << 14)))
+    assert r.returncode == 1, r.stderr
+    assert "long.scores.csv: cannot write score table (File too large)" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert read_selection_table(tmp_path / "out" / "long.selections.txt")
+    assert not (tmp_path / "out" / "long.scores.csv").exists()
