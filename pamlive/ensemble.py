@@ -219,6 +219,17 @@ class EnsembleMerger:
         return found
 
 
+def classify_members(ensemble: Ensemble, items: Sequence[tuple[int, Window]]
+                     ) -> list[tuple[int, list[Window], np.ndarray]]:
+    """A batch of (member, window) in any mix, scored member by member in one batch each:
+    ``(member, its windows in batch order, scores (windows, channels, its classes))``."""
+    out = []
+    for m in sorted({m for m, _ in items}):
+        windows = [w for i, w in items if i == m]
+        out.append((m, windows, classify_windows(ensemble.members[m].classifier, windows)))
+    return out
+
+
 class EnsembleDetector:
     """Members' Windowers -> Classifiers -> :class:`EnsembleMerger`, synchronously.
 
@@ -235,22 +246,18 @@ class EnsembleDetector:
 
     def push(self, block: np.ndarray) -> list[Detection]:
         self.samples_in += block.shape[0]
-        found: list[Detection] = []
-        for i, w in enumerate(self.windowers):
-            found += self._score(i, w.push(block))
-        return found
+        return self._score([(i, w) for i, wr in enumerate(self.windowers)
+                            for w in wr.push(block)])
 
     def finish(self) -> list[Detection]:
-        found: list[Detection] = []
-        for i, w in enumerate(self.windowers):
-            found += self._score(i, w.flush())
+        found = self._score([(i, w) for i, wr in enumerate(self.windowers) for w in wr.flush()])
         return found + self.merger.flush(self.samples_in)
 
-    def _score(self, member: int, windows: list[Window]) -> list[Detection]:
-        if not windows:
-            return []
-        scores = classify_windows(self.ensemble.members[member].classifier, windows)
-        return self.merger.push(member, windows, scores)
+    def _score(self, items: list[tuple[int, Window]]) -> list[Detection]:
+        found: list[Detection] = []
+        for member, windows, scores in classify_members(self.ensemble, items):
+            found += self.merger.push(member, windows, scores)
+        return found
 
 
 def load_ensemble(model: ModelConfig) -> Ensemble:

@@ -13,12 +13,18 @@ import pytest
 import soundfile as sf
 
 from pamlive.config import load_config
-from pamlive.ensemble import Aligner, EnsembleDetector, EnsembleMerger, load_ensemble
+from pamlive.ensemble import (
+    Aligner,
+    EnsembleDetector,
+    EnsembleMerger,
+    classify_members,
+    load_ensemble,
+)
 from pamlive.errors import ConfigError
 from pamlive.fusion import at_threshold_scale, fuse, fuse_all, fuse_k_of_n, fuse_mean
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import StreamDetector, Window, classify_windows
+from pamlive.pipeline import StreamDetector, Window
 from pamlive.raven import read_selection_table
 
 NAN = math.nan
@@ -302,21 +308,20 @@ def test_the_merge_stage_takes_members_in_any_interleaving(shared_dir: Path,
     reference: list = []
     det = EnsembleDetector(ensemble, rate, 1, on_scores=lambda fw, s: reference.append(fw))
     expected = det.push(audio) + det.finish()
-    scored = []
+    cut = []
     for m, member in enumerate(ensemble.members):
         windower = member.windower(rate, 1)
-        ws = windower.push(audio) + windower.flush()
-        scored.append([(m, w, s) for w, s in zip(ws, classify_windows(member.classifier, ws),
-                                                   strict=True)])
+        cut.append([(m, w) for w in windower.push(audio) + windower.flush()])
     rng = np.random.default_rng(7)
-    order = np.concatenate([np.full(len(s), m) for m, s in enumerate(scored)])
+    order = np.concatenate([np.full(len(c), m) for m, c in enumerate(cut)])
     rng.shuffle(order)  # a random interleaving that keeps each member's own order
+    queue = [cut[m].pop(0) for m in order]
     fused: list = []
     merger = EnsembleMerger(ensemble, rate, 10, on_scores=lambda fw, s: fused.append(fw))
     got = []
-    for m in order:
-        _, w, s = scored[m].pop(0)
-        got += merger.push(m, [w], s[None])
+    for start in range(0, len(queue), 32):  # the inference thread's batches
+        for m, ws, scores in classify_members(ensemble, queue[start:start + 32]):
+            got += merger.push(m, ws, scores)
     got += merger.flush(audio.shape[0])
     assert [(f.index, f.start_sample, f.end_sample) for f in fused] == \
         [(f.index, f.start_sample, f.end_sample) for f in reference]
