@@ -348,7 +348,8 @@ def test_the_first_member_can_rename_the_ensemble_classes(tonal_package: Path,
 def test_the_live_monitor_refuses_an_ensemble_in_one_line(tonal_package: Path,
                                                           tmp_path: Path) -> None:
     """Until the live engine runs ensembles it must not run some other model instead."""
-    body = '[source]\nkind = "simulator"\n' + members_config(tonal_package, '{ rule = "all" }')
+    body = (f'data_dir = "{tmp_path / "data"}"\n[source]\nkind = "simulator"\n'
+            + members_config(tonal_package, '{ rule = "all" }'))
     r = subprocess.run([sys.executable, "-m", "pamlive", "demo", "-c",
                         str(write_config(tmp_path, body)), "--headless", "--duration", "1"],
                        capture_output=True, text=True, timeout=120)
