@@ -66,10 +66,15 @@ class Member:
         return Windower(self.package.chain(), input_rate, channels, self.package.segment_s,
                         self.hop_s)
 
-    def hop_in(self, input_rate: int) -> float:
-        """The hop in input samples, as the windower rounds it at the model's rate."""
+    @property
+    def window_hop_s(self) -> float:
+        """The hop as the windower makes it (whole samples at the model's rate)."""
         rate = self.package.sample_rate
-        return round(self.hop_s * rate) * input_rate / rate
+        return self.windower(rate, 1).hop / rate
+
+    def hop_in(self, input_rate: int) -> float:
+        """The hop in input samples."""
+        return self.window_hop_s * input_rate
 
     def segment_in(self, input_rate: int) -> float:
         return self.package.segment_samples * input_rate / self.package.sample_rate
@@ -105,8 +110,7 @@ class Ensemble:
     @property
     def lead(self) -> int:
         """The member with the finest hop (as its windower rounds it), first among equals."""
-        hops = [round(m.hop_s * m.package.sample_rate) / m.package.sample_rate
-                for m in self.members]
+        hops = [m.window_hop_s for m in self.members]
         return hops.index(min(hops))
 
     def aligner(self, input_rate: int) -> Aligner:
