@@ -13,6 +13,7 @@ without the cache: process CPU seconds per channel-hour of audio, medians of
 ``--repeats`` interleaved runs, threads = 1.
 
     python benchmarks/bench_ensemble.py [--koogu /work/scratch/koogu-narw-pkg] [--repeats 3]
+                                        [--narw builtin:narw]
 
 The Koogu package is third-party (``pamlive import-model
 ../shared/models/koogu-narw/koogu_narw_model``); it cannot ship in the repository.
@@ -66,8 +67,11 @@ class CachedClassifier:
         return np.stack([self.cache[k] for k in keys])
 
 
+NARW = {"path": "builtin:narw"}  # --narw: e.g. a retrained package to compare
+
+
 def narw(threshold: float, hop_s: float = 1.0) -> MemberConfig:
-    return MemberConfig("builtin:narw", hop_s, {CLASS: threshold})
+    return MemberConfig(NARW["path"], hop_s, {CLASS: threshold})
 
 
 def koogu(path: str, threshold: float, hop_s: float = 0.5) -> MemberConfig:
@@ -165,8 +169,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--koogu", default="/work/scratch/koogu-narw-pkg",
                    help="the imported Koogu NARW package")
+    p.add_argument("--narw", default="builtin:narw",
+                   help="the right whale package with a right_whale class (default: built-in)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
+    NARW["path"] = args.narw
     shared = shared_dir()
     with tempfile.TemporaryDirectory() as tmp:
         accuracy(setups(args.koogu), shared, Path(tmp))
