@@ -18,22 +18,33 @@ from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
 from pamlive.array.settings import ArraySettings
 from pamlive.detection import Detection
+from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import ScoreSink, StreamDetector
+from pamlive.pipeline import StreamDetector
 from pamlive.raven import table_path, write_selection_table
-from pamlive.sources.files import expand_inputs, iter_blocks, open_audio
+from pamlive.scores import ScoreTable, scores_path
+from pamlive.sources.files import (
+    AudioFileInfo,
+    expand_inputs,
+    iter_blocks,
+    open_audio,
+    start_time_from_name,
+)
 
 BLOCK_FRAMES = 1 << 18  # about this many frames per read
 
 
-def analysis_block_frames(package: ModelPackage, input_rate: int, hop_s: float) -> int:
+def analysis_block_frames(package: ModelPackage | Ensemble, input_rate: int,
+                          hop_s: float) -> int:
     """Frames per read: a whole number of window hops near ``BLOCK_FRAMES``.
 
     Reads that start on a hop boundary let ``pamlive analyze --cluster`` split a file
     into chunks that see exactly the windows (and ONNX batches) of a serial run.
     """
+    if isinstance(package, Ensemble):  # members hop differently: no common boundary
+        return BLOCK_FRAMES
     hop_model = round(hop_s * package.sample_rate)
     hop_in, rest = divmod(hop_model * input_rate, package.sample_rate)
     if rest or hop_in <= 0:
@@ -66,7 +77,7 @@ def _report(exc: Exception) -> None:
 
 def analyze_files(
     inputs: Sequence[str | Path],
-    package: ModelPackage,
+    package: ModelPackage | Ensemble,
     outdir: Path,
     *,
     hop_s: float = 1.0,
@@ -75,13 +86,14 @@ def analyze_files(
     threads: int = 1,
     console: Console | None = None,
     progress: bool = True,
-    on_scores: Callable[[Path], ScoreSink] | None = None,
+    scores: bool = False,
     array: ArraySettings | None = None,
 ) -> AnalyzeResult:
-    """Analyse every input; ``on_scores(path)`` may give a per-window score sink;
-    ``array``: bearings and channel agreement for the detections (``[array]``)."""
-    classifier = Classifier(package, threads=threads)
-    classifier.check_features(package.chain().output_shape(package.segment_samples))
+    """Analyse every input with a model package or an ensemble of them; with ``scores``,
+    also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
+    bearings and channel agreement for the detections (``[array]``)."""
+    new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
+                              thresholds=thresholds or {}, threads=threads)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -103,9 +115,8 @@ def analyze_files(
         task = bar.add_task("analysing", total=total)
         for path, info in infos.items():
             bar.update(task, description=path.name)
-            detector = StreamDetector(package, classifier, info.sample_rate, info.channels,
-                                      hop_s=hop_s, max_merge=max_merge, thresholds=thresholds,
-                                      on_scores=on_scores(path) if on_scores else None)
+            score_table = _open_score_table(outdir, path, package, info) if scores else None
+            detector = new_detector(info.sample_rate, info.channels, score_table)
             found: list[Detection] = []
             error = None
             try:
@@ -125,6 +136,10 @@ def analyze_files(
                 except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
                     error = error or f"{path}: no bearings: {exc}"
                     print(f"pamlive: error: {error}", file=sys.stderr)
+            score_error = score_table.close() if score_table is not None else None
+            if score_error:
+                error = score_error
+                print(f"pamlive: error: {error}", file=sys.stderr)
             table: Path | None = table_path(outdir, path)
             try:
                 write_selection_table(table, found, bearings=array is not None)
@@ -134,3 +149,29 @@ def analyze_files(
                 table = None
             result.files.append(FileResult(path, table, found, info.duration_s, error))
     return result
+
+
+Detector = StreamDetector | EnsembleDetector
+
+
+def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int,
+               thresholds: Mapping[str, float], threads: int
+               ) -> Callable[[int, int, ScoreTable | None], Detector]:
+    """A detector per input (rate, channels, score sink); models are loaded once, here."""
+    if isinstance(package, Ensemble):
+        ensemble = package
+        return lambda rate, channels, sink: EnsembleDetector(
+            ensemble, rate, channels, max_merge=max_merge, on_scores=sink)
+    model = package
+    classifier = Classifier(model, threads=threads)
+    classifier.check_features(model.chain().output_shape(model.segment_samples))
+    return lambda rate, channels, sink: StreamDetector(
+        model, classifier, rate, channels, hop_s=hop_s, max_merge=max_merge,
+        thresholds=thresholds, on_scores=sink)
+
+
+def _open_score_table(outdir: Path, path: Path, package: ModelPackage | Ensemble,
+                      info: AudioFileInfo) -> ScoreTable:
+    ensemble = package if isinstance(package, Ensemble) else None
+    return ScoreTable(scores_path(outdir, path), path, package.class_names, ensemble,
+                      info.sample_rate, start_time_from_name(path))

@@ -13,6 +13,7 @@ import importlib
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
     an.add_argument("--threshold", type=float,
                     help="score threshold for every detecting class (overrides the config)")
+    an.add_argument("--scores", action="store_true",
+                    help="also write <stem>.scores.csv: every window's scores, every channel")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
     an.add_argument("--cluster", metavar="ADDRESS",
                     help="run on Dask: local, local:N (N worker processes) or tcp://HOST:8786 "
@@ -104,41 +107,50 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
     from pamlive.array.settings import parse_array
     from pamlive.config import load_config
-    from pamlive.inference.package import load_model_package
+    from pamlive.ensemble import Ensemble, load_ensemble
+    from pamlive.inference.package import ModelPackage, load_model_package
 
     cfg = load_config(args.config)
-    package = load_model_package(cfg.model.path)
-    thresholds = dict(cfg.model.thresholds)
+    model = cfg.model if args.hop is None else replace(cfg.model, hop_s=args.hop)
+    thresholds = dict(model.thresholds)
+    package: ModelPackage | Ensemble
+    if model.members:
+        if args.threshold is not None:
+            raise PamliveError("--threshold does not apply to an ensemble: set each member's "
+                               "thresholds (or a mean rule's threshold) in the config")
+        package = load_ensemble(model)
+    else:
+        package = load_model_package(model.path)
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
-    hop_s = cfg.model.hop_s if args.hop is None else args.hop
     progress = not args.no_progress and sys.stderr.isatty()
     array = parse_array(cfg.extra.get("array"))
     address = args.cluster or cfg.cluster.address
     if address:
         from pamlive.cluster.run import analyze_on_cluster, connect
 
-        if array is not None:
-            raise PamliveError("--cluster does not compute [array] bearings yet: "
-                               "run analyze without --cluster for them")
-        model_path = cfg.model.path
+        if array is not None or args.scores or isinstance(package, Ensemble):
+            raise PamliveError("--cluster runs one model without [array] or --scores for now: "
+                               "run analyze without --cluster for those")
+        model_path = model.path
         if not model_path.startswith("builtin:"):
             model_path = str(Path(model_path).resolve())  # workers read it from shared storage
         with connect(address) as client:
             print(f"pamlive: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             run = analyze_on_cluster(
-                client, args.paths, package, model_path, args.outdir, hop_s=hop_s,
-                max_merge=cfg.model.max_merge, thresholds=thresholds,
+                client, args.paths, package, model_path, args.outdir, hop_s=model.hop_s,
+                max_merge=model.max_merge, thresholds=thresholds,
                 chunk_s=cfg.cluster.chunk_s, progress=progress)
         for skipped in run.skipped:
             print(f"{skipped}: complete in an earlier run, skipped")
         result = run.result
     else:
         result = analyze_files(
-            args.paths, package, args.outdir, hop_s=hop_s, max_merge=cfg.model.max_merge,
-            thresholds=thresholds, threads=cfg.model.threads, progress=progress, array=array,
+            args.paths, package, args.outdir, hop_s=model.hop_s, max_merge=model.max_merge,
+            thresholds=thresholds, threads=model.threads, scores=args.scores,
+            progress=progress, array=array,
         )
     for f in result.files:
         if f.table is not None:

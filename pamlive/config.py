@@ -47,6 +47,28 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class MemberConfig:
+    """One ``[[model.members]]`` entry: a model package of an ensemble (see ensemble.py)."""
+
+    path: str = ""
+    hop_s: float | None = None  # None: [model] hop_s
+    thresholds: dict[str, float] = field(default_factory=dict)  # override package defaults
+    classes: dict[str, str] = field(default_factory=dict)  # ensemble class -> member's class
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """``[model.fusion] <class> = { rule = ..., threshold = ..., k = ... }``."""
+
+    rule: str = "all"  # mean | all | k_of_n
+    threshold: float | None = None  # mean: on the mean score (default: members' mean)
+    k: int | None = None  # k_of_n: members that must reach their own thresholds
+
+
+FUSION_RULES = ("mean", "all", "k_of_n")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     path: str = BUILTIN_MODEL
     hop_s: float = 1.0
@@ -54,6 +76,8 @@ class ModelConfig:
     thresholds: dict[str, float] = field(default_factory=dict)  # override package defaults
     batch_max: int = 32
     threads: int = 1
+    members: list[MemberConfig] = field(default_factory=list)  # an ensemble instead of path
+    fusion: dict[str, FusionConfig] = field(default_factory=dict)  # per class
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,9 @@ def _build(doc: dict[str, Any], base: Path, where: str) -> Config:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             top[key] = _section(_SECTIONS[key], value, key, base, where)
+            if key == "model" and "members" in value and {"path", "thresholds"} & set(value):
+                raise ConfigError(f"{where}: [model] path and thresholds go into each "
+                                  "[[model.members]] of an ensemble")
         elif key in EXTRA_SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
@@ -211,6 +238,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "str | None": str, "Path | None": str, "float | None": (int, float),
     "list[Path]": list, "dict[str, float]": dict, "tuple[float, float]": list,
     "list[tuple[float, float]]": list,
+    "dict[str, str]": dict, "list[MemberConfig]": list, "dict[str, FusionConfig]": dict,
 }
 
 
@@ -243,6 +271,17 @@ def _section(cls: type, table: dict[str, Any], section: str, base: Path, where: 
                        for v in value.values()):
                 raise ConfigError(f"{where}: {name} values must be numbers")
             value = {str(k): float(v) for k, v in value.items()}
+        elif ftype == "dict[str, str]":
+            if not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f"{where}: {name} values must be strings")
+        elif ftype == "list[MemberConfig]":
+            value = [_section(MemberConfig, _check_type(v, dict, f"{name}[{i}]", where),
+                              f"{section}.members #{i + 1}", base, where)
+                     for i, v in enumerate(value)]
+        elif ftype == "dict[str, FusionConfig]":
+            value = {str(c): _section(FusionConfig, _check_type(v, dict, f"{name}.{c}", where),
+                                      f"{section}.fusion.{c}", base, where)
+                     for c, v in value.items()}
         values[key] = value
     return cls(**values)
 
@@ -272,6 +311,7 @@ def _validate(cfg: Config, where: str) -> None:
     for cls_name, thr in m.thresholds.items():
         if not 0.0 <= thr <= 1.0:
             raise ConfigError(f"{where}: [model] thresholds.{cls_name} must be in 0..1, got {thr}")
+    _validate_ensemble(m, where)
     b = cfg.buffers
     _positive(b.ring_seconds, "[buffers] ring_seconds", where)
     _positive(b.window_queue, "[buffers] window_queue", where)
@@ -292,6 +332,31 @@ def _validate(cfg: Config, where: str) -> None:
     _positive(cfg.cluster.chunk_s, "[cluster] chunk_s", where)
     if cfg.dashboard.channel < 0:
         raise ConfigError(f"{where}: [dashboard] channel must be >= 0")
+
+
+def _validate_ensemble(m: ModelConfig, where: str) -> None:
+    if m.fusion and not m.members:
+        raise ConfigError(f"{where}: [model.fusion] needs [[model.members]]")
+    for i, mc in enumerate(m.members, start=1):
+        name = f"[model.members #{i}]"
+        if not mc.path:
+            raise ConfigError(f"{where}: {name} needs path")
+        _positive(mc.hop_s, f"{name} hop_s", where)
+        for cls_name, thr in mc.thresholds.items():
+            if not 0.0 <= thr <= 1.0:
+                raise ConfigError(f"{where}: {name} thresholds.{cls_name} must be in 0..1, "
+                                  f"got {thr}")
+    for cls_name, f in m.fusion.items():
+        name = f"[model.fusion.{cls_name}]"
+        if f.rule not in FUSION_RULES:
+            raise ConfigError(f"{where}: {name} rule must be one of {', '.join(FUSION_RULES)}, "
+                              f"got {f.rule!r}")
+        if f.threshold is not None and (f.rule != "mean" or not 0.0 <= f.threshold <= 1.0):
+            raise ConfigError(f"{where}: {name} threshold is for rule = 'mean', in 0..1 "
+                              "(the vote rules use each member's own thresholds)")
+        if (f.k is not None) != (f.rule == "k_of_n"):
+            raise ConfigError(f"{where}: {name} k goes with rule = 'k_of_n' (and it needs one)")
+        _positive(f.k, f"{name} k", where)
 
 
 def data_path(cfg: Config, path: Path) -> Path:

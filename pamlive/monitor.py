@@ -608,6 +608,9 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
               stop_event: threading.Event | None,
               on_detection: Callable[[Detection], None] | None = None) -> int:
     """Build the monitor and the bus (all checks first), then run with or without dashboard."""
+    if config.model.members:  # never run a different model than the config asks for
+        raise ConfigError("[[model.members]]: model ensembles run in `pamlive analyze` only, "
+                          "not yet in the live monitor")
     package = load_model_package(config.model.path)
     bus = open_bus(config)
     monitor = Monitor(config, source, package, bus, on_detection=on_detection)
