@@ -478,6 +478,7 @@ class Monitor:
             flags.append("pipeline_stopped")
         if self.source.error is not None:
             flags.append("source_failed")
+        flags += bus["log"]["flags"]  # a failing detection log degrades, never deafens
         deaf = {"no_audio", "pipeline_stopped", "source_failed"} & set(flags)
         status = "deaf" if deaf else ("degraded" if flags else "ok")
         severity = ("ok", "degraded", "deaf")
@@ -510,6 +511,7 @@ class Monitor:
             "drops": {"ring_samples": self.ring.lost_samples, "window_queue": c.window_drops,
                       "detection_queue": c.score_drops, "publish": bus["dropped"]},
             "level_dbfs": self.levels.dbfs_since_last(),
+            "log": {k: bus["log"][k] for k in ("rows", "unlogged", "error")},
         }
 
 
@@ -616,9 +618,10 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
         bus.close()
     h = monitor.health()
     log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
-             "window(s), %d score(s), %d message(s)", h["stream_time_s"],
-             monitor.counters.detections, h["drops"]["ring_samples"],
-             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"])
+             "window(s), %d score(s), %d message(s); %d detection(s) could not be logged",
+             h["stream_time_s"], monitor.counters.detections, h["drops"]["ring_samples"],
+             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
+             h["log"]["unlogged"])
     if monitor.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")
         reexec(monitor.restart)

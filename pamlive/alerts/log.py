@@ -4,14 +4,22 @@ Every detection is committed (fsync'd) before it is sent on the bus, so a crash 
 power loss) never loses a detection a subscriber has seen, and SQLite's journal keeps the
 file consistent. The log spans monitor runs: runs get an increasing ordinal at start, and
 detections are ordered by ``(run ordinal, seq)``, which is what replay walks.
+
+A write that fails (disk full, I/O error) never stops publication: the rows stay in a
+bounded in-memory backlog that replay still serves and that the next write retries first;
+the log raises a health flag and an alert event (``log.disk_full`` / ``log.write_failed``)
+and counts every detection that is not on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +45,10 @@ CREATE INDEX IF NOT EXISTS detections_by_logged ON detections (logged_epoch);
 """
 
 MAX_PAGE = 1000
+MAX_BACKLOG = 10_000  # unlogged detections kept in memory (~1 KB each) while writes fail
+
+# (run ordinal, seq, start epoch, body) of a detection not yet on disk
+BacklogRow = tuple[int, int, float, str]
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,30 @@ class LoggedDetection:
     body_json: str
 
 
+@dataclass(frozen=True)
+class LogState:
+    """What health and the stop summary say about the log."""
+
+    rows: int = 0  # detections written this run
+    unlogged: int = 0  # detections published but not on disk (backlog + lost)
+    lost: int = 0  # of those, pushed out of the full backlog: not replayable either
+    problem: str | None = None  # ``log.disk_full`` or ``log.write_failed`` while failing
+    error: str | None = None  # the last write error while writes fail
+
+    @property
+    def flags(self) -> list[str]:
+        """Health flags: the problem while writes fail, ``log.unlogged`` once any row was."""
+        return ([self.problem] if self.problem else []) + (["log.unlogged"] if self.unlogged
+                                                            else [])
+
+
 class UnknownRunError(LookupError):
     """A replay bound names a run the log does not hold (other monitor, or pruned)."""
+
+
+def _disk_full(exc: Exception) -> bool:
+    return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(exc, "errno", None) == errno.ENOSPC)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -78,6 +112,13 @@ class DetectionLog:
         self.path = Path(path)
         self._conn = _connect(self.path, readonly=False)
         self._run_ord: int | None = None
+        self._lock = threading.Lock()  # the backlog is read by the replay thread
+        self._backlog: deque[BacklogRow] = deque()
+        self._rows = 0
+        self._lost = 0
+        self._problem: str | None = None
+        self._error: str | None = None
+        self._events: deque[tuple[str, str]] = deque(maxlen=64)
 
     def start_run(self, run_id: str, station: str) -> None:
         with self._conn:
@@ -87,18 +128,64 @@ class DetectionLog:
             )
         self._run_ord = cur.lastrowid
 
-    def append(self, rows: Iterable[LoggedDetection]) -> None:
-        """Write a batch in one transaction: one fsync however many detections it holds."""
+    def append(self, rows: Iterable[LoggedDetection]) -> bool:
+        """Write the backlog and a batch in one transaction (one fsync); False if it failed.
+
+        A failed batch is kept in memory (the oldest rows beyond ``MAX_BACKLOG`` are counted
+        as lost) and written first by the next call that succeeds.
+        """
         if self._run_ord is None:
             raise RuntimeError("DetectionLog.start_run must be called before append")
-        now = time.time()
-        params = [(self._run_ord, r.seq, r.start_epoch, now, r.body_json) for r in rows]
-        with self._conn:
-            self._conn.executemany(
-                "INSERT INTO detections (run_ord, seq, start_epoch, logged_epoch, body)"
-                " VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
+        with self._lock:
+            self._backlog.extend((self._run_ord, r.seq, r.start_epoch, r.body_json)
+                                 for r in rows)
+            while len(self._backlog) > MAX_BACKLOG:
+                self._backlog.popleft()
+                self._lost += 1
+            params = [(*row[:3], time.time(), row[3]) for row in self._backlog]
+        if not params:
+            return True
+        try:
+            with self._conn:
+                self._conn.executemany(
+                    "INSERT INTO detections (run_ord, seq, start_epoch, logged_epoch, body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    params,
+                )
+        except (sqlite3.Error, OSError) as exc:
+            if self._problem is None:
+                self._problem = "log.disk_full" if _disk_full(exc) else "log.write_failed"
+                self._events.append((self._problem,
+                                     f"detection log {self.path}: write failed ({exc}); "
+                                     "detections are published and kept in memory"))
+            self._error = str(exc)
+            return False
+        with self._lock:
+            for _ in params:
+                self._backlog.popleft()
+            self._rows += len(params)
+        if self._problem is not None:
+            self._events.append(("log.resumed", f"detection log {self.path}: writing again, "
+                                                f"{len(params)} held detection(s) logged"))
+            self._problem = self._error = None
+        return True
+
+    def backlog(self) -> list[BacklogRow]:
+        """A snapshot of the unlogged rows, oldest first (any thread)."""
+        with self._lock:
+            return list(self._backlog)
+
+    def state(self) -> LogState:
+        with self._lock:
+            pending = len(self._backlog)
+        return LogState(self._rows, pending + self._lost, self._lost, self._problem,
+                        self._error)
+
+    def drain_events(self) -> list[tuple[str, str]]:
+        """``(alert class, message)`` pairs since the last call: failure and recovery."""
+        events = list(self._events)
+        self._events.clear()
+        return events
 
     def prune(self, retention_days: float) -> int:
         """Delete detections logged more than ``retention_days`` ago; returns rows deleted."""
@@ -115,14 +202,23 @@ class DetectionLog:
         return n
 
     def close(self) -> None:
+        """Try the backlog once more (space may be back), then close."""
+        if self._backlog:
+            self.append([])
         self._conn.close()
 
 
 class LogReader:
-    """The read side for replay; WAL lets it read while the publisher writes."""
+    """The read side for replay; WAL lets it read while the publisher writes.
 
-    def __init__(self, path: Path) -> None:
+    ``backlog`` gives the writer's unlogged rows, served after the logged ones (they are
+    the newest: a successful write always empties the backlog first).
+    """
+
+    def __init__(self, path: Path,
+                 backlog: Callable[[], list[BacklogRow]] | None = None) -> None:
         self._conn = _connect(Path(path), readonly=True)
+        self._backlog = backlog
 
     def _ord(self, run_id: str) -> int:
         row = self._conn.execute("SELECT ord FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -143,15 +239,17 @@ class LogReader:
         ``after``/``until`` are exclusive ``(run_id, seq)`` bounds; ``since_epoch`` keeps
         detections that started at or after that UTC time (sample clock).
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[float] = []
+        low = high = None
         if after is not None:
-            ord_ = self._ord(after[0])
+            low = (self._ord(after[0]), after[1])
             where.append("(run_ord > ? OR (run_ord = ? AND seq > ?))")
-            args += [ord_, ord_, after[1]]
+            args += [low[0], low[0], low[1]]
         if until is not None:
-            ord_ = self._ord(until[0])
+            high = (self._ord(until[0]), until[1])
             where.append("(run_ord < ? OR (run_ord = ? AND seq < ?))")
-            args += [ord_, ord_, until[1]]
+            args += [high[0], high[0], high[1]]
         if since_epoch is not None:
             where.append("start_epoch >= ?")
             args.append(since_epoch)
@@ -159,8 +257,13 @@ class LogReader:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY run_ord, seq LIMIT ?"
-        rows = self._conn.execute(sql, [*args, limit + 1]).fetchall()
-        return [r[0] for r in rows[:limit]], len(rows) > limit
+        bodies = [r[0] for r in self._conn.execute(sql, [*args, limit + 1]).fetchall()]
+        if len(bodies) <= limit and self._backlog is not None:
+            bodies += [body for ord_, seq, start, body in self._backlog()
+                       if (low is None or (ord_, seq) > low)
+                       and (high is None or (ord_, seq) < high)
+                       and (since_epoch is None or start >= since_epoch)]
+        return bodies[:limit], len(bodies) > limit
 
     def close(self) -> None:
         self._conn.close()
