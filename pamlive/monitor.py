@@ -575,11 +575,16 @@ def open_bus(config: Config) -> AlertBus:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop_event`` (clean shutdown) while the monitor runs."""
+    """SIGINT/SIGTERM/SIGHUP set ``stop_event`` (clean shutdown) while the monitor runs.
+
+    SIGHUP is what a foreground monitor gets when its SSH session drops: it must flush
+    (pending clips, log, final health) and say it stopped, like any other stop.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop_event.set())
     try:
