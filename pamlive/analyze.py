@@ -22,7 +22,13 @@ from pamlive.pipeline import ScoreSink, StreamDetector
 from pamlive.raven import table_path, write_selection_table
 from pamlive.sources.files import expand_inputs, iter_blocks, open_audio
 
-BLOCK_FRAMES = 1 << 18
+BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
+
+
+def block_frames(channels: int) -> int:
+    """Frames per block: memory stays flat whatever the file's length or channel count
+    (a block's windows, features and scores all scale with frames x channels)."""
+    return max(4096, min(1 << 18, BLOCK_SAMPLES // channels))
 
 
 @dataclass
@@ -91,7 +97,7 @@ def analyze_files(
             found: list[Detection] = []
             error = None
             try:
-                for block in iter_blocks(path, BLOCK_FRAMES):
+                for block in iter_blocks(path, block_frames(info.channels)):
                     found.extend(detector.push(block))
                     bar.advance(task, block.shape[0])
             except PamliveError as exc:
