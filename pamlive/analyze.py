@@ -19,7 +19,7 @@ from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.pipeline import ScoreSink, StreamDetector
-from pamlive.raven import table_path, write_selection_table
+from pamlive.raven import table_paths, write_selection_table
 from pamlive.sources.files import expand_inputs, iter_blocks, open_audio
 
 BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
@@ -84,6 +84,7 @@ def analyze_files(
         except AudioInputError as exc:
             result.files.append(FileResult(p, None, [], 0.0, str(exc)))
             _report(exc)
+    tables = table_paths(outdir, list(infos))
     total = sum(i.frames for i in infos.values())
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
@@ -104,7 +105,7 @@ def analyze_files(
                 error = str(exc)
                 _report(exc)
             found.extend(detector.finish())
-            table: Path | None = table_path(outdir, path)
+            table: Path | None = tables[path]
             try:
                 write_selection_table(table, found)
             except OSError as exc:  # e.g. disk full: report it, keep analysing the others

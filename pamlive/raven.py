@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,8 +16,30 @@ EXTRA_COLUMNS = ["Channels", "Begin Sample", "End Sample", "Windows"]
 TABLE_SUFFIX = ".selections.txt"
 
 
-def table_path(outdir: Path, audio_path: Path) -> Path:
-    return outdir / f"{audio_path.stem}{TABLE_SUFFIX}"
+def table_paths(outdir: Path, audio_paths: Sequence[Path]) -> dict[Path, Path]:
+    """One table per input, never two on one name: ``<stem>.selections.txt`` where the stem
+    is unique among the inputs; inputs sharing a stem (``a/x.wav``, ``b/x.wav``) are named
+    by their path below the folder they share, ``/`` as ``__`` (``a__x.selections.txt``),
+    keeping the audio suffix where only that differs (``x.wav.selections.txt``)."""
+    stems = Counter(p.stem for p in audio_paths)
+    names = {p: p.stem for p in audio_paths}
+    shared = [p for p in audio_paths if stems[p.stem] > 1]
+    if shared:
+        resolved = {p: p.resolve() for p in shared}
+        root = Path(os.path.commonpath([r.parent for r in resolved.values()]))
+        rel = {p: r.relative_to(root) for p, r in resolved.items()}
+        names.update({p: "__".join((*r.parent.parts, r.stem)) for p, r in rel.items()})
+        again = Counter(names[p] for p in shared)
+        names.update({p: "__".join(r.parts) for p, r in rel.items() if again[names[p]] > 1})
+    used: set[str] = set()
+    for p in audio_paths:  # a name made above may still meet a real stem: number it
+        name, n = names[p], 1
+        while name in used:
+            n += 1
+            name = f"{names[p]}-{n}"
+        used.add(name)
+        names[p] = name
+    return {p: outdir / f"{name}{TABLE_SUFFIX}" for p, name in names.items()}
 
 
 def write_selection_table(path: Path, detections: Sequence[Detection]) -> None:
