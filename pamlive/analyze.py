@@ -1,7 +1,8 @@
 """``pamlive analyze``: the detection pipeline over files, as fast as the machine allows.
 
-One Raven selection table per input file. A bad file is reported and skipped; the
-detections found in a file before a read error are still written.
+One Raven selection table per input file. A bad or missing input is reported and
+skipped; the detections found in a file before a read error are still written. Ctrl-C
+stops at once, says which tables are complete and leaves no partial table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.pipeline import ScoreSink, StreamDetector
 from pamlive.raven import table_paths, write_selection_table
-from pamlive.sources.files import expand_inputs, iter_blocks, open_audio
+from pamlive.sources.files import AudioFileInfo, expand_inputs, iter_blocks, open_audio
 
 BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
 
@@ -76,9 +77,8 @@ def analyze_files(
         raise PamliveError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
     console = console or Console(stderr=True)
     result = AnalyzeResult()
-    paths = expand_inputs(inputs)
     infos = {}
-    for p in paths:
+    for p in _expand(inputs, result):
         try:
             infos[p] = open_audio(p)
         except AudioInputError as exc:
@@ -90,27 +90,66 @@ def analyze_files(
                TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task("analysing", total=total)
-        for path, info in infos.items():
-            bar.update(task, description=path.name)
-            detector = StreamDetector(package, classifier, info.sample_rate, info.channels,
-                                      hop_s=hop_s, max_merge=max_merge, thresholds=thresholds,
-                                      on_scores=on_scores(path) if on_scores else None)
-            found: list[Detection] = []
-            error = None
-            try:
-                for block in iter_blocks(path, block_frames(info.channels)):
-                    found.extend(detector.push(block))
-                    bar.advance(task, block.shape[0])
-            except PamliveError as exc:
-                error = str(exc)
-                _report(exc)
-            found.extend(detector.finish())
-            table: Path | None = tables[path]
-            try:
-                write_selection_table(table, found)
-            except OSError as exc:  # e.g. disk full: report it, keep analysing the others
-                error = f"{table}: cannot write selection table ({exc.strerror or exc})"
-                print(f"pamlive: error: {error}", file=sys.stderr)
-                table = None
-            result.files.append(FileResult(path, table, found, info.duration_s, error))
+        try:
+            for path, info in infos.items():
+                bar.update(task, description=path.name)
+                result.files.append(_analyze_one(
+                    path, info, tables[path],
+                    StreamDetector(package, classifier, info.sample_rate, info.channels,
+                                   hop_s=hop_s, max_merge=max_merge, thresholds=thresholds,
+                                   on_scores=on_scores(path) if on_scores else None),
+                    lambda n: bar.advance(task, n)))
+        except KeyboardInterrupt:
+            _report_interrupt(result, list(infos))
+            raise
     return result
+
+
+def _expand(inputs: Sequence[str | Path], result: AnalyzeResult) -> list[Path]:
+    """The audio files of every input in time order; a missing input is reported and
+    recorded as a failed input, like a corrupt file."""
+    found = []
+    for p in inputs:
+        try:
+            expand_inputs([p])
+        except AudioInputError as exc:
+            result.files.append(FileResult(Path(p), None, [], 0.0, str(exc)))
+            _report(exc)
+        else:
+            found.append(p)
+    return expand_inputs(found) if found else []
+
+
+def _report_interrupt(result: AnalyzeResult, paths: list[Path]) -> None:
+    """Which tables an interrupted run completed, and which inputs have none."""
+    done = [f for f in result.files if f.table is not None]
+    finished = {f.path for f in result.files}
+    missing = [p for p in paths if p not in finished]
+    lines = [f"pamlive: interrupted: {len(done)} table(s) complete"
+             + (f", no table for {len(missing)} input(s) from {missing[0]} on"
+                if missing else "")]
+    lines += [f"  complete: {f.table}" for f in done]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: StreamDetector,
+                 advance: Callable[[int], None]) -> FileResult:
+    """One input through the detector into its table (written whole, or not at all)."""
+    found: list[Detection] = []
+    error = None
+    try:
+        for block in iter_blocks(path, block_frames(info.channels)):
+            found.extend(detector.push(block))
+            advance(block.shape[0])
+    except PamliveError as exc:
+        error = str(exc)
+        _report(exc)
+    found.extend(detector.finish())
+    written: Path | None = table
+    try:
+        write_selection_table(table, found)
+    except OSError as exc:  # e.g. disk full: report it, keep analysing the others
+        error = f"{table}: cannot write selection table ({exc.strerror or exc})"
+        print(f"pamlive: error: {error}", file=sys.stderr)
+        written = None
+    return FileResult(path, written, found, info.duration_s, error)

@@ -45,6 +45,15 @@ def table_paths(outdir: Path, audio_paths: Sequence[Path]) -> dict[Path, Path]:
 def write_selection_table(path: Path, detections: Sequence[Detection]) -> None:
     """One row per detection, times in seconds from the start of the input file."""
     tmp = path.with_name(path.name + ".part")
+    try:
+        _write_rows(tmp, detections)
+    except BaseException:  # Ctrl-C or a full disk: no partial table is left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def _write_rows(tmp: Path, detections: Sequence[Detection]) -> None:
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS + EXTRA_COLUMNS)
@@ -56,7 +65,6 @@ def write_selection_table(path: Path, detections: Sequence[Detection]) -> None:
                 ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
                 d.n_windows,
             ])
-    tmp.replace(path)
 
 
 def _freq(value: float | None) -> str:
