@@ -1,6 +1,7 @@
 """pamlive: real-time bioacoustic deep-learning monitor for live hydrophone arrays.
 
-Command line (CONTRACTS §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools.
+Command line (CONTRACTS §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
+(``config`` prints a shipped example config).
 
 A user error (bad file, config, model, device) prints one line and exits 2 before any
 work starts; ``analyze`` exits 1 when some inputs failed and the others were analysed.
@@ -41,6 +42,9 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
+CONFIG_HELP = "config file, or builtin:NAME for a shipped example (pamlive config list)"
+
+
 def _live_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="input device: stable name (or part of it) or index")
     p.add_argument("--channels", type=int, help="number of input channels")
@@ -56,23 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
-    demo.add_argument("-c", "--config", type=Path, help="config (default: built-in demo)")
+    demo.add_argument("-c", "--config", help="config file or builtin:NAME "
+                      "(default: the embedded demo)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
-    run.add_argument("-c", "--config", type=Path, required=True)
+    run.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     _live_flags(run)
 
     an = sub.add_parser("analyze", help="the detection pipeline over audio files")
     an.add_argument("paths", nargs="+", type=Path, help="WAV/FLAC/AIFF files or folders")
-    an.add_argument("-c", "--config", type=Path, required=True)
+    an.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     an.add_argument("-o", "--outdir", type=Path, required=True)
     an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
     an.add_argument("--threshold", type=float,
                     help="score threshold for every detecting class (overrides the config)")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    cfg = sub.add_parser("config", help="the example configs shipped with pamlive")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cfg_sub.add_parser("list", help="names of the built-in configs")
+    show = cfg_sub.add_parser("show", help="print a config, to copy and edit: "
+                              "pamlive config show builtin:narw > station.toml")
+    show.add_argument("name", help="builtin:NAME (or NAME) or a config file")
 
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -92,12 +104,29 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from pamlive.builtin import PREFIX, config_names, resolve_config
+
+    if args.config_command == "list":
+        print("\n".join(PREFIX + name for name in config_names()))
+        return 0
+    name = args.name if args.name.startswith(PREFIX) or Path(args.name).exists() \
+        else PREFIX + args.name
+    path = resolve_config(name)
+    try:
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PamliveError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
+    from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.inference.package import load_model_package
 
-    cfg = load_config(args.config)
+    cfg = load_config(resolve_config(args.config))
     package = load_model_package(cfg.model.path)
     thresholds = dict(cfg.model.thresholds)
     if args.threshold is not None:
@@ -120,6 +149,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
+    from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.monitor import run_demo, run_monitor
 
@@ -128,7 +158,7 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
     overrides = _overrides(args)
     if demo and args.config is None:
         overrides = {**DEMO_DEFAULTS, **overrides}
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(None if args.config is None else resolve_config(args.config), overrides)
     if demo:
         return run_demo(cfg, headless=args.headless, duration_s=args.duration)
     return run_monitor(cfg, headless=args.headless, duration_s=args.duration)
@@ -146,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "analyze":
             return _cmd_analyze(args)
+        if args.command == "config":
+            return _cmd_config(args)
         return _cmd_live(args, demo=args.command == "demo")
     except PamliveError as exc:
         print(f"pamlive: error: {exc}", file=sys.stderr)
