@@ -51,6 +51,8 @@ def _live_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samplerate", type=int, help="input sample rate in Hz")
     p.add_argument("--publish", help="ZeroMQ endpoint of the alert bus "
                    "(default tcp://127.0.0.1:5556)")
+    p.add_argument("--replay", help="ZeroMQ endpoint of the replay server (config: [alerts] "
+                   "replay); give a second monitor on one machine its own")
     p.add_argument("--headless", action="store_true", help="no dashboard; log to stderr")
 
 
@@ -101,6 +103,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["source.samplerate"] = args.samplerate
     if args.publish is not None:
         out["alerts.publish"] = args.publish
+    if args.replay is not None:
+        out["alerts.replay"] = args.replay
     return out
 
 
