@@ -67,8 +67,10 @@ def analyze_files(
     console: Console | None = None,
     progress: bool = True,
     on_scores: Callable[[Path], ScoreSink] | None = None,
+    raven_rows: str = "detection",
 ) -> AnalyzeResult:
-    """Analyse every input; ``on_scores(path)`` may give a per-window score sink."""
+    """Analyse every input; ``on_scores(path)`` may give a per-window score sink;
+    ``raven_rows`` is ``detection`` (one row each) or ``channel`` (one per channel)."""
     classifier = Classifier(package, threads=threads)
     classifier.check_features(package.chain().output_shape(package.segment_samples))
     try:
@@ -98,7 +100,7 @@ def analyze_files(
                     StreamDetector(package, classifier, info.sample_rate, info.channels,
                                    hop_s=hop_s, max_merge=max_merge, thresholds=thresholds,
                                    on_scores=on_scores(path) if on_scores else None),
-                    lambda n: bar.advance(task, n)))
+                    lambda n: bar.advance(task, n), raven_rows))
         except KeyboardInterrupt:
             _report_interrupt(result, list(infos))
             raise
@@ -133,7 +135,7 @@ def _report_interrupt(result: AnalyzeResult, paths: list[Path]) -> None:
 
 
 def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: StreamDetector,
-                 advance: Callable[[int], None]) -> FileResult:
+                 advance: Callable[[int], None], raven_rows: str) -> FileResult:
     """One input through the detector into its table (written whole, or not at all)."""
     found: list[Detection] = []
     error = None
@@ -147,7 +149,7 @@ def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: StreamD
     found.extend(detector.finish())
     written: Path | None = table
     try:
-        write_selection_table(table, found)
+        write_selection_table(table, found, rows=raven_rows)
     except OSError as exc:  # e.g. disk full: report it, keep analysing the others
         error = f"{table}: cannot write selection table ({exc.strerror or exc})"
         print(f"pamlive: error: {error}", file=sys.stderr)

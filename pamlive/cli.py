@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--threshold", type=float,
                     help="score threshold for every detecting class (overrides the config)")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    an.add_argument("--raven-rows", choices=("detection", "channel"),
+                    help="one table row per merged detection (default) or per channel it "
+                    "was heard on, Raven's multichannel convention (config: [analyze] "
+                    "raven_rows)")
 
     cfg = sub.add_parser("config", help="the example configs shipped with pamlive")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -141,6 +145,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         args.paths, package, args.outdir, hop_s=cfg.model.hop_s if args.hop is None else args.hop,
         max_merge=cfg.model.max_merge, thresholds=thresholds, threads=cfg.model.threads,
         progress=not args.no_progress and sys.stderr.isatty(),
+        raven_rows=args.raven_rows or cfg.analyze.raven_rows,
     )
     for f in result.files:
         if f.table is not None:

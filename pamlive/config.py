@@ -80,6 +80,11 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class AnalyzeConfig:
+    raven_rows: str = "detection"  # detection | channel (Raven's multichannel convention)
+
+
+@dataclass(frozen=True)
 class Config:
     station: str = "pamlive"
     data_dir: Path = Path("pamlive-data")
@@ -89,6 +94,7 @@ class Config:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     # optional sections owned by other modules (field operations); kept as plain tables
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -100,6 +106,7 @@ _SECTIONS = {
     "buffers": BufferConfig,
     "alerts": AlertsConfig,
     "dashboard": DashboardConfig,
+    "analyze": AnalyzeConfig,
 }
 # sections validated by the modules that own them
 EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position"}
@@ -277,6 +284,9 @@ def _validate(cfg: Config, where: str) -> None:
                               f"tcp://127.0.0.1:5556, got {endpoint!r}")
     if cfg.dashboard.channel < 0:
         raise ConfigError(f"{where}: [dashboard] channel must be >= 0")
+    if cfg.analyze.raven_rows not in ("detection", "channel"):
+        raise ConfigError(f"{where}: [analyze] raven_rows must be detection or channel, "
+                          f"got {cfg.analyze.raven_rows!r}")
 
 
 def data_path(cfg: Config, path: Path) -> Path:

@@ -14,6 +14,9 @@ COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Lo
            "High Freq (Hz)", "Class", "Score"]
 EXTRA_COLUMNS = ["Channels", "Begin Sample", "End Sample", "Windows"]
 TABLE_SUFFIX = ".selections.txt"
+# one row per merged detection, or Raven's multichannel convention: one row per channel
+# the detection was heard on, all rows of a detection sharing its Selection number
+ROW_MODES = ("detection", "channel")
 
 
 def table_paths(outdir: Path, audio_paths: Sequence[Path]) -> dict[Path, Path]:
@@ -42,29 +45,34 @@ def table_paths(outdir: Path, audio_paths: Sequence[Path]) -> dict[Path, Path]:
     return {p: outdir / f"{name}{TABLE_SUFFIX}" for p, name in names.items()}
 
 
-def write_selection_table(path: Path, detections: Sequence[Detection]) -> None:
-    """One row per detection, times in seconds from the start of the input file."""
+def write_selection_table(path: Path, detections: Sequence[Detection],
+                          rows: str = "detection") -> None:
+    """One row per detection (``rows="channel"``: per channel of it), times in seconds from
+    the start of the input file."""
+    if rows not in ROW_MODES:
+        raise ValueError(f"rows must be one of {ROW_MODES}, got {rows!r}")
     tmp = path.with_name(path.name + ".part")
     try:
-        _write_rows(tmp, detections)
+        _write_rows(tmp, detections, per_channel=rows == "channel")
     except BaseException:  # Ctrl-C or a full disk: no partial table is left behind
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)
 
 
-def _write_rows(tmp: Path, detections: Sequence[Detection]) -> None:
+def _write_rows(tmp: Path, detections: Sequence[Detection], per_channel: bool) -> None:
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS + EXTRA_COLUMNS)
         ordered = sorted(detections, key=lambda d: (d.start_sample, d.class_name))
         for i, d in enumerate(ordered, start=1):
-            writer.writerow([
-                i, "Spectrogram 1", d.best_channel + 1, f"{d.start_s:.4f}", f"{d.end_s:.4f}",
-                _freq(d.low_freq), _freq(d.high_freq), d.class_name, f"{d.score:.4f}",
-                ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
-                d.n_windows,
-            ])
+            for channel in sorted(d.channels) if per_channel else [d.best_channel]:
+                writer.writerow([
+                    i, "Spectrogram 1", channel + 1, f"{d.start_s:.4f}", f"{d.end_s:.4f}",
+                    _freq(d.low_freq), _freq(d.high_freq), d.class_name, f"{d.score:.4f}",
+                    ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
+                    d.n_windows,
+                ])
 
 
 def _freq(value: float | None) -> str:
