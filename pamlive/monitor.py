@@ -362,12 +362,15 @@ class Monitor:
                 self.archive.close()
             if self._position_source is not None:
                 self._position_source.stop()
-            self.bus.publish_health(self.health())
+            # the goodbye: "final" tells subscribers this stop is deliberate (or, with a
+            # deaf status, why it died), not a lost link
+            final = self.restart is None  # a re-exec to reopen the device is no goodbye
+            self.bus.publish_health({**self.health(), "final": final})
             if self._failure is not None:
                 # a dying monitor says why once more, a health period later, for
                 # subscribers that (re)joined in the meantime
                 time.sleep(HEALTH_EVERY_S)
-                self.bus.publish_health(self.health())
+                self.bus.publish_health({**self.health(), "final": final})
             self.notifier.stopping("stopping")
         return self._failure or self.source.error
 
