@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from conftest import tone_in_noise
+from test_analyze import pamlive
 
 from pamlive.raven import read_selection_table, table_paths
 
 
-def pamlive(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pamlive", *args], capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.fixture()
 def config(tmp_path: Path, tonal_package: Path) -> Path:
-    p = tmp_path / "tonal.toml"
-    p.write_text(f'[model]\npath = "{tonal_package}"\nhop_s = 1.0\nmax_merge = 10\n')
-    return p
+    """The tonal test model (a tone scores high, noise low), hop 1 s."""
+    (tmp_path / "tonal.toml").write_text(f'[model]\npath = "{tonal_package}"\n')
+    return tmp_path / "tonal.toml"
 
 
 def _begins(table: Path) -> list[float]:

@@ -40,6 +40,30 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=True)
 
 
+def simulated_monitor_config(tmp: Path, data_dir: Path, *, speed: float, interval_s: float,
+                             extra: str = "") -> Path:
+    """A `pamlive run` config: the simulated array with loud calls every ``interval_s``,
+    the built-in detector, bus and replay on ipc sockets in ``tmp``, log in ``data_dir``."""
+    cfg = tmp / "pamlive.toml"
+    cfg.write_text(f"""
+data_dir = "{data_dir}"
+[source]
+kind = "simulator"
+speed = {speed}
+[simulator]
+call_interval_s = {interval_s}
+snr_db_range = [15.0, 25.0]
+seed = 7
+[model]
+path = "builtin:narw"
+[alerts]
+publish = "ipc://{tmp}/pub"
+replay = "ipc://{tmp}/replay"
+log = "detections.sqlite"
+{extra}""", encoding="utf-8")
+    return cfg
+
+
 def fill(disk: Path) -> Path:
     """Write a file until the filesystem refuses another byte."""
     filler = disk / "filler"
@@ -77,25 +101,8 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 def test_full_disk_under_the_detection_log(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", "1m") as disk:
-        cfg = tmp_path / "pamlive.toml"
-        cfg.write_text(f"""
-data_dir = "{disk}"
-[source]
-kind = "simulator"
-speed = 4.0
-[simulator]
-call_interval_s = 4.0
-snr_db_range = [15.0, 25.0]
-seed = 7
-[model]
-path = "builtin:narw"
-[alerts]
-publish = "ipc://{tmp_path}/pub"
-replay = "ipc://{tmp_path}/replay"
-log = "detections.sqlite"
-[clips]
-enabled = false
-""", encoding="utf-8")
+        cfg = simulated_monitor_config(tmp_path, disk, speed=4.0, interval_s=4.0,
+                                       extra="[clips]\nenabled = false\n")
         sub = Subscriber(f"ipc://{tmp_path}/pub")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pamlive", "run", "-c", str(cfg), "--headless"],

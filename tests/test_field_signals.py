@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_field_full_disk import simulated_monitor_config
 from test_monitor import Subscriber
 
 from pamlive.alerts.log import read_all
@@ -16,24 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_sighup_is_a_clean_stop_with_pending_clip_flushed(tmp_path: Path) -> None:
-    cfg = tmp_path / "pamlive.toml"
-    cfg.write_text(f"""
-data_dir = "{tmp_path / "data"}"
-[source]
-kind = "simulator"
-speed = 2.0
-[simulator]
-call_interval_s = 3.0
-snr_db_range = [15.0, 25.0]
-seed = 7
-[model]
-path = "builtin:narw"
-[alerts]
-publish = "ipc://{tmp_path}/pub"
-log = "detections.sqlite"
-[clips]
-post_s = 30.0
-""", encoding="utf-8")
+    cfg = simulated_monitor_config(tmp_path, tmp_path / "data", speed=2.0, interval_s=3.0,
+                                   extra="[clips]\npost_s = 30.0\n")
     sub = Subscriber(f"ipc://{tmp_path}/pub")
     proc = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
                              "--headless"], stderr=subprocess.PIPE, text=True)

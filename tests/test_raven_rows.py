@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import tone_in_noise
+from test_analyze import pamlive
 
 from pamlive.raven import read_selection_table
-
-
-def pamlive(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pamlive", *args], capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture()
