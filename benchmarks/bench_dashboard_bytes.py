@@ -50,7 +50,8 @@ def measure(seconds: float, width: int, height: int,
         endpoint = f"ipc://{tmp}/pub"
         monitor = subprocess.Popen(
             [sys.executable, "-m", "pamlive", "demo", "--headless", "--duration",
-             str(warmup + seconds + 10), "--publish", endpoint], stderr=subprocess.DEVNULL)
+             str(warmup + seconds + 10), "--publish", endpoint, "--replay",
+             f"ipc://{tmp}/replay"], stderr=subprocess.DEVNULL)
         try:
             time.sleep(4.0)  # the monitor is up and publishing
             term = CountingTerminal()

@@ -119,7 +119,8 @@ def test_frames_are_rationed_while_traffic_flows() -> None:
 def test_real_80x24_terminal_shows_a_clean_stop_then_a_crash(tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/pub"
     session = f"pamlive-test-{os.getpid()}"
-    demo = [sys.executable, "-m", "pamlive", "demo", "--headless", "--publish", endpoint]
+    demo = [sys.executable, "-m", "pamlive", "demo", "--headless", "--publish", endpoint,
+            "--replay", f"ipc://{tmp_path}/replay"]
     env = {**os.environ, "TERM": "xterm-256color"}
 
     def capture() -> str:

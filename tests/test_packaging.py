@@ -74,6 +74,7 @@ def test_wheel_in_a_clean_venv(tmp_path: Path) -> None:
              2000)
     r = _run([str(pamlive), "analyze", "rec.wav", "-c", "builtin:narw", "-o", "out"], cwd=work)
     assert (work / "out" / "rec.selections.txt").is_file(), r.stdout
-    r = _run([str(pamlive), "demo", "--headless", "--duration", "10",
-              "--publish", f"ipc://{work}/pub"], cwd=work, timeout=120)
+    # its own sockets: the default ports 5556/5557 may be another monitor's
+    r = _run([str(pamlive), "demo", "--headless", "--duration", "10", "--publish",
+              f"ipc://{work}/pub", "--replay", f"ipc://{work}/replay"], cwd=work, timeout=120)
     assert "demo:" in r.stderr and "stopped:" in r.stderr
