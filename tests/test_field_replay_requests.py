@@ -64,3 +64,20 @@ def replay_server_only(tmp_path_factory):
     reader = LogReader(path)
     yield ReplayServer(socket=None, reader=reader)
     reader.close()
+
+
+def test_a_row_committed_while_replay_reads_is_served_once(tmp_path: Path) -> None:
+    """The writer's held rows are read before the table: a row in both is served once."""
+    log = DetectionLog(tmp_path / "log.db")
+    log.start_run("A", "st")
+    body = {s: json.dumps({"seq": s}) for s in (1, 2, 3)}
+    log.append([LoggedDetection(s, 100.0 + s, body[s]) for s in (1, 2)])
+    held = [(1, 2, 102.0, body[2]), (1, 3, 103.0, body[3])]  # 2: just committed
+    reader = LogReader(tmp_path / "log.db", lambda: held)
+    try:
+        assert [json.loads(b)["seq"] for b in reader.query()[0]] == [1, 2, 3]
+        assert reader.query(limit=2) == ([body[1], body[2]], True)
+        assert [json.loads(b)["seq"] for b in reader.query(after=("A", 2))[0]] == [3]
+    finally:
+        reader.close()
+        log.close()

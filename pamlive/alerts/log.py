@@ -253,17 +253,22 @@ class LogReader:
         if since_epoch is not None:
             where.append("start_epoch >= ?")
             args.append(since_epoch)
-        sql = "SELECT body FROM detections"
+        # the writer's held rows, taken before the query: a row it commits meanwhile is then
+        # in one or both (both: kept once), never in neither
+        held = self._backlog() if self._backlog is not None else []
+        sql = "SELECT run_ord, seq, body FROM detections"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY run_ord, seq LIMIT ?"
-        bodies = [r[0] for r in self._conn.execute(sql, [*args, limit + 1]).fetchall()]
-        if len(bodies) <= limit and self._backlog is not None:
-            bodies += [body for ord_, seq, start, body in self._backlog()
-                       if (low is None or (ord_, seq) > low)
-                       and (high is None or (ord_, seq) < high)
-                       and (since_epoch is None or start >= since_epoch)]
-        return bodies[:limit], len(bodies) > limit
+        rows = [((o, q), b) for o, q, b in self._conn.execute(sql, [*args, limit + 1])]
+        if len(rows) <= limit and held:
+            logged = {key for key, _ in rows}
+            rows = sorted(rows + [((o, q), b) for o, q, start, b in held
+                                  if (o, q) not in logged
+                                  and (low is None or (o, q) > low)
+                                  and (high is None or (o, q) < high)
+                                  and (since_epoch is None or start >= since_epoch)])
+        return [b for _, b in rows[:limit]], len(rows) > limit
 
     def close(self) -> None:
         self._conn.close()
