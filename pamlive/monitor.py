@@ -630,6 +630,9 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
              h["stream_time_s"], monitor.counters.detections, h["drops"]["ring_samples"],
              h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
              h["log"]["unlogged"])
+    if h["log"]["unlogged"]:  # a warning: shown on stderr with the dashboard on, too
+        log.warning("%d detection(s) were published but are not in the detection log (%s)",
+                    h["log"]["unlogged"], h["log"]["error"] or "write failed")
     if monitor.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")
         reexec(monitor.restart)

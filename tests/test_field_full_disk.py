@@ -144,6 +144,8 @@ def test_full_disk_under_the_detection_log(tmp_path: Path) -> None:
         unlogged = len(all_published) - len(logged)
         assert unlogged >= 3
         assert f"{unlogged} detection(s) could not be logged" in stderr
+        assert f"{unlogged} detection(s) were published but are not in the detection log" \
+            in stderr
 
 
 def test_held_detections_are_replayed_then_written_when_space_returns(tmp_path: Path) -> None:
