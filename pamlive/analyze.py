@@ -1,7 +1,8 @@
 """``pamlive analyze``: the detection pipeline over files, as fast as the machine allows.
 
-One Raven selection table per input file. A bad file is reported and skipped; the
-detections found in a file before a read error are still written.
+One Raven selection table per input file. A bad or missing input is reported and
+skipped; the detections found in a file before a read error are still written. Ctrl-C
+stops at once, says which tables are complete and leaves no partial table.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.pipeline import StreamDetector
-from pamlive.raven import table_path, write_selection_table
-from pamlive.scores import ScoreTable, scores_path
+from pamlive.raven import TABLE_SUFFIX, table_paths, write_selection_table
+from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
     AudioFileInfo,
     expand_inputs,
@@ -33,23 +34,24 @@ from pamlive.sources.files import (
     start_time_from_name,
 )
 
-BLOCK_FRAMES = 1 << 18  # about this many frames per read
+BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
 
 
-def analysis_block_frames(package: ModelPackage | Ensemble, input_rate: int,
+def analysis_block_frames(package: ModelPackage | Ensemble, input_rate: int, channels: int,
                           hop_s: float) -> int:
-    """Frames per read: a whole number of window hops near ``BLOCK_FRAMES``.
-
-    Reads that start on a hop boundary let ``pamlive analyze --cluster`` split a file
-    into chunks that see exactly the windows (and ONNX batches) of a serial run.
-    """
+    """Frames per read: memory stays flat whatever the file's length or channel count (a
+    block's windows, features and scores all scale with frames x channels), and blocks
+    are a whole number of window hops where that is possible, so that
+    ``pamlive analyze --cluster`` can split a file into chunks that see exactly the windows
+    (and ONNX batches) of a serial run."""
+    target = max(4096, min(1 << 18, BLOCK_SAMPLES // channels))
     if isinstance(package, Ensemble):  # members hop differently: no common boundary
-        return BLOCK_FRAMES
+        return target
     hop_model = round(hop_s * package.sample_rate)
     hop_in, rest = divmod(hop_model * input_rate, package.sample_rate)
     if rest or hop_in <= 0:
-        return BLOCK_FRAMES
-    return hop_in * max(1, round(BLOCK_FRAMES / hop_in))
+        return target
+    return hop_in * max(1, round(target / hop_in))
 
 
 @dataclass
@@ -70,9 +72,18 @@ class AnalyzeResult:
         return [f for f in self.files if f.error]
 
 
-def _report(exc: Exception) -> None:
+def _report(exc: Exception | str) -> None:
     """One plain line per bad input (rich would wrap it), shown above the progress bar."""
     print(f"pamlive: error: {exc}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What to write beside each input's detections."""
+
+    scores: bool = False  # a per-window score table (:mod:`pamlive.scores`)
+    array: ArraySettings | None = None  # bearings and channel agreement (``[array]``)
+    raven_rows: str = "detection"  # one row per detection, or per channel of it
 
 
 def analyze_files(
@@ -88,10 +99,13 @@ def analyze_files(
     progress: bool = True,
     scores: bool = False,
     array: ArraySettings | None = None,
+    raven_rows: str = "detection",
 ) -> AnalyzeResult:
     """Analyse every input with a model package or an ensemble of them; with ``scores``,
     also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
-    bearings and channel agreement for the detections (``[array]``)."""
+    bearings and channel agreement (``[array]``); ``raven_rows``: ``detection`` (one row
+    each) or ``channel`` (Raven's multichannel convention, one row per channel)."""
+    outputs = Outputs(scores, array, raven_rows)
     new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
                               thresholds=thresholds or {}, threads=threads)
     try:
@@ -100,55 +114,105 @@ def analyze_files(
         raise PamliveError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
     console = console or Console(stderr=True)
     result = AnalyzeResult()
-    paths = expand_inputs(inputs)
-    infos = {}
-    for p in paths:
-        try:
-            infos[p] = open_audio(p)
-        except AudioInputError as exc:
-            result.files.append(FileResult(p, None, [], 0.0, str(exc)))
-            _report(exc)
+    infos = open_inputs(inputs, result)
+    tables = table_paths(outdir, list(infos))
     total = sum(i.frames for i in infos.values())
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task("analysing", total=total)
-        for path, info in infos.items():
-            bar.update(task, description=path.name)
-            score_table = _open_score_table(outdir, path, package, info) if scores else None
-            detector = new_detector(info.sample_rate, info.channels, score_table)
-            found: list[Detection] = []
-            error = None
-            try:
-                block_frames = analysis_block_frames(package, info.sample_rate, hop_s)
-                for block in iter_blocks(path, block_frames):
-                    found.extend(detector.push(block))
-                    bar.advance(task, block.shape[0])
-            except PamliveError as exc:
-                error = str(exc)
-                _report(exc)
-            found.extend(detector.finish())
-            if array is not None:
-                try:
-                    estimator = BearingEstimator(array)
-                    estimator.check_channels(info.channels)
-                    found = locate(found, file_reader(path), array, estimator)
-                except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
-                    error = error or f"{path}: no bearings: {exc}"
-                    print(f"pamlive: error: {error}", file=sys.stderr)
-            score_error = score_table.close() if score_table is not None else None
-            if score_error:
-                error = score_error
-                print(f"pamlive: error: {error}", file=sys.stderr)
-            table: Path | None = table_path(outdir, path)
-            try:
-                write_selection_table(table, found, bearings=array is not None)
-            except OSError as exc:  # e.g. disk full: report it, keep analysing the others
-                error = f"{table}: cannot write selection table ({exc.strerror or exc})"
-                print(f"pamlive: error: {error}", file=sys.stderr)
-                table = None
-            result.files.append(FileResult(path, table, found, info.duration_s, error))
+        try:
+            for path, info in infos.items():
+                bar.update(task, description=path.name)
+                score_table = (_open_score_table(tables[path], path, package, info)
+                               if outputs.scores else None)
+                result.files.append(_analyze_one(
+                    path, info, tables[path],
+                    new_detector(info.sample_rate, info.channels, score_table), score_table,
+                    analysis_block_frames(package, info.sample_rate, info.channels, hop_s),
+                    lambda n: bar.advance(task, n), outputs))
+        except KeyboardInterrupt:
+            _report_interrupt(result, list(infos))
+            raise
     return result
+
+
+def open_inputs(inputs: Sequence[str | Path], result: AnalyzeResult
+                ) -> dict[Path, AudioFileInfo]:
+    """The readable audio files of every input, in time order; a missing or unreadable
+    input is reported and recorded in ``result`` as failed, and the others go on."""
+    infos = {}
+    for p in _expand(inputs, result):
+        try:
+            infos[p] = open_audio(p)
+        except AudioInputError as exc:
+            result.files.append(FileResult(p, None, [], 0.0, str(exc)))
+            _report(exc)
+    return infos
+
+
+def _expand(inputs: Sequence[str | Path], result: AnalyzeResult) -> list[Path]:
+    """The audio files of every input in time order; a missing input is reported and
+    recorded as a failed input, like a corrupt file."""
+    found = []
+    for p in inputs:
+        try:
+            expand_inputs([p])
+        except AudioInputError as exc:
+            result.files.append(FileResult(Path(p), None, [], 0.0, str(exc)))
+            _report(exc)
+        else:
+            found.append(p)
+    return expand_inputs(found) if found else []
+
+
+def _report_interrupt(result: AnalyzeResult, paths: list[Path]) -> None:
+    """Which tables an interrupted run completed, and which inputs have none."""
+    done = [f for f in result.files if f.table is not None]
+    finished = {f.path for f in result.files}
+    missing = [p for p in paths if p not in finished]
+    lines = [f"pamlive: interrupted: {len(done)} table(s) complete"
+             + (f", no table for {len(missing)} input(s) from {missing[0]} on"
+                if missing else "")]
+    lines += [f"  complete: {f.table}" for f in done]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detector,
+                 score_table: ScoreTable | None, block: int,
+                 advance: Callable[[int], None], outputs: Outputs) -> FileResult:
+    """One input through the detector into its table (written whole, or not at all)."""
+    found: list[Detection] = []
+    error = None
+    try:
+        for samples in iter_blocks(path, block):
+            found.extend(detector.push(samples))
+            advance(samples.shape[0])
+    except PamliveError as exc:
+        error = str(exc)
+        _report(exc)
+    found.extend(detector.finish())
+    if outputs.array is not None:
+        try:
+            estimator = BearingEstimator(outputs.array)
+            estimator.check_channels(info.channels)
+            found = locate(found, file_reader(path), outputs.array, estimator)
+        except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
+            error = error or f"{path}: no bearings: {exc}"
+            _report(error)
+    score_error = score_table.close() if score_table is not None else None
+    if score_error:
+        error = score_error
+        _report(error)
+    written: Path | None = table
+    try:
+        write_selection_table(table, found, outputs.raven_rows,
+                              bearings=outputs.array is not None)
+    except OSError as exc:  # e.g. disk full: report it, keep analysing the others
+        error = f"{table}: cannot write selection table ({exc.strerror or exc})"
+        _report(error)
+        written = None
+    return FileResult(path, written, found, info.duration_s, error)
 
 
 Detector = StreamDetector | EnsembleDetector
@@ -170,8 +234,10 @@ def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int
         thresholds=thresholds, on_scores=sink)
 
 
-def _open_score_table(outdir: Path, path: Path, package: ModelPackage | Ensemble,
+def _open_score_table(table: Path, path: Path, package: ModelPackage | Ensemble,
                       info: AudioFileInfo) -> ScoreTable:
+    """Beside the input's selection table, under the same (collision-free) name."""
     ensemble = package if isinstance(package, Ensemble) else None
-    return ScoreTable(scores_path(outdir, path), path, package.class_names, ensemble,
+    target = table.with_name(table.name.removesuffix(TABLE_SUFFIX) + SCORES_SUFFIX)
+    return ScoreTable(target, path, package.class_names, ensemble,
                       info.sample_rate, start_time_from_name(path))

@@ -1,6 +1,7 @@
 """pamlive: real-time bioacoustic deep-learning monitor for live hydrophone arrays.
 
-Command line (CONTRACTS §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools.
+Command line (CONTRACTS §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
+(``config`` prints a shipped example config).
 
 A user error (bad file, config, model, device) prints one line and exits 2 before any
 work starts; ``analyze`` exits 1 when some inputs failed and the others were analysed.
@@ -45,12 +46,17 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
+CONFIG_HELP = "config file, or builtin:NAME for a shipped example (pamlive config list)"
+
+
 def _live_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="input device: stable name (or part of it) or index")
     p.add_argument("--channels", type=int, help="number of input channels")
     p.add_argument("--samplerate", type=int, help="input sample rate in Hz")
     p.add_argument("--publish", help="ZeroMQ endpoint of the alert bus "
                    "(default tcp://127.0.0.1:5556)")
+    p.add_argument("--replay", help="ZeroMQ endpoint of the replay server (config: [alerts] "
+                   "replay); give a second monitor on one machine its own")
     p.add_argument("--headless", action="store_true", help="no dashboard; log to stderr")
 
 
@@ -60,20 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
-    demo.add_argument("-c", "--config", type=Path, help="config (default: built-in demo)")
+    demo.add_argument("-c", "--config", help="config file or builtin:NAME "
+                      "(default: the embedded demo)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--truth", type=Path, help="write the simulated calls and transients "
                       "as JSON lines (start_utc, end_utc, bearing_deg, snr_db, kind)")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
-    run.add_argument("-c", "--config", type=Path, required=True)
+    run.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     _live_flags(run)
 
     an = sub.add_parser("analyze", help="the detection pipeline over audio files")
     an.add_argument("paths", nargs="+", type=Path, help="WAV/FLAC/AIFF files or folders")
-    an.add_argument("-c", "--config", type=Path, required=True)
+    an.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     an.add_argument("-o", "--outdir", type=Path, required=True)
     an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
     an.add_argument("--threshold", type=float,
@@ -84,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--cluster", metavar="ADDRESS",
                     help="run on Dask: local, local:N (N worker processes) or tcp://HOST:8786 "
                          "(config: [cluster] address); needs pamlive[cluster]")
+    an.add_argument("--raven-rows", choices=("detection", "channel"),
+                    help="one table row per merged detection (default) or per channel it "
+                    "was heard on, Raven's multichannel convention (config: [analyze] "
+                    "raven_rows)")
+
+    cfg = sub.add_parser("config", help="the example configs shipped with pamlive")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cfg_sub.add_parser("list", help="names of the built-in configs")
+    show = cfg_sub.add_parser("show", help="print a config, to copy and edit: "
+                              "pamlive config show builtin:narw > station.toml")
+    show.add_argument("name", help="builtin:NAME (or NAME) or a config file")
 
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -100,17 +118,36 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["source.samplerate"] = args.samplerate
     if args.publish is not None:
         out["alerts.publish"] = args.publish
+    if args.replay is not None:
+        out["alerts.replay"] = args.replay
     return out
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from pamlive.builtin import PREFIX, config_names, resolve_config
+
+    if args.config_command == "list":
+        print("\n".join(PREFIX + name for name in config_names()))
+        return 0
+    name = args.name if args.name.startswith(PREFIX) or Path(args.name).exists() \
+        else PREFIX + args.name
+    path = resolve_config(name)
+    try:
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PamliveError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    return 0
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
     from pamlive.array.settings import parse_array
+    from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.ensemble import Ensemble, load_ensemble
     from pamlive.inference.package import ModelPackage, load_model_package
 
-    cfg = load_config(args.config)
+    cfg = load_config(resolve_config(args.config))
     model = cfg.model if args.hop is None else replace(cfg.model, hop_s=args.hop)
     thresholds = dict(model.thresholds)
     package: ModelPackage | Ensemble
@@ -127,13 +164,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
     progress = not args.no_progress and sys.stderr.isatty()
     array = parse_array(cfg.extra.get("array"))
+    raven_rows = args.raven_rows or cfg.analyze.raven_rows
     address = args.cluster or cfg.cluster.address
     if address:
         from pamlive.cluster.run import analyze_on_cluster, connect
 
-        if array is not None or args.scores or isinstance(package, Ensemble):
-            raise PamliveError("--cluster runs one model without [array] or --scores for now: "
-                               "run analyze without --cluster for those")
+        if array is not None or args.scores or isinstance(package, Ensemble) \
+                or raven_rows != "detection":
+            raise PamliveError("--cluster runs one model with one row per detection, without "
+                               "[array] or --scores, for now: run analyze without --cluster "
+                               "for those")
         model_path = model.path
         if not model_path.startswith("builtin:"):
             model_path = str(Path(model_path).resolve())  # workers read it from shared storage
@@ -150,7 +190,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze_files(
             args.paths, package, args.outdir, hop_s=model.hop_s, max_merge=model.max_merge,
             thresholds=thresholds, threads=model.threads, scores=args.scores,
-            progress=progress, array=array,
+            progress=progress, array=array, raven_rows=raven_rows,
         )
     for f in result.files:
         if f.table is not None:
@@ -163,6 +203,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
+    from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.monitor import run_demo, run_monitor
 
@@ -171,7 +212,7 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
     overrides = _overrides(args)
     if demo and args.config is None:
         overrides = {**DEMO_DEFAULTS, **overrides}
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(None if args.config is None else resolve_config(args.config), overrides)
     if demo:
         return run_demo(cfg, headless=args.headless, duration_s=args.duration,
                         truth_path=args.truth)
@@ -190,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "analyze":
             return _cmd_analyze(args)
+        if args.command == "config":
+            return _cmd_config(args)
         return _cmd_live(args, demo=args.command == "demo")
     except PamliveError as exc:
         print(f"pamlive: error: {exc}", file=sys.stderr)

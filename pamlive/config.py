@@ -111,6 +111,11 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class AnalyzeConfig:
+    raven_rows: str = "detection"  # detection | channel (Raven's multichannel convention)
+
+
+@dataclass(frozen=True)
 class Config:
     station: str = "pamlive"
     data_dir: Path = Path("pamlive-data")
@@ -121,6 +126,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     # optional sections owned by other modules (field operations); kept as plain tables
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -133,6 +139,7 @@ _SECTIONS = {
     "alerts": AlertsConfig,
     "dashboard": DashboardConfig,
     "cluster": ClusterConfig,
+    "analyze": AnalyzeConfig,
 }
 # sections validated by the modules that own them
 EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position", "array"}
@@ -332,6 +339,9 @@ def _validate(cfg: Config, where: str) -> None:
     _positive(cfg.cluster.chunk_s, "[cluster] chunk_s", where)
     if cfg.dashboard.channel < 0:
         raise ConfigError(f"{where}: [dashboard] channel must be >= 0")
+    if cfg.analyze.raven_rows not in ("detection", "channel"):
+        raise ConfigError(f"{where}: [analyze] raven_rows must be detection or channel, "
+                          f"got {cfg.analyze.raven_rows!r}")
 
 
 def _validate_ensemble(m: ModelConfig, where: str) -> None:

@@ -366,12 +366,15 @@ class Monitor:
                 self.archive.close()
             if self._position_source is not None:
                 self._position_source.stop()
-            self.bus.publish_health(self.health())
+            # the goodbye: "final" tells subscribers this stop is deliberate (or, with a
+            # deaf status, why it died), not a lost link
+            final = self.restart is None  # a re-exec to reopen the device is no goodbye
+            self.bus.publish_health({**self.health(), "final": final})
             if self._failure is not None:
                 # a dying monitor says why once more, a health period later, for
                 # subscribers that (re)joined in the meantime
                 time.sleep(HEALTH_EVERY_S)
-                self.bus.publish_health(self.health())
+                self.bus.publish_health({**self.health(), "final": final})
             self.notifier.stopping("stopping")
         return self._failure or self.source.error
 
@@ -488,6 +491,7 @@ class Monitor:
             flags.append("pipeline_stopped")
         if self.source.error is not None:
             flags.append("source_failed")
+        flags += bus["log"]["flags"]  # a failing detection log degrades, never deafens
         deaf = {"no_audio", "pipeline_stopped", "source_failed"} & set(flags)
         status = "deaf" if deaf else ("degraded" if flags else "ok")
         severity = ("ok", "degraded", "deaf")
@@ -520,6 +524,7 @@ class Monitor:
             "drops": {"ring_samples": self.ring.lost_samples, "window_queue": c.window_drops,
                       "detection_queue": c.score_drops, "publish": bus["dropped"]},
             "level_dbfs": self.levels.dbfs_since_last(),
+            "log": {k: bus["log"][k] for k in ("rows", "unlogged", "error")},
             **({"array": self.array.health()} if self.array is not None else {}),
         }
 
@@ -584,11 +589,16 @@ def open_bus(config: Config) -> AlertBus:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop_event`` (clean shutdown) while the monitor runs."""
+    """SIGINT/SIGTERM/SIGHUP set ``stop_event`` (clean shutdown) while the monitor runs.
+
+    SIGHUP is what a foreground monitor gets when its SSH session drops: it must flush
+    (pending clips, log, final health) and say it stopped, like any other stop.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop_event.set())
     try:
@@ -630,9 +640,13 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
         bus.close()
     h = monitor.health()
     log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
-             "window(s), %d score(s), %d message(s)", h["stream_time_s"],
-             monitor.counters.detections, h["drops"]["ring_samples"],
-             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"])
+             "window(s), %d score(s), %d message(s); %d detection(s) could not be logged",
+             h["stream_time_s"], monitor.counters.detections, h["drops"]["ring_samples"],
+             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
+             h["log"]["unlogged"])
+    if h["log"]["unlogged"]:  # a warning: shown on stderr with the dashboard on, too
+        log.warning("%d detection(s) were published but are not in the detection log (%s)",
+                    h["log"]["unlogged"], h["log"]["error"] or "write failed")
     if monitor.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")
         reexec(monitor.restart)

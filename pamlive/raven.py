@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,29 +17,67 @@ EXTRA_COLUMNS = ["Channels", "Begin Sample", "End Sample", "Windows"]
 BEARING_COLUMNS = ["Bearing (deg)", "Bearing Uncertainty (deg)", "Bearing Reference",
                    "Ambiguous", "Bearing Candidates (deg)", "Cone Angle (deg)"]
 TABLE_SUFFIX = ".selections.txt"
+# one row per merged detection, or Raven's multichannel convention: one row per channel
+# the detection was heard on, all rows of a detection sharing its Selection number
+ROW_MODES = ("detection", "channel")
 
 
-def table_path(outdir: Path, audio_path: Path) -> Path:
-    return outdir / f"{audio_path.stem}{TABLE_SUFFIX}"
+def table_paths(outdir: Path, audio_paths: Sequence[Path]) -> dict[Path, Path]:
+    """One table per input, never two on one name: ``<stem>.selections.txt`` where the stem
+    is unique among the inputs; inputs sharing a stem (``a/x.wav``, ``b/x.wav``) are named
+    by their path below the folder they share, ``/`` as ``__`` (``a__x.selections.txt``),
+    keeping the audio suffix where only that differs (``x.wav.selections.txt``)."""
+    stems = Counter(p.stem for p in audio_paths)
+    names = {p: p.stem for p in audio_paths}
+    shared = [p for p in audio_paths if stems[p.stem] > 1]
+    if shared:
+        resolved = {p: p.resolve() for p in shared}
+        root = Path(os.path.commonpath([r.parent for r in resolved.values()]))
+        rel = {p: r.relative_to(root) for p, r in resolved.items()}
+        names.update({p: "__".join((*r.parent.parts, r.stem)) for p, r in rel.items()})
+        again = Counter(names[p] for p in shared)
+        names.update({p: "__".join(r.parts) for p, r in rel.items() if again[names[p]] > 1})
+    used: set[str] = set()
+    for p in audio_paths:  # a name made above may still meet a real stem: number it
+        name, n = names[p], 1
+        while name in used:
+            n += 1
+            name = f"{names[p]}-{n}"
+        used.add(name)
+        names[p] = name
+    return {p: outdir / f"{name}{TABLE_SUFFIX}" for p, name in names.items()}
 
 
-def write_selection_table(path: Path, detections: Sequence[Detection], *,
-                          bearings: bool = False) -> None:
-    """One row per detection, times in seconds from the start of the input file;
-    ``bearings``: the array's columns too (``docs/array.md``), after all the others."""
+def write_selection_table(path: Path, detections: Sequence[Detection],
+                          rows: str = "detection", *, bearings: bool = False) -> None:
+    """One row per detection (``rows="channel"``: per channel of it), times in seconds from
+    the start of the input file; ``bearings``: the array's columns too
+    (``docs/array.md``), after all the others."""
+    if rows not in ROW_MODES:
+        raise ValueError(f"rows must be one of {ROW_MODES}, got {rows!r}")
     tmp = path.with_name(path.name + ".part")
+    try:
+        _write_rows(tmp, detections, per_channel=rows == "channel", bearings=bearings)
+    except BaseException:  # Ctrl-C or a full disk: no partial table is left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def _write_rows(tmp: Path, detections: Sequence[Detection], per_channel: bool,
+                bearings: bool) -> None:
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS + EXTRA_COLUMNS + (BEARING_COLUMNS if bearings else []))
         ordered = sorted(detections, key=lambda d: (d.start_sample, d.class_name))
         for i, d in enumerate(ordered, start=1):
-            writer.writerow([
-                i, "Spectrogram 1", d.best_channel + 1, f"{d.start_s:.4f}", f"{d.end_s:.4f}",
-                _freq(d.low_freq), _freq(d.high_freq), d.class_name, f"{d.score:.4f}",
-                ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
-                d.n_windows, *(_bearing_cells(d) if bearings else []),
-            ])
-    tmp.replace(path)
+            for channel in sorted(d.channels) if per_channel else [d.best_channel]:
+                writer.writerow([
+                    i, "Spectrogram 1", channel + 1, f"{d.start_s:.4f}", f"{d.end_s:.4f}",
+                    _freq(d.low_freq), _freq(d.high_freq), d.class_name, f"{d.score:.4f}",
+                    ",".join(str(c + 1) for c in d.channels), d.start_sample, d.end_sample,
+                    d.n_windows, *(_bearing_cells(d) if bearings else []),
+                ])
 
 
 def _bearing_cells(d: Detection) -> list[str]:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 import zmq
 
 from pamlive.alerts.latency import DETECTION, ONSET, LatencyTracker
-from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader
+from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader, LogState
 from pamlive.alerts.replay import MAX_FRAME_BYTES, ReplayServer
 from pamlive.alerts.schema import (
     DETECTION_TOPIC_PREFIX,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 _BATCH = 512  # messages handled per wake-up: bounds one log transaction
 _PRUNE_EVERY_S = 3600.0
 _LATENCY_WINDOW = 1000
+HEALTH_ALERT_SCHEMA = "pamlive.health_alert/1"
 _WAKE: Any = object()  # queued by close() so the publisher thread notices at once
 
 
@@ -91,8 +93,7 @@ class AlertBus:
         self._drops: Counter[str] = Counter()
         self._latencies = LatencyTracker(_LATENCY_WINDOW)
         self._commit_ms: deque[float] = deque(maxlen=_LATENCY_WINDOW)
-        self._log_errors = 0
-        self._log_rows = 0
+        self._log_state = LogState()
         self._context: zmq.Context | None = None
         self._pub: zmq.Socket | None = None
         self._auth: CurveServer | None = None
@@ -144,7 +145,7 @@ class AlertBus:
                 if self._retention_days is not None:
                     self._log.prune(self._retention_days)
             if self.replay_endpoint is not None:
-                reader = LogReader(self._log_path)
+                reader = LogReader(self._log_path, self._log.backlog)
                 try:
                     router = self._bind(zmq.ROUTER, self.replay_endpoint)
                 except ConfigError:
@@ -194,7 +195,9 @@ class AlertBus:
         if self._auth is not None:
             self._auth.stop()
         if self._log is not None:
-            self._log.close()
+            self._log.close()  # retries held rows
+            with self._lock:
+                self._log_state = self._log.state()
         if self._context is not None:
             self._context.term()
         # the replay server object is kept: its counters stay readable in stats()
@@ -256,8 +259,9 @@ class AlertBus:
                 "drops": dict(self._drops),
                 "dropped": sum(self._drops.values()),
                 "queue_fill": self._queue.qsize() / self._queue.maxsize,
-                "log_rows": self._log_rows,
-                "log_errors": self._log_errors,
+                "log_rows": self._log_state.rows,
+                "log_errors": self._log_state.unlogged,
+                "log": {**asdict(self._log_state), "flags": self._log_state.flags},
                 "latency_ms": latencies,
             }
         stats["log_commit_ms"] = (
@@ -344,14 +348,16 @@ class AlertBus:
                 self._latencies.add(kind, ms)
 
     def _write_log(self, rows: list[LoggedDetection]) -> None:
-        t0 = time.perf_counter()
-        try:
-            self._log.append(rows)
-        except Exception:  # disk full or similar: still alert, but count it loudly
-            log.exception("detection log write failed; publishing anyway")
-            with self._lock:
-                self._log_errors += len(rows)
+        """Log a batch; a failed write (disk full) is held by the log, flagged and alerted."""
+        if self._log is None:
             return
+        t0 = time.perf_counter()
+        written = self._log.append(rows)
+        for cls, message in self._log.drain_events():
+            log.warning("%s: %s", cls, message)
+            self.publish(f"alert.{cls}", {"schema": HEALTH_ALERT_SCHEMA, "class": cls,
+                                          "reasons": [message]})
         with self._lock:
-            self._commit_ms.append((time.perf_counter() - t0) * 1000.0)
-            self._log_rows += len(rows)
+            if written:
+                self._commit_ms.append((time.perf_counter() - t0) * 1000.0)
+            self._log_state = self._log.state()

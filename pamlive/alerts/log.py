@@ -7,14 +7,22 @@ detections are ordered by ``(run ordinal, seq)``, which is what replay walks.
 
 Onsets (the early alert as a detection opens) are logged the same way, in a table of
 their own, so the ``detections`` table still holds detections only.
+
+A write that fails (disk full, I/O error) never stops publication: the rows stay in a
+bounded in-memory backlog that replay still serves and that the next write retries first;
+the log raises a health flag and an alert event (``log.disk_full`` / ``log.write_failed``)
+and counts every message that is not on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +59,10 @@ CREATE INDEX IF NOT EXISTS onsets_by_logged ON onsets (logged_epoch);
 
 MAX_PAGE = 1000
 TABLES = {"detection": "detections", "onset": "onsets"}  # message kind -> its table
+MAX_BACKLOG = 10_000  # unlogged messages kept in memory (~1 KB each) while writes fail
+
+# (run ordinal, seq, start epoch, body, kind) of a message not yet on disk
+BacklogRow = tuple[int, int, float, str, str]
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,30 @@ class LoggedDetection:
     kind: str = "detection"  # a key of TABLES
 
 
+@dataclass(frozen=True)
+class LogState:
+    """What health and the stop summary say about the log."""
+
+    rows: int = 0  # detections written this run
+    unlogged: int = 0  # detections published but not on disk (backlog + lost)
+    lost: int = 0  # of those, pushed out of the full backlog: not replayable either
+    problem: str | None = None  # ``log.disk_full`` or ``log.write_failed`` while failing
+    error: str | None = None  # the last write error while writes fail
+
+    @property
+    def flags(self) -> list[str]:
+        """Health flags: the problem while writes fail, ``log.unlogged`` once any row was."""
+        return ([self.problem] if self.problem else []) + (["log.unlogged"] if self.unlogged
+                                                            else [])
+
+
 class UnknownRunError(LookupError):
     """A replay bound names a run the log does not hold (other monitor, or pruned)."""
+
+
+def _disk_full(exc: Exception) -> bool:
+    return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(exc, "errno", None) == errno.ENOSPC)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -93,6 +127,13 @@ class DetectionLog:
         self.path = Path(path)
         self._conn = _connect(self.path, readonly=False)
         self._run_ord: int | None = None
+        self._lock = threading.Lock()  # the backlog is read by the replay thread
+        self._backlog: deque[BacklogRow] = deque()
+        self._rows = 0
+        self._lost = 0
+        self._problem: str | None = None
+        self._error: str | None = None
+        self._events: deque[tuple[str, str]] = deque(maxlen=64)
 
     def start_run(self, run_id: str, station: str) -> None:
         with self._conn:
@@ -102,22 +143,69 @@ class DetectionLog:
             )
         self._run_ord = cur.lastrowid
 
-    def append(self, rows: Iterable[LoggedDetection]) -> None:
-        """Write a batch in one transaction: one fsync however many detections it holds."""
+    def append(self, rows: Iterable[LoggedDetection]) -> bool:
+        """Write the backlog and a batch in one transaction (one fsync); False if it failed.
+
+        A failed batch is kept in memory (the oldest rows beyond ``MAX_BACKLOG`` are counted
+        as lost) and written first by the next call that succeeds.
+        """
         if self._run_ord is None:
             raise RuntimeError("DetectionLog.start_run must be called before append")
+        with self._lock:
+            self._backlog.extend((self._run_ord, r.seq, r.start_epoch, r.body_json, r.kind)
+                                 for r in rows)
+            while len(self._backlog) > MAX_BACKLOG:
+                self._backlog.popleft()
+                self._lost += 1
+            held = list(self._backlog)
+        if not held:
+            return True
         now = time.time()
         params: dict[str, list[tuple]] = {}
-        for r in rows:
-            params.setdefault(TABLES[r.kind], []).append(
-                (self._run_ord, r.seq, r.start_epoch, now, r.body_json))
-        with self._conn:
-            for table, values in params.items():
-                self._conn.executemany(
-                    f"INSERT INTO {table} (run_ord, seq, start_epoch, logged_epoch, body)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    values,
-                )
+        for run_ord, seq, start, body, kind in held:
+            params.setdefault(TABLES[kind], []).append((run_ord, seq, start, now, body))
+        try:
+            with self._conn:
+                for table, values in params.items():
+                    self._conn.executemany(
+                        f"INSERT INTO {table} (run_ord, seq, start_epoch, logged_epoch, body)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        values,
+                    )
+        except (sqlite3.Error, OSError) as exc:
+            if self._problem is None:
+                self._problem = "log.disk_full" if _disk_full(exc) else "log.write_failed"
+                self._events.append((self._problem,
+                                     f"detection log {self.path}: write failed ({exc}); "
+                                     "detections are published and kept in memory"))
+            self._error = str(exc)
+            return False
+        with self._lock:
+            for _ in held:
+                self._backlog.popleft()
+            self._rows += len(held)
+        if self._problem is not None:
+            self._events.append(("log.resumed", f"detection log {self.path}: writing again, "
+                                                f"{len(held)} held message(s) logged"))
+            self._problem = self._error = None
+        return True
+
+    def backlog(self) -> list[BacklogRow]:
+        """A snapshot of the unlogged rows, oldest first (any thread)."""
+        with self._lock:
+            return list(self._backlog)
+
+    def state(self) -> LogState:
+        with self._lock:
+            pending = len(self._backlog)
+        return LogState(self._rows, pending + self._lost, self._lost, self._problem,
+                        self._error)
+
+    def drain_events(self) -> list[tuple[str, str]]:
+        """``(alert class, message)`` pairs since the last call: failure and recovery."""
+        events = list(self._events)
+        self._events.clear()
+        return events
 
     def prune(self, retention_days: float) -> int:
         """Delete detections and onsets logged more than ``retention_days`` ago; returns
@@ -134,14 +222,23 @@ class DetectionLog:
         return n
 
     def close(self) -> None:
+        """Try the backlog once more (space may be back), then close."""
+        if self._backlog:
+            self.append([])
         self._conn.close()
 
 
 class LogReader:
-    """The read side for replay; WAL lets it read while the publisher writes."""
+    """The read side for replay; WAL lets it read while the publisher writes.
 
-    def __init__(self, path: Path) -> None:
+    ``backlog`` gives the writer's unlogged rows, served after the logged ones (they are
+    the newest: a successful write always empties the backlog first).
+    """
+
+    def __init__(self, path: Path,
+                 backlog: Callable[[], list[BacklogRow]] | None = None) -> None:
         self._conn = _connect(Path(path), readonly=True)
+        self._backlog = backlog
 
     def _ord(self, run_id: str) -> int:
         row = self._conn.execute("SELECT ord FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -166,23 +263,35 @@ class LogReader:
         """
         where: list[str] = []
         args: list[float] = []
+        low = high = None
         if after is not None:
-            ord_ = self._ord(after[0])
+            low = (self._ord(after[0]), after[1])
             where.append("(run_ord > ? OR (run_ord = ? AND seq > ?))")
-            args += [ord_, ord_, after[1]]
+            args += [low[0], low[0], low[1]]
         if until is not None:
-            ord_ = self._ord(until[0])
+            high = (self._ord(until[0]), until[1])
             where.append("(run_ord < ? OR (run_ord = ? AND seq < ?))")
-            args += [ord_, ord_, until[1]]
+            args += [high[0], high[0], high[1]]
         if since_epoch is not None:
             where.append("start_epoch >= ?")
             args.append(since_epoch)
+        # the writer's held rows, taken before the query: a row it commits meanwhile is then
+        # in one or both (both: kept once), never in neither
+        held = self._backlog() if self._backlog is not None else []
         condition = " WHERE " + " AND ".join(where) if where else ""
         sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {TABLES[k]}{condition}"
                                  for k in kinds)
         sql += " ORDER BY run_ord, seq LIMIT ?"
-        rows = self._conn.execute(sql, [*(args * len(kinds)), limit + 1]).fetchall()
-        return [r[2] for r in rows[:limit]], len(rows) > limit
+        rows = [((o, q), b) for o, q, b in
+                self._conn.execute(sql, [*(args * len(kinds)), limit + 1])]
+        if len(rows) <= limit and held:
+            logged = {key for key, _ in rows}
+            rows = sorted(rows + [((o, q), b) for o, q, start, b, kind in held
+                                  if kind in kinds and (o, q) not in logged
+                                  and (low is None or (o, q) > low)
+                                  and (high is None or (o, q) < high)
+                                  and (since_epoch is None or start >= since_epoch)])
+        return [b for _, b in rows[:limit]], len(rows) > limit
 
     def close(self) -> None:
         self._conn.close()

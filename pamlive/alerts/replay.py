@@ -62,7 +62,7 @@ def parse_request(payload: bytes) -> dict[str, Any]:
     if "since_utc" in request:
         try:
             query["since_epoch"] = parse_utc(request["since_utc"]).timestamp()
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:  # year 1 at +01:00 is before year 1 UTC
             raise BadRequest("bad_request", f"since_utc: {e}") from None
     limit = request.get("limit", MAX_PAGE)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:

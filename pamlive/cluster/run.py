@@ -21,16 +21,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pamlive.analyze import AnalyzeResult, FileResult
+from pamlive.analyze import AnalyzeResult, FileResult, open_inputs
 from pamlive.cluster.plan import Chunk, ModelSpec, plan_file
 from pamlive.cluster.store import InputKey, ResultStore, config_hash
 from pamlive.cluster.work import ChunkScores, score_chunk
 from pamlive.detection import Detection
-from pamlive.errors import AudioInputError, ConfigError, PamliveError
+from pamlive.errors import ConfigError, PamliveError
 from pamlive.inference.package import ModelPackage
 from pamlive.pipeline import make_merger, merged_thresholds
-from pamlive.raven import table_path, write_selection_table
-from pamlive.sources.files import expand_inputs, open_audio
+from pamlive.raven import table_paths, write_selection_table
 
 STORE_NAME = "pamlive-detections.sqlite"
 
@@ -104,15 +103,14 @@ def analyze_on_cluster(
     run = ClusterRun(dashboard=client.dashboard_link)
     store = ResultStore(outdir / STORE_NAME)
     try:
-        todo = _plan(inputs, package, hop_s, chunk_s, model, digest, store, run)
+        pending = _plan(inputs, package, hop_s, chunk_s, model, digest, store, outdir, run)
         futures = {}
-        for order, (_, chunks) in enumerate(todo.values()):
-            for chunk in chunks:
+        for order, job in enumerate(pending.values()):
+            for chunk in job.chunks:
                 fut = client.submit(score_chunk, chunk, spec, pure=False, priority=-order)
                 futures[fut] = chunk
         run.chunks = len(futures)
-        pending = {path: _FileJob(key, chunks) for path, (key, chunks) in todo.items()}
-        total = sum(c.own_frames for cs in todo.values() for c in cs[1])
+        total = sum(c.own_frames for job in pending.values() for c in job.chunks)
         _gather(futures, pending, total, console, progress, run, store, package, outdir,
                 max_merge, merged)
     finally:
@@ -123,6 +121,7 @@ def analyze_on_cluster(
 @dataclass
 class _FileJob:
     key: InputKey
+    table: Path
     chunks: list[Chunk]
     done: dict[int, ChunkScores] = field(default_factory=dict)
 
@@ -140,22 +139,20 @@ class _FileJob:
 
 
 def _plan(inputs: Sequence[str | Path], package: ModelPackage, hop_s: float, chunk_s: float,
-          model: str, digest: str, store: ResultStore,
-          run: ClusterRun) -> dict[Path, tuple[InputKey, list[Chunk]]]:
-    todo: dict[Path, tuple[InputKey, list[Chunk]]] = {}
-    for path in expand_inputs(inputs):
-        try:
-            info = open_audio(path)
-        except AudioInputError as exc:
-            run.result.files.append(FileResult(path, None, [], 0.0, str(exc)))
-            print(f"pamlive: error: {exc}", file=sys.stderr)
-            continue
+          model: str, digest: str, store: ResultStore, outdir: Path,
+          run: ClusterRun) -> dict[Path, _FileJob]:
+    """A job per input not complete yet; tables named as serial analyze names them."""
+    infos = open_inputs(inputs, run.result)
+    tables = table_paths(outdir, list(infos))
+    todo: dict[Path, _FileJob] = {}
+    for path, info in infos.items():
         key = InputKey.of(path, model, digest)
         if store.is_complete(key):
             run.skipped.append(path)
             continue
-        todo[path] = (key, plan_file(path.resolve(), info.frames, info.sample_rate,
-                                     info.channels, package, hop_s, chunk_s))
+        todo[path] = _FileJob(key, tables[path], plan_file(
+            path.resolve(), info.frames, info.sample_rate, info.channels, package, hop_s,
+            chunk_s))
     return todo
 
 
@@ -184,8 +181,7 @@ def _gather(futures: dict[Any, Chunk], pending: dict[Path, _FileJob], total: int
                 if ready is not None:
                     del pending[path]
                     run.result.files.append(
-                        _finish_file(path, job.key, ready, store, package, outdir, max_merge,
-                                     thresholds))
+                        _finish_file(path, job, ready, store, package, max_merge, thresholds))
     except KeyboardInterrupt:
         for fut in futures:
             fut.cancel()
@@ -206,14 +202,14 @@ def _outcome(fut: Any, chunk: Chunk) -> ChunkScores:
             chunk, f"{chunk.path}: chunk {chunk.index} failed on the cluster ({exc!r})")
 
 
-def _finish_file(path: Path, key: InputKey, ready: list[ChunkScores], store: ResultStore,
-                 package: ModelPackage, outdir: Path, max_merge: int,
+def _finish_file(path: Path, job: _FileJob, ready: list[ChunkScores], store: ResultStore,
+                 package: ModelPackage, max_merge: int,
                  thresholds: dict[str, float]) -> FileResult:
     rate = ready[0].chunk.sample_rate
     found, error = merge_windows(ready, package, rate, max_merge, thresholds)
     if error:
         print(f"pamlive: error: {error}", file=sys.stderr)
-    target = table_path(outdir, path)
+    target = job.table
     table: Path | None = target
     try:
         write_selection_table(target, found)
@@ -221,7 +217,7 @@ def _finish_file(path: Path, key: InputKey, ready: list[ChunkScores], store: Res
         error = f"{target}: cannot write selection table ({exc.strerror or exc})"
         print(f"pamlive: error: {error}", file=sys.stderr)
         table = None
-    store.record(key, package.version, table, found, error)
+    store.record(job.key, package.version, table, found, error)
     frames = ready[-1].frames_read
     return FileResult(path, table, found, frames / rate, error)
 

@@ -17,13 +17,17 @@ from rich.console import Console
 from rich.layout import Layout
 from rich.live import Live
 
-from pamlive.client import AlertClient
+from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX
+from pamlive.client import AlertClient, BusEvent
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
-REDRAW_S = 0.25
+POLL_S = 0.1
+# A frame is the whole screen (rich has no partial redraw), heavy over a ship's SSH link:
+# draw when the clock's second turns, and at once for what an operator must see now.
+URGENT_KINDS = frozenset({"lost", "recovered"})
 BELL_INTERVAL_S = 1.0  # a burst of detections rings at most once a second
 
 
@@ -53,7 +57,8 @@ def run_dashboard(
         raise ConfigError(f"dashboard: cannot connect to {endpoint!r}: {e}") from None
     stop_event = stop_event or threading.Event()
     deadline = started + duration_s if duration_s is not None else None
-    last_bell = last_draw = -float("inf")
+    last_bell = -float("inf")
+    drawn_second = int(time.time())
 
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
         return render(state, now, console.height, console.width)
@@ -62,22 +67,29 @@ def run_dashboard(
         with Live(screen(started), console=console, auto_refresh=False,
                   screen=console.is_terminal, redirect_stderr=False) as live:
             while not stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
-                events = client.poll(int(REDRAW_S * 1000 / 2))
+                events = client.poll(int(POLL_S * 1000))
                 now = time.monotonic()
                 for event in events:
                     state.apply(event, now)
                 if now - last_bell >= BELL_INTERVAL_S and state.take_bell() and bell:
                     console.bell()
                     last_bell = now
-                if now - last_draw >= REDRAW_S:
+                second = int(time.time())
+                if second != drawn_second or any(_urgent(e) for e in events):
                     live.update(screen(now), refresh=True)
-                    last_draw = now
+                    drawn_second = second
             live.update(screen(time.monotonic()), refresh=True)
     except KeyboardInterrupt:
         pass
     finally:
         client.close()
     return 0
+
+
+def _urgent(event: BusEvent) -> bool:
+    """A detection, a lost or recovered link, or the monitor's goodbye: drawn at once."""
+    return (event.kind in URGENT_KINDS or event.topic.startswith(DETECTION_TOPIC_PREFIX)
+            or (event.topic == "health" and (event.body or {}).get("final") is True))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -72,6 +72,7 @@ class DashboardState:
     last_gap_error: str | None = None
     lost: bool = False
     lost_count: int = 0
+    said_goodbye: bool = False  # the last health was the monitor's final one (it stopped)
     alarm_until: float = 0.0
     alarm_text: str = ""
     bells_due: int = 0
@@ -118,6 +119,7 @@ class DashboardState:
         elif event.topic == "health":
             _check_health(body)
             self.health, self.health_at = body, now
+            self.said_goodbye = body.get("final") is True
         elif event.topic == SPECTRUM_TOPIC:
             self._on_spectrum(body)
 

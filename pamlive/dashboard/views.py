@@ -97,7 +97,7 @@ def _frequency_labels(fmax: float, lines: int) -> dict[int, str]:
     raw = fmax / max(1, lines // 3)
     step = next(s for s in (10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10**9)
                 if s >= raw)
-    labels = {}
+    labels: dict[int, str] = {}
     for f in np.arange(0.0, fmax + 1e-9, step):
         line = min(lines - 1, int((1 - f / fmax) * lines))
         labels.setdefault(line, f"{f:.0f}")
@@ -166,26 +166,15 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
 
-def health_panel(state: DashboardState, now: float) -> Panel:
-    """Monitor status, counters and the dashboard's own bus bookkeeping."""
+def health_panel(state: DashboardState, now: float, levels: bool = False) -> Panel:
+    """Monitor status, counters and the dashboard's own bus bookkeeping (and with
+    ``levels``, every channel's level on one row)."""
     h = state.health or {}
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    status = str(h.get("status", "unknown"))
-    status_text = Text(status.upper(), style=_STATUS_STYLE.get(status, "dim"))
-    if h.get("flags"):
-        status_text.append("  " + ", ".join(map(str, h["flags"])), style="yellow")
-    grid.add_row("status", status_text)
-    if state.lost:
-        link = Text(f"LOST ({state.lost_count}×)", style="bold white on red")
-    elif state.heard_at is None:
-        link = Text("waiting…", style="yellow")
-    else:
-        link = Text("connected", style="green")
-        if state.lost_count:
-            link.append(f" (was lost {state.lost_count}×)", style="yellow")
-    grid.add_row("monitor", link)
+    grid.add_row("status", _status_text(state, now))
+    grid.add_row("monitor", _link_text(state))
     if state.health_at is not None and now - state.health_at > HEALTH_STALE_S:
         grid.add_row("", Text(f"health stale: {now - state.health_at:.0f} s old", style="red"))
     grid.add_row("uptime", _duration(h.get("uptime_s")))
@@ -219,7 +208,56 @@ def health_panel(state: DashboardState, now: float) -> Panel:
     grid.add_row("malformed", bad)
     if state.last_error:
         grid.add_row("", Text(state.last_error, style="red", overflow="fold"))
+    if levels:
+        grid.add_row("levels", _levels_text(state))
     return Panel(grid, title="health", border_style="blue")
+
+
+def _status_text(state: DashboardState, now: float) -> Text:
+    """The monitor's status, never a stale "OK" beside a lost link or after its goodbye."""
+    h = state.health or {}
+    status = str(h.get("status", "unknown"))
+    flags = ", ".join(map(str, h.get("flags") or []))
+    if state.said_goodbye:
+        text = (Text("FAILED", style=_STATUS_STYLE["deaf"]) if status == "deaf"
+                else Text("STOPPED", style="bold yellow"))
+        if flags:
+            text.append("  " + flags, style="yellow")
+        return text
+    if state.lost:
+        age = "" if state.health_at is None else f", {now - state.health_at:.0f} s ago"
+        return Text("UNKNOWN", style="bold red").append(f"  (last report: {status}{age})",
+                                                         style="dim")
+    text = Text(status.upper(), style=_STATUS_STYLE.get(status, "dim"))
+    if flags:
+        text.append("  " + flags, style="yellow")
+    return text
+
+
+def _link_text(state: DashboardState) -> Text:
+    if state.said_goodbye:
+        return Text("monitor stopped (said goodbye)", style="bold yellow")
+    if state.lost:
+        return Text(f"LOST ({state.lost_count}×)", style="bold white on red")
+    if state.heard_at is None:
+        return Text("waiting…", style="yellow")
+    link = Text("connected", style="green")
+    if state.lost_count:
+        link.append(f" (was lost {state.lost_count}×)", style="yellow")
+    return link
+
+
+def _levels_text(state: DashboardState) -> Text:
+    """All channels' levels on one line (the compact layout has no meter panel)."""
+    text = Text()
+    for ch, level in enumerate((state.health or {}).get("level_dbfs") or []):
+        mark = "▸" if ch == state.channel else ""
+        if level is None:
+            text.append(f"{mark}·  ", style="dim")
+            continue
+        colour = "red" if level > -6 else "yellow" if level > -20 else "green"
+        text.append(f"{mark}{level:.0f} ", style=colour)
+    return text
 
 
 def detection_table(state: DashboardState, max_rows: int) -> Table:
@@ -266,53 +304,76 @@ def bearing_text(row: DetectionRow) -> str:
     return f"{row.bearing_deg:03.0f}°{unc} {compass_arrow(row.bearing_deg)}"
 
 
-def banner(state: DashboardState, now: float) -> Text | None:
-    """The alarm line: monitor lost or deaf first (a deaf monitor misses whales), then whales."""
-    flash = int(now * 2) % 2 == 0
+def banner(state: DashboardState, now: float) -> Text:
+    """The alarm line, always one line high (empty when all is well): a stopped, lost or
+    deaf monitor first (a deaf monitor misses whales), then whales. It flashes once a
+    second, in step with the clock, so it costs no extra redraws."""
+    flash = int(now) % 2 == 0
     status = (state.health or {}).get("status")
+    red = "bold white on red" if flash else "bold red on white"
+    if state.said_goodbye and status != "deaf":
+        return Text(" MONITOR STOPPED: it shut down cleanly and is not listening ",
+                    justify="center", style="bold black on yellow")
+    if state.said_goodbye:
+        return Text(" MONITOR FAILED: it stopped on an error and is not listening ",
+                    justify="center", style=red)
     if state.lost:
         return Text(" MONITOR LOST: no heartbeat — alerts are not arriving ", justify="center",
-                    style="bold white on red" if flash else "bold red on white")
+                    style=red)
     if status == "deaf":
-        return Text(" MONITOR DEAF: no audio is being analysed ", justify="center",
-                    style="bold white on red" if flash else "bold red on white")
+        return Text(" MONITOR DEAF: no audio is being analysed ", justify="center", style=red)
     if state.alarm_active(now):
         return Text(f" ▲ {state.alarm_text} ▲ ", justify="center",
                     style="bold white on red" if flash else "bold red on yellow")
-    return None
+    return Text(" ")  # not "": a layout shows its placeholder for an empty renderable
 
 
-def header(state: DashboardState) -> Text:
-    now_utc = datetime.now(UTC)
-    parts = ["pamlive dashboard", state.station or "—", state.endpoint,
-             f"run {state.run_id}" if state.run_id else "no run yet", f"{now_utc:%H:%M:%S} UTC"]
-    return Text("  │  ".join(parts), style="bold white on blue", justify="center")
+def header(state: DashboardState, width: int = 120) -> Text:
+    """Title, station, endpoint, run id and UTC clock; on a narrow terminal the title and
+    then the endpoint give way, never the run id and the clock."""
+    clock = f"{datetime.now(UTC):%H:%M:%S} UTC"
+    run = f"run {state.run_id}" if state.run_id else "no run yet"
+    station = state.station or "—"
+    for parts in (["pamlive dashboard", station, state.endpoint, run, clock],
+                  [station, state.endpoint, run, clock], [station, run, clock], [run, clock]):
+        line = " │ ".join(parts) if len(parts) < 5 else "  │  ".join(parts)
+        if len(line) <= width:
+            break
+    return Text(line, style="bold white on blue", justify="center", no_wrap=True)
 
 
 def render(state: DashboardState, now: float, height: int = 40, width: int = 120) -> Layout:
-    """The whole screen for a terminal ``width`` x ``height``."""
-    layout = Layout(name="root")
-    parts = [Layout(header(state), name="header", size=1)]
-    alarm = banner(state, now)
-    if alarm is not None:
-        parts.append(Layout(Panel(alarm, border_style="red"), name="banner", size=3))
-    channels = len((state.health or {}).get("level_dbfs") or []) or 1
-    used = 1 + (3 if alarm is not None else 0)
-    table_size = max(6, (height - used) // 3)
-    body = Layout(name="body", size=max(12, height - used - table_size))
-    left = Layout(name="left")
-    left.split_column(
-        Layout(Panel(LevelMeters(state), title="levels", border_style="blue"), name="meters",
-               size=channels + 2),
-        Layout(Panel(SpectrogramStrip(state), title=f"spectrogram ch {state.channel}",
-                     border_style="blue"), name="spectrogram"),
-    )
-    health_width = 48 if width >= 110 else max(32, width * 2 // 5)
-    body.split_row(left, Layout(health_panel(state, now), name="health", size=health_width))
-    total = state.detections_total
-    parts += [body, Layout(Panel(detection_table(state, table_size - 3),
-                                 title=f"detections ({total}, newest first)", border_style="blue"),
-                           name="detections")]
-    layout.split_column(*parts)
-    return layout
+    """The whole screen for a terminal ``width`` x ``height``.
 
+    The banner line is always there, so the screen does not jump when it comes and goes.
+    Below 100 x 32 the level meters fold into one health row, leaving the spectrogram
+    the left column.
+    """
+    layout = Layout(name="root")
+    compact = width < 100 or height < 32
+    used = 2  # header and banner
+    table_size = max(5, (height - used) // (4 if compact else 3))
+    body = Layout(name="body", size=max(10, height - used - table_size))
+    strip = Layout(Panel(SpectrogramStrip(state), title=f"spectrogram ch {state.channel}",
+                         border_style="blue"), name="spectrogram")
+    health = health_panel(state, now, levels=compact)
+    if compact:
+        left = strip
+    else:
+        channels = len((state.health or {}).get("level_dbfs") or []) or 1
+        left = Layout(name="left")
+        left.split_column(
+            Layout(Panel(LevelMeters(state), title="levels", border_style="blue"),
+                   name="meters", size=channels + 2), strip)
+    health_width = 48 if width >= 110 else max(30, width * 2 // 5)
+    body.split_row(left, Layout(health, name="health", size=health_width))
+    total = state.detections_total
+    layout.split_column(
+        Layout(header(state, width), name="header", size=1),
+        Layout(banner(state, now), name="banner", size=1),
+        body,
+        Layout(Panel(detection_table(state, table_size - 3),
+                     title=f"detections ({total}, newest first)", border_style="blue"),
+               name="detections"),
+    )
+    return layout

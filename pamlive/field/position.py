@@ -3,8 +3,11 @@
 Fixes go into a bounded, time-ordered :class:`PositionTrack`; a detection is stamped with
 the position interpolated at its start time (UTC from the sample clock) and the age of
 the nearest fix. No fix within ``max_fix_age_s`` means no ``position`` field, and the
-health flag ``position.no_fix``. Sources run in their own threads and reconnect by
-themselves (a GPS unplugged, gpsd restarted); NMEA is parsed by ``pynmea2``.
+health flag ``position.no_fix``. A fix off the globe is dropped; one dated more than
+``max_fix_age_s`` ahead of the receiving clock (a GPS with a bad date) is dropped and
+flagged ``position.future_fix``, so it cannot block the good fixes after it. Sources
+run in their own threads and reconnect by themselves (a GPS unplugged, gpsd restarted);
+NMEA is parsed by ``pynmea2``.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import bisect
 import importlib.util
 import json
 import logging
+import math
 import socket
 import threading
+import time as wallclock
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -34,6 +39,13 @@ class Fix:
     time: float  # UTC, seconds since the epoch (the receiver's time of fix)
     lat: float
     lon: float
+
+
+def checked_fix(when: float, lat: float, lon: float) -> Fix | None:
+    """A fix on the globe, or None (lat in -90..90, lon in -180..180, all finite)."""
+    if not (math.isfinite(when) and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return None
+    return Fix(when, lat, lon)
 
 
 @dataclass(frozen=True)
@@ -84,18 +96,27 @@ class PositionSettings:
 class PositionTrack:
     """Recent fixes in time order, shared between a source thread and the monitor."""
 
-    def __init__(self, max_fixes: int, max_fix_age_s: float, source: str) -> None:
+    def __init__(self, max_fixes: int, max_fix_age_s: float, source: str,
+                 clock: Callable[[], float] = wallclock.time) -> None:
         self.max_fixes = max_fixes
         self.max_fix_age_s = max_fix_age_s
         self.source = source
+        self._clock = clock  # the receiving clock, UTC epoch seconds
         self._times: list[float] = []
         self._fixes: list[Fix] = []
         self._lock = threading.Lock()
         self.fixes = 0
         self.rejected = 0  # duplicates and fixes older than the newest
+        self.future = 0  # fixes dated ahead of the receiving clock
+        self._future_at: float | None = None  # when the last one came
 
     def add(self, fix: Fix) -> bool:
+        now = self._clock()
         with self._lock:
+            if fix.time > now + self.max_fix_age_s:
+                self.future += 1
+                self._future_at = now
+                return False
             if self._times and fix.time <= self._times[-1]:
                 self.rejected += 1
                 return False
@@ -136,11 +157,16 @@ class PositionTrack:
         return True
 
     def flags(self, now: float) -> list[str]:
-        """``["position.no_fix"]`` when the newest fix is missing or too old at ``now``."""
+        """``position.no_fix`` when the newest fix is missing or too old at ``now``;
+        ``position.future_fix`` while fixes dated ahead of the clock keep coming."""
         with self._lock:
             newest = self._times[-1] if self._times else None
-        fresh = newest is not None and now - newest <= self.max_fix_age_s
-        return [] if fresh else ["position.no_fix"]
+            future_at = self._future_at
+        fresh = newest is not None and abs(now - newest) <= self.max_fix_age_s
+        flags = [] if fresh else ["position.no_fix"]
+        if future_at is not None and now - future_at <= self.max_fix_age_s:
+            flags.append("position.future_fix")
+        return flags
 
 
 class NmeaParser:
@@ -165,13 +191,19 @@ class NmeaParser:
         try:
             if kind == "RMC" and msg.status == "A" and msg.datestamp and msg.timestamp:
                 when = datetime.combine(msg.datestamp, msg.timestamp.replace(tzinfo=None), UTC)
-                return Fix(when.timestamp(), msg.latitude, msg.longitude)
+                return self._checked(when.timestamp(), msg.latitude, msg.longitude)
             valid = (kind == "GGA" and msg.gps_qual) or (kind == "GLL" and msg.status == "A")
             if valid and msg.timestamp is not None and msg.lat:
-                return Fix(self._utc(msg.timestamp), msg.latitude, msg.longitude)
+                return self._checked(self._utc(msg.timestamp), msg.latitude, msg.longitude)
         except (TypeError, ValueError, AttributeError):
             self.errors += 1
         return None
+
+    def _checked(self, when: float, lat: float, lon: float) -> Fix | None:
+        fix = checked_fix(when, lat, lon)
+        if fix is None:
+            self.errors += 1
+        return fix
 
     def _utc(self, time_of_day: time) -> float:
         """Date a time-of-day by the receiving clock, the day that puts it nearest to now
@@ -327,10 +359,12 @@ class GpsdSource(_SourceThread):
             if report.get("class") != "TPV" or report.get("mode", 0) < 2:
                 return None
             when = parse_utc(report["time"])
-            return Fix(when.timestamp(), float(report["lat"]), float(report["lon"]))
-        except (ValueError, KeyError, TypeError, AttributeError):
+            fix = checked_fix(when.timestamp(), float(report["lat"]), float(report["lon"]))
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            fix = None
+        if fix is None:
             self.errors += 1
-            return None
+        return fix
 
 
 def open_position_source(
@@ -339,7 +373,7 @@ def open_position_source(
     """The track and its (not yet started) source thread, or None when source = "none"."""
     if settings.source == "none":
         return None
-    track = PositionTrack(settings.max_fixes, settings.max_fix_age_s, "")
+    track = PositionTrack(settings.max_fixes, settings.max_fix_age_s, "", clock)
     source: _SourceThread
     if settings.source == "udp":
         source = UdpNmeaSource(track, settings.udp_host, settings.udp_port, clock)

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -77,7 +80,52 @@ def builtin_names() -> list[str]:
     return sorted(d.name for d in BUILTIN_DIR.iterdir() if (d / METADATA_NAME).is_file())
 
 
+# A zip is unpacked into pamlive-model-<pid>-* in the temp folder and removed at exit. A
+# process that could not clean up (killed, or re-executed in place: exec runs no exit
+# handlers) is tidied by the next load: folders of dead PIDs, or of our PID but not ours.
+_EXTRACT_PREFIX = "pamlive-model-"
+_extracted: set[Path] = set()
+
+
+def _extract_dir() -> Path:
+    _remove_stale_extracts()
+    d = Path(tempfile.mkdtemp(prefix=f"{_EXTRACT_PREFIX}{os.getpid()}-"))
+    _extracted.add(d)
+    return d
+
+
+def _discard(d: Path) -> None:
+    shutil.rmtree(d, ignore_errors=True)
+    _extracted.discard(d)
+
+
+@atexit.register
+def _remove_extracts() -> None:
+    for d in list(_extracted):
+        _discard(d)
+
+
+def _remove_stale_extracts() -> None:
+    for d in Path(tempfile.gettempdir()).glob(f"{_EXTRACT_PREFIX}*-*"):
+        pid = d.name[len(_EXTRACT_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or d in _extracted:
+            continue
+        if int(pid) == os.getpid() or not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def _load_zip(p: Path) -> ModelPackage:
+    extract_to = None
     try:
         with zipfile.ZipFile(p) as zf:
             bad = zf.testzip()
@@ -86,13 +134,19 @@ def _load_zip(p: Path) -> ModelPackage:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if any(Path(n).is_absolute() or ".." in Path(n).parts for n in names):
                 raise ModelError(f"{p}: zip holds paths outside the package")
-            extract_to = Path(tempfile.mkdtemp(prefix="pamlive-model-"))
+            extract_to = _extract_dir()
             zf.extractall(extract_to)
+        tops = list(extract_to.iterdir())
+        inner = tops[0] if len(tops) == 1 and tops[0].is_dir() else extract_to
+        return _load_dir(inner, shown_as=p)
     except zipfile.BadZipFile as exc:
+        if extract_to is not None:
+            _discard(extract_to)
         raise ModelError(f"{p}: not a valid zip file ({exc})") from None
-    tops = list(extract_to.iterdir())
-    inner = tops[0] if len(tops) == 1 and tops[0].is_dir() else extract_to
-    return _load_dir(inner, shown_as=p)
+    except BaseException:
+        if extract_to is not None:
+            _discard(extract_to)
+        raise
 
 
 def _load_dir(d: Path, shown_as: Path | None = None) -> ModelPackage:
