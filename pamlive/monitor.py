@@ -640,12 +640,13 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
         bus.close()
     h = monitor.health()
     log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
-             "window(s), %d score(s), %d message(s); %d detection(s) could not be logged",
+             "window(s), %d score(s), %d message(s); %d alert(s) could not be logged",
              h["stream_time_s"], monitor.counters.detections, h["drops"]["ring_samples"],
              h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
              h["log"]["unlogged"])
     if h["log"]["unlogged"]:  # a warning: shown on stderr with the dashboard on, too
-        log.warning("%d detection(s) were published but are not in the detection log (%s)",
+        log.warning("%d alert(s) (detections and onsets) were published but are not in "
+                    "the detection log (%s)",
                     h["log"]["unlogged"], h["log"]["error"] or "write failed")
     if monitor.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")
