@@ -72,7 +72,8 @@ def test_a_row_committed_while_replay_reads_is_served_once(tmp_path: Path) -> No
     log.start_run("A", "st")
     body = {s: json.dumps({"seq": s}) for s in (1, 2, 3)}
     log.append([LoggedDetection(s, 100.0 + s, body[s]) for s in (1, 2)])
-    held = [(1, 2, 102.0, body[2]), (1, 3, 103.0, body[3])]  # 2: just committed
+    held = [(1, 2, 102.0, body[2], "detection"),  # 2: just committed
+            (1, 3, 103.0, body[3], "detection")]
     reader = LogReader(tmp_path / "log.db", lambda: held)
     try:
         assert [json.loads(b)["seq"] for b in reader.query()[0]] == [1, 2, 3]
