@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -41,6 +42,17 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
+def finite(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` parse as floats, and are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _live_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="input device: stable name (or part of it) or index")
     p.add_argument("--channels", type=int, help="number of input channels")
@@ -57,20 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
     demo.add_argument("-c", "--config", type=Path, help="config (default: built-in demo)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--duration", type=finite, help="stop after this many seconds")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
     run.add_argument("-c", "--config", type=Path, required=True)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=finite, help="stop after this many seconds")
     _live_flags(run)
 
     an = sub.add_parser("analyze", help="the detection pipeline over audio files")
     an.add_argument("paths", nargs="+", type=Path, help="WAV/FLAC/AIFF files or folders")
     an.add_argument("-c", "--config", type=Path, required=True)
     an.add_argument("-o", "--outdir", type=Path, required=True)
-    an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
-    an.add_argument("--threshold", type=float,
+    an.add_argument("--hop", type=finite, help="window hop in seconds (config: [model] hop_s)")
+    an.add_argument("--threshold", type=finite,
                     help="score threshold for every detecting class (overrides the config)")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -97,7 +109,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.config import load_config
     from pamlive.inference.package import load_model_package
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, None if args.hop is None else {"model.hop_s": args.hop})
     package = load_model_package(cfg.model.path)
     thresholds = dict(cfg.model.thresholds)
     if args.threshold is not None:
@@ -105,7 +117,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
     result = analyze_files(
-        args.paths, package, args.outdir, hop_s=cfg.model.hop_s if args.hop is None else args.hop,
+        args.paths, package, args.outdir, hop_s=cfg.model.hop_s,
         max_merge=cfg.model.max_merge, thresholds=thresholds, threads=cfg.model.threads,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
