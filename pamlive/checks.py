@@ -34,28 +34,20 @@ class Range:
     unit: str = ""
 
     def check(self, value: float, name: str) -> None:
-        bad = ((self.gt is not None and not value > self.gt)
-               or (self.ge is not None and not value >= self.ge)
-               or (self.lt is not None and not value < self.lt)
-               or (self.le is not None and not value <= self.le))
-        if bad:
-            raise ConfigError(f"{name} must be {self.describe()}, got {value:g}")
-
-    def describe(self) -> str:
         if self.ge is not None and self.le is not None:
-            return f"in {self.ge:g}..{self.le:g}{self.unit}"
-        parts = []
-        if self.gt == 0:
-            parts.append("positive")
-        elif self.gt is not None:
-            parts.append(f"> {self.gt:g}{self.unit}")
-        if self.ge is not None:
-            parts.append(f">= {self.ge:g}{self.unit}")
-        if self.lt is not None:
-            parts.append(f"< {self.lt:g}{self.unit}")
-        if self.le is not None:
-            parts.append(f"at most {self.le:g}{self.unit}")
-        return " and ".join(parts)
+            if not self.ge <= value <= self.le:
+                raise ConfigError(f"{name} must be in {self.ge:g}..{self.le:g}{self.unit}, "
+                                  f"got {value}")
+            return
+        for bound, ok, words in (
+            (self.gt, lambda b: value > b, "positive" if self.gt == 0 else "> {b}"),
+            (self.ge, lambda b: value >= b, ">= {b}"),
+            (self.lt, lambda b: value < b, "< {b}"),
+            (self.le, lambda b: value <= b, "at most {b}"),
+        ):
+            if bound is not None and not ok(bound):
+                what = words.format(b=f"{bound:g}{self.unit}")
+                raise ConfigError(f"{name} must be {what}, got {value}")
 
 
 class _Mismatch(Exception):

@@ -89,13 +89,13 @@ def test_pamguard_pdtf_beside_onnx_is_accepted(tonal_package: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [  # issue 13, fault 3: each of these was a traceback, a 74 GiB allocation or silence
-        ({"segment_s": -2}, "segment_s must be positive and at most 600 s, got -2"),
-        ({"segment_s": 1e7}, "segment_s must be positive and at most 600 s, got 1e+07"),
+        ({"segment_s": -2}, "segment_s must be positive, got -2.0"),
+        ({"segment_s": 1e7}, "segment_s must be at most 600 s, got 10000000.0"),
         ({"segment_s": float("nan")}, "segment_s must be a finite number, got nan"),
         ({"segment_s": 500, "sample_rate": 384000}, "samples per window, must be 1..16777216"),
         ({"sample_rate": 2000.5}, "sample_rate must be a whole number of Hz"),
         ({"thresholds": {"noise": 1.0, "right_whale": 7}},
-         "thresholds.right_whale must be in 0..1, got 7"),
+         "thresholds.right_whale must be in 0..1, got 7.0"),
         ({"thresholds": {"noise": 1.0, "right_whale": float("nan")}},
          "thresholds.right_whale must be a finite number, got nan"),
         ({"thresholds": {"noise": 1.0, "right_whale": "0.9"}},
@@ -128,5 +128,4 @@ def test_analyze_refuses_a_hop_that_is_not_a_finite_number(tonal_package: Path, 
     assert main(["analyze", str(wav), "-c", str(cfg), "-o", str(tmp_path / "o"),
                  "--hop", "1e9"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"pamlive: error: {cfg}: [model] hop_s must be positive and at most 600 s, "
-                   "got 1e+09")
+    assert err == f"pamlive: error: {cfg}: [model] hop_s must be at most 600 s, got 1000000000.0"
