@@ -58,6 +58,7 @@ class FrameStream:
         self.freqs, bins = probe.freqs, probe.data.shape[-1]
         self._samples = np.zeros((channels, 0), np.float32)
         self._samples_start = 0  # stream index of _samples[:, 0]
+        self._pending: list[np.ndarray] = []  # blocks pushed since the last update
         self._received = 0
         self.frames = np.zeros((channels, 0, bins), np.float32)
         self.first = 0  # stream frame index of frames[:, 0]
@@ -76,7 +77,7 @@ class FrameStream:
         return self.first + self.frames.shape[1]
 
     def push(self, samples: np.ndarray) -> None:
-        self._samples = np.concatenate([self._samples, samples], axis=1)
+        self._pending.append(samples)
         self._received += samples.shape[1]
 
     def update(self) -> None:
@@ -84,6 +85,8 @@ class FrameStream:
         count = plan.frames_within(self._received) - self.end
         if count <= 0:
             return
+        self._samples = np.concatenate([self._samples, *self._pending], axis=1)
+        self._pending = []
         starts = plan.starts(self.end, count) - self._samples_start
         new = self.finish(self.spectrum.frames_at(self._samples, starts)).data
         self.frames = np.concatenate([self.frames, new], axis=1)
