@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 
 from pamlive.dsp import spectrogram as sg
-from pamlive.dsp.features import Features, number
+from pamlive.dsp.features import Features, number, positive_int
 from pamlive.dsp.resample import StreamResampler
 from pamlive.dsp.spectra import VALUE_MAPS, ValueMap, interp_plan
 from pamlive.dsp.transforms import REGISTRY, REQUIRED
@@ -234,9 +234,7 @@ class TransformChain:
         if len(loads) != 1:
             raise TransformError("a chain needs exactly one load_audio transform (its rate)")
         sr = params[loads[0]]["sr"]
-        if isinstance(sr, bool) or not isinstance(sr, int | float) or sr <= 0 or sr != int(sr):
-            raise TransformError(f"load_audio: sr must be a positive whole number, got {sr!r}")
-        self.sample_rate = int(sr)
+        self.sample_rate = positive_int("load_audio", "sr", sr)
         self.steps = self._compile(params)
         self.frame_steps, self.window_steps = _split_stages(self.steps)
 
