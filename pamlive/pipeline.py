@@ -53,6 +53,8 @@ class Windower:
         self.features = WindowFeatures(chain, channels, self.segment, self.hop)
         self._buf = np.zeros((0, channels), np.float32)
         self._buf_start = 0  # model-rate index of _buf[0]
+        self._pending: list[np.ndarray] = []  # blocks after _buf, joined when a window is due
+        self._end = 0  # model-rate samples received
         self._next = 0  # index of the next window
         self._covered = 0  # model-rate index up to which windows cover the stream
         self._n_in = 0
@@ -70,11 +72,16 @@ class Windower:
 
     def _append(self, samples: np.ndarray) -> None:
         if samples.shape[0]:
-            self._buf = np.concatenate([self._buf, samples])
+            self._pending.append(samples)
+            self._end += samples.shape[0]
             self.features.push(samples)
 
     def _cut(self, final: bool) -> list[Window]:
-        end_of_data = self._buf_start + self._buf.shape[0]
+        end_of_data = self._end
+        if not final and self._next * self.hop + self.segment > end_of_data:
+            return []  # no window due: the blocks wait in _pending
+        self._buf = np.concatenate([self._buf, *self._pending])
+        self._pending = []
         starts = []
         while self._next * self.hop + self.segment <= end_of_data:
             starts.append(self._next * self.hop)
