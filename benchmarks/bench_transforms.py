@@ -1,19 +1,27 @@
-"""Transform-stage speed, side by side: pamlive vs straightforward numpy/scipy vs FFT floor.
+"""Transform-stage speed, side by side: the live path before and after streaming frames.
 
 Run: ``python benchmarks/bench_transforms.py`` (one core: it pins BLAS/OpenMP threads to 1
-and reports CPU time). For each chain it prints real-time factors per channel (seconds
-of audio per CPU second, higher is faster; medians of ``--repeats`` runs):
+and reports CPU time, medians of ``--repeats`` runs, all measured in the same run).
 
-* ``pamlive live``: what ``pamlive run``/``analyze`` do: the streaming resampler over
-  the recording in 0.1 s blocks, then ``TransformChain.apply`` on every hop-spaced segment;
-* ``pamlive stream``: ``TransformChain.stream`` (each frame computed once; the segment
-  stage, if any, applied to the hop-spaced segments cut from the frame stream);
+Part 1, per chain: real-time factors per channel (seconds of audio per CPU second,
+higher is faster) of
+
+* ``before``: the live path as it was: the ``Windower`` fed 0.1 s blocks, resampling
+  the stream and running ``TransformChain.apply`` on every hop-spaced window (each
+  window's frames computed from scratch);
+* ``after``: the live path now, what ``pamlive run``/``analyze`` do: the same
+  ``Windower`` and blocks, every frame computed once, windows assembled from frames and
+  the window stage applied per window;
 * ``numpy/scipy``: the same chain written plainly (``resample_poly`` on the whole
-  recording; per segment: fancy-index framing, window, ``np.fft.rfft``, ``np.abs``,
+  recording; per window: fancy-index framing, window, ``np.fft.rfft``, ``np.abs``,
   per-frame ``np.interp``, numpy normalisation);
-* ``FFT floor``: the FFTs alone (``scipy.fft.rfft``, as pamlive uses, in the same
-  cache-sized batches) on the frames the live path transforms; ``stream/floor`` compares
-  the stream stage with the FFTs of the frames it transforms (each frame once).
+* ``floor`` / ``floor1``: the FFTs alone (``scipy.fft.rfft`` in the same cache-sized
+  batches) of the frames the per-window path transforms / of each frame once.
+
+Part 2: windowing CPU per channel-hour for the right whale chain, 8 channels at 96 kHz
+in (the live CPU target's configuration), at hops of 1.0, 0.5, 0.25 and 0.1 s (issue 12
+wants a finer hop), before and after, with the resampler alone for reference, and the
+share of one core the windowing of the 8 channels takes in real time.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from scipy import fft as sp_fft  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from pamlive.dsp.chain import SpectrumStep, TransformChain, TransformSpec  # noqa: E402
+from pamlive.pipeline import Windower  # noqa: E402
 
 S = TransformSpec
 REPO = Path(__file__).resolve().parents[1]
@@ -134,43 +143,42 @@ def cases(seconds: float) -> list[Case]:
     ]
 
 
-def _segments(y: np.ndarray, segment: int, hop: int) -> np.ndarray:
-    """(channels * n_segments, segment) cut every ``hop`` from ``(samples, channels)``."""
-    starts = range(0, y.shape[0] - segment + 1, hop)
-    return np.stack([y[s : s + segment, c] for s in starts for c in range(y.shape[1])])
-
-
 def _spectrum_step(chain: TransformChain) -> SpectrumStep:
     return next(s for s in chain.steps if isinstance(s, SpectrumStep))
 
 
-def run_live(case: Case, chain: TransformChain, x: np.ndarray) -> None:
+def _blocks(case: Case, x: np.ndarray):
+    block = case.input_rate // 10  # 0.1 s blocks, as a sound card delivers them
+    return (x[i : i + block] for i in range(0, x.shape[0], block))
+
+
+def _windower(case: Case, chain: TransformChain, share_frames: bool) -> Windower:
+    w = Windower(chain, case.input_rate, case.channels, case.segment_s, case.hop_s)
+    if not share_frames:  # the path as it was: the whole chain on every window
+        w.features.stream = None
+    return w
+
+
+def run_before(case: Case, chain: TransformChain, x: np.ndarray) -> None:
+    """The live path as it was: the Windower running the chain on every window."""
+    w = _windower(case, chain, share_frames=False)
+    for b in _blocks(case, x):
+        w.push(b)
+    w.flush()
+
+
+def run_after(case: Case, chain: TransformChain, x: np.ndarray) -> None:
+    """The live path now: the Windower (frames once, windows assembled from them)."""
+    w = _windower(case, chain, share_frames=True)
+    for b in _blocks(case, x):
+        w.push(b)
+    w.flush()
+
+
+def run_resampler(case: Case, chain: TransformChain, x: np.ndarray) -> None:
     res = chain.resampler(case.input_rate, case.channels)
-    block = case.input_rate // 10
-    y = np.concatenate([res.process(x[i : i + block]) for i in range(0, x.shape[0], block)])
-    seg, hop = round(case.segment_s * chain.sample_rate), round(case.hop_s * chain.sample_rate)
-    for start in range(0, y.shape[0] - seg + 1, hop):  # as the Windower: a batch per hop
-        chain.apply(y[start : start + seg].T)
-
-
-def run_stream(case: Case, chain: TransformChain, x: np.ndarray) -> None:
-    stream = chain.stream(case.input_rate, case.channels)
-    block = case.input_rate // 10
-    out = np.concatenate(
-        [stream.process(x[i : i + block]) for i in range(0, x.shape[0], block)], axis=1
-    )
-    if stream.segment_steps and stream.freqs is None:  # waveform out: cut samples
-        seg = round(case.segment_s * chain.sample_rate)
-        hop = round(case.hop_s * chain.sample_rate)
-        stream.finish_segment(_segments(out.T, seg, hop))
-    elif stream.segment_steps:  # cut hop-spaced segments from the frame stream
-        step = _spectrum_step(chain)
-        hop_frames = round(case.hop_s * chain.sample_rate / step.plan.hop)
-        n_seg = step.frame_count(round(case.segment_s * chain.sample_rate))
-        starts = range(0, out.shape[1] - n_seg + 1, hop_frames)
-        stream.finish_segment(
-            np.stack([out[c, s : s + n_seg] for s in starts for c in range(out.shape[0])])
-        )
+    for b in _blocks(case, x):
+        res.process(b)
 
 
 def _plain_segment_chain(specs: list[TransformSpec], segs: np.ndarray, sr: float) -> np.ndarray:
@@ -246,7 +254,7 @@ def run_numpy(case: Case, chain: TransformChain, x: np.ndarray) -> None:
 
 
 def fft_floor_frames(case: Case, chain: TransformChain, n_samples: int, live: bool) -> np.ndarray:
-    """Frames as many as the live path (``live``) or the stream stage transforms."""
+    """As many frames as the per-window path transforms (``live``), or each frame once."""
     step = _spectrum_step(chain)
     sr = chain.sample_rate
     n_out = math.ceil(n_samples * sr / case.input_rate)
@@ -275,20 +283,11 @@ def _cpu_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=30.0, help="audio per chain")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--chains", default="a,b,b',c", help="which chains, e.g. a,c")
-    args = ap.parse_args(argv)
+def chain_table(args: argparse.Namespace) -> None:
     wanted = set(args.chains.split(","))
     print(
-        f"pamlive transform-stage benchmark: {args.seconds:g} s of audio per chain, "
-        f"median of {args.repeats}, CPU time on one core"
-    )
-    print(
-        f"{'chain':31} {'live':>7} {'stream':>7} {'numpy':>7} {'floor':>7} "
-        f"{'floor1':>7} {'numpy/live':>10} {'live/floor':>10} {'stream/floor1':>13}"
+        f"{'chain':31} {'before':>7} {'after':>7} {'numpy':>7} {'floor':>7} {'floor1':>7} "
+        f"{'before/after':>12} {'numpy/after':>11} {'after/floor1':>12}"
     )
     for case in cases(args.seconds):
         if case.name[1:].split(")")[0] not in wanted:
@@ -298,30 +297,75 @@ def main(argv: list[str] | None = None) -> int:
         audio_s = x.shape[0] / case.input_rate * case.channels  # channel-seconds
         frames = fft_floor_frames(case, chain, x.shape[0], live=True)
         frames_once = fft_floor_frames(case, chain, x.shape[0], live=False)
-        for fn in (run_live, run_stream, run_numpy):  # warm up (JIT cache load, FFT plans)
+        for fn in (run_before, run_after, run_numpy):  # warm up (JIT cache load, FFT plans)
             fn(case, chain, x[: case.input_rate * 6])
-        t_live = _cpu_seconds(lambda c=case, ch=chain, a=x: run_live(c, ch, a), args.repeats)
-        t_stream = _cpu_seconds(lambda c=case, ch=chain, a=x: run_stream(c, ch, a), args.repeats)
+        t_before = _cpu_seconds(lambda c=case, ch=chain, a=x: run_before(c, ch, a), args.repeats)
+        t_after = _cpu_seconds(lambda c=case, ch=chain, a=x: run_after(c, ch, a), args.repeats)
         t_np = _cpu_seconds(lambda c=case, ch=chain, a=x: run_numpy(c, ch, a), args.repeats)
         t_fft = _cpu_seconds(lambda f=frames: fft_in_chunks(f), args.repeats)
         t_fft1 = _cpu_seconds(lambda f=frames_once: fft_in_chunks(f), args.repeats)
-        rtf = [audio_s / t for t in (t_live, t_stream, t_np, t_fft, t_fft1)]
+        rtf = [audio_s / t for t in (t_before, t_after, t_np, t_fft, t_fft1)]
+        stages = "frame + window stage" if chain.frame_steps else "no frame stage: per window"
         print(
             f"{case.name:31} "
             + " ".join(f"{r:6.0f}x" for r in rtf)
-            + f" {t_np / t_live:9.1f}x {t_live / t_fft:9.2f}x {t_stream / t_fft1:12.2f}x"
+            + f" {t_before / t_after:11.2f}x {t_np / t_after:10.1f}x {t_after / t_fft1:11.2f}x"
+            + f"  ({stages})"
         )
         if case.channels > 1:
             per_s = audio_s / case.channels
             print(
-                f"{'':31} {case.channels} channels in real time: {t_live / per_s:.1%} of one "
-                f"core (live), {t_stream / per_s:.1%} (stream)"
+                f"{'':31} {case.channels} channels in real time: {t_before / per_s:.1%} of one "
+                f"core before, {t_after / per_s:.1%} after"
             )
     print(
         "columns: real-time factors per channel (channel-seconds of audio per CPU second) of "
-        "pamlive live, pamlive stream, numpy/scipy, the FFTs of the live frames (floor) and "
-        "of each frame once (floor1); then CPU-time ratios"
+        "the live path before and after, numpy/scipy, the FFTs of the per-window frames "
+        "(floor) and of each frame once (floor1); then CPU-time ratios"
     )
+
+
+def hop_table(args: argparse.Namespace) -> None:
+    """Right whale chain, 8 channels at 96 kHz in: windowing CPU per channel-hour by hop."""
+    base = cases(args.seconds)[0]
+    chain = TransformChain(base.specs)
+    x = np.repeat(base.audio(), 8, axis=1)
+    ch_hours = x.shape[0] / base.input_rate / 3600 * 8  # channel-hours
+    core = 1 / (x.shape[0] / base.input_rate)  # CPU seconds -> share of one core
+    res_case = Case(base.name, base.input_rate, 8, base.segment_s, 1.0, base.specs, base.audio)
+    t_res = _cpu_seconds(lambda: run_resampler(res_case, chain, x), args.repeats)
+    print(
+        f"\nright whale chain, 8 channels at 96 kHz in, 2 s windows: windowing CPU seconds per "
+        f"channel-hour (median of {args.repeats}); resampler alone {t_res / ch_hours:.2f} s "
+        f"({t_res * core:.2%} of one core)"
+    )
+    print(f"{'hop':>6} {'windows/h':>9} {'before':>8} {'after':>8} {'before/after':>12} "
+          f"{'8 ch in real time, share of one core: before':>45} {'after':>6}")
+    for hop_s in (1.0, 0.5, 0.25, 0.1):
+        case = Case(base.name, base.input_rate, 8, base.segment_s, hop_s, base.specs, base.audio)
+        run_before(case, chain, x[: case.input_rate * 6])
+        run_after(case, chain, x[: case.input_rate * 6])
+        t_before = _cpu_seconds(lambda c=case: run_before(c, chain, x), args.repeats)
+        t_after = _cpu_seconds(lambda c=case: run_after(c, chain, x), args.repeats)
+        print(f"{hop_s:5.2f}s {3600 / hop_s:9.0f} {t_before / ch_hours:7.2f}s "
+              f"{t_after / ch_hours:7.2f}s {t_before / t_after:11.2f}x "
+              f"{t_before * core:45.2%} {t_after * core:6.2%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="audio per chain")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--chains", default="a,b,b',c", help="which chains, e.g. a,c")
+    ap.add_argument("--no-hops", action="store_true", help="skip the hop table")
+    args = ap.parse_args(argv)
+    print(
+        f"pamlive transform-stage benchmark: {args.seconds:g} s of audio per chain, "
+        f"median of {args.repeats}, CPU time on one core"
+    )
+    chain_table(args)
+    if not args.no_hops:
+        hop_table(args)
     return 0
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,17 @@ DEMO_DEFAULTS: dict[str, Any] = {
 CONFIG_HELP = "config file, or builtin:NAME for a shipped example (pamlive config list)"
 
 
+def finite(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` parse as floats, and are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _live_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="input device: stable name (or part of it) or index")
     p.add_argument("--channels", type=int, help="number of input channels")
@@ -68,22 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated hydrophone array through the live pipeline")
     demo.add_argument("-c", "--config", help="config file or builtin:NAME "
                       "(default: the embedded demo)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--duration", type=finite, help="stop after this many seconds")
     demo.add_argument("--truth", type=Path, help="write the simulated calls and transients "
                       "as JSON lines (start_utc, end_utc, bearing_deg, snr_db, kind)")
     _live_flags(demo)
 
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
     run.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=finite, help="stop after this many seconds")
     _live_flags(run)
 
     an = sub.add_parser("analyze", help="the detection pipeline over audio files")
     an.add_argument("paths", nargs="+", type=Path, help="WAV/FLAC/AIFF files or folders")
     an.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     an.add_argument("-o", "--outdir", type=Path, required=True)
-    an.add_argument("--hop", type=float, help="window hop in seconds (config: [model] hop_s)")
-    an.add_argument("--threshold", type=float,
+    an.add_argument("--hop", type=finite, help="window hop in seconds (config: [model] hop_s)")
+    an.add_argument("--threshold", type=finite,
                     help="score threshold for every detecting class (overrides the config)")
     an.add_argument("--scores", action="store_true",
                     help="also write <stem>.scores.csv: every window's scores, every channel")
@@ -141,14 +152,14 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files
-    from pamlive.array.settings import parse_array
     from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.ensemble import Ensemble, load_ensemble
     from pamlive.inference.package import ModelPackage, load_model_package
 
-    cfg = load_config(resolve_config(args.config))
-    model = cfg.model if args.hop is None else replace(cfg.model, hop_s=args.hop)
+    cfg = load_config(resolve_config(args.config),
+                      None if args.hop is None else {"model.hop_s": args.hop})
+    model = cfg.model
     thresholds = dict(model.thresholds)
     package: ModelPackage | Ensemble
     if model.members:
@@ -163,7 +174,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
         thresholds = {c: args.threshold for c, on in package.binary.items() if on}
     progress = not args.no_progress and sys.stderr.isatty()
-    array = parse_array(cfg.extra.get("array"))
+    array = cfg.array
     raven_rows = args.raven_rows or cfg.analyze.raven_rows
     address = args.cluster or cfg.cluster.address
     if address:

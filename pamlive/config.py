@@ -1,118 +1,249 @@
-"""TOML configuration -> frozen, validated dataclasses.
+"""TOML configuration -> one frozen, validated dataclass per table, parsed once.
 
-Every key is checked: an unknown section or key, a wrong type or an out-of-range value
-is a :class:`~pamlive.errors.ConfigError` that names it (``[model] hop_s: ...``).
+Each table of the file is a :class:`~pamlive.checks.Section`: its fields declare their
+type, range and choices, checked by the one checker in :mod:`pamlive.checks` on
+construction, and :meth:`rules` checks what spans fields. An unknown section or key, a
+wrong type, NaN/Inf or an out-of-range value is a :class:`~pamlive.errors.ConfigError`
+naming it (``c.toml: [model] hop_s must be a finite number, got nan``). The field
+sections (``[watchdog]``, ``[clips]``, ``[archive]``, ``[position]``) are declared here
+too, so the core config imports no field module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 
+from pamlive.array.settings import ArraySettings
+from pamlive.checks import Range, Section, build_section, check_value, path_fields
 from pamlive.errors import ConfigError
-from pamlive.field.settings import require_positive
 
 BUILTIN_MODEL = "builtin:narw"
 
+Positive = Annotated[float, Range(gt=0)]
+PositiveInt = Annotated[int, Range(gt=0)]
+Seconds = Annotated[float, Range(gt=0, le=86400, unit=" s")]
+NonNegative = Annotated[float, Range(ge=0)]
+Port = Annotated[int, Range(ge=1, le=65535)]
+AudioRate = Annotated[int, Range(ge=2000, le=384000, unit=" Hz")]
+Probability = Annotated[float, Range(ge=0, le=1)]
+
 
 @dataclass(frozen=True)
-class SourceConfig:
-    kind: str = "device"  # device | replay | simulator
-    device: str | int | None = None  # stable name (substring) or PortAudio index
-    channels: int = 1
-    samplerate: int | None = None  # None: the device's default rate
-    blocksize: int = 0  # frames per callback; 0 lets PortAudio choose
-    latency: str | float = "low"
+class SourceConfig(Section):
+    SECTION = "source"
+    kind: Literal["device", "replay", "simulator"] = "device"
+    device: str | Annotated[int, Range(ge=0)] | None = None  # stable name or PortAudio index
+    channels: Annotated[int, Range(ge=1, le=1024)] = 1
+    samplerate: AudioRate | None = None  # None: the device's default rate
+    blocksize: Annotated[int, Range(ge=0, le=1 << 20)] = 0  # frames per callback; 0: PortAudio's
+    latency: Literal["low", "high"] | Annotated[float, Range(gt=0, le=10, unit=" s")] = "low"
     files: list[Path] = field(default_factory=list)  # replay inputs
-    speed: float = 1.0  # replay pace: 1.0 is real time
+    speed: Positive = 1.0  # replay pace: 1.0 is real time
     loop: bool = False
 
+    def rules(self) -> None:
+        if self.kind == "replay" and not self.files:
+            raise ConfigError("[source] kind = 'replay' needs files = [...]")
+
 
 @dataclass(frozen=True)
-class SimulatorConfig:
-    channels: int = 4
-    samplerate: int = 8000
-    call_interval_s: float = 20.0  # mean time between simulated upcalls
+class SimulatorConfig(Section):
+    SECTION = "simulator"
+    channels: Annotated[int, Range(ge=1, le=64)] = 4
+    samplerate: AudioRate = 8000
+    call_interval_s: Positive = 20.0  # mean time between simulated upcalls
     snr_db_range: tuple[float, float] = (0.0, 20.0)
-    geometry: list[tuple[float, float]] = field(
+    geometry: list[tuple[float, float]] = field(  # hydrophone [x, y] in metres
         default_factory=lambda: [(0.0, 0.0), (30.0, 0.0), (0.0, 30.0), (30.0, 30.0)]
     )
-    sound_speed: float = 1500.0
-    ship_probability: float = 0.3
-    noise_level_dbfs: float = -50.0
-    seed: int | None = None
-    transient_interval_s: float = 0.0  # mean gap of single-channel knocks/flow/strum; 0: none
+    sound_speed: Positive = 1500.0
+    ship_probability: Probability = 0.3
+    noise_level_dbfs: Annotated[float, Range(le=0, unit=" dBFS")] = -50.0
+    seed: Annotated[int, Range(ge=0)] | None = None
+    # mean gap between single-channel knocks, flow noise and strum (array tests); 0: none
+    transient_interval_s: Annotated[float, Range(ge=0, unit=" s")] = 0.0
+
+    def rules(self) -> None:
+        if len(self.geometry) < self.channels:
+            raise ConfigError(f"[simulator] geometry lists {len(self.geometry)} hydrophones "
+                              f"for {self.channels} channels")
+        lo, hi = self.snr_db_range
+        if lo > hi:
+            raise ConfigError(f"[simulator] snr_db_range must be [low, high], got [{lo:g}, {hi:g}]")
+
+
+HopSeconds = Annotated[float, Range(gt=0, le=600, unit=" s")]
 
 
 @dataclass(frozen=True)
-class MemberConfig:
+class MemberConfig(Section):
     """One ``[[model.members]]`` entry: a model package of an ensemble (see ensemble.py)."""
 
+    SECTION = "model.members"
     path: str = ""
-    hop_s: float | None = None  # None: [model] hop_s
-    thresholds: dict[str, float] = field(default_factory=dict)  # override package defaults
+    hop_s: HopSeconds | None = None  # None: [model] hop_s
+    thresholds: dict[str, Probability] = field(default_factory=dict)  # override the package's
     classes: dict[str, str] = field(default_factory=dict)  # ensemble class -> member's class
 
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """``[model.fusion] <class> = { rule = ..., threshold = ..., k = ... }``."""
-
-    rule: str = "all"  # mean | all | k_of_n
-    threshold: float | None = None  # mean: on the mean score (default: members' mean)
-    k: int | None = None  # k_of_n: members that must reach their own thresholds
+    def rules(self) -> None:
+        if not self.path:
+            raise ConfigError("[[model.members]] needs path")
 
 
 FUSION_RULES = ("mean", "all", "k_of_n")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class FusionConfig(Section):
+    """``[model.fusion] <class> = { rule = ..., threshold = ..., k = ... }``."""
+
+    SECTION = "model.fusion"
+    rule: Literal["mean", "all", "k_of_n"] = "all"
+    threshold: Probability | None = None  # mean: on the mean score (default: members' mean)
+    k: Annotated[int, Range(ge=1)] | None = None  # k_of_n: members that must agree
+
+    def rules(self) -> None:
+        if self.threshold is not None and self.rule != "mean":
+            raise ConfigError("[model.fusion] threshold is for rule = 'mean' (the vote rules "
+                              "use each member's own thresholds)")
+        if (self.k is not None) != (self.rule == "k_of_n"):
+            raise ConfigError("[model.fusion] k goes with rule = 'k_of_n' (and it needs one)")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    SECTION = "model"
     path: str = BUILTIN_MODEL
-    hop_s: float = 1.0
-    max_merge: int = 10
-    thresholds: dict[str, float] = field(default_factory=dict)  # override package defaults
-    batch_max: int = 32
-    threads: int = 1
+    hop_s: HopSeconds = 1.0
+    max_merge: Annotated[int, Range(ge=1, le=100000)] = 10
+    thresholds: dict[str, Probability] = field(default_factory=dict)  # override the package's
+    batch_max: Annotated[int, Range(ge=1, le=4096)] = 32
+    threads: Annotated[int, Range(ge=1, le=256)] = 1
     members: list[MemberConfig] = field(default_factory=list)  # an ensemble instead of path
     fusion: dict[str, FusionConfig] = field(default_factory=dict)  # per class
 
+    def rules(self) -> None:
+        if self.fusion and not self.members:
+            raise ConfigError("[model.fusion] needs [[model.members]]")
+        if self.members and (self.path != BUILTIN_MODEL or self.thresholds):
+            raise ConfigError("[model] path and thresholds go into each [[model.members]] "
+                              "of an ensemble")
+
 
 @dataclass(frozen=True)
-class BufferConfig:
-    ring_seconds: float = 30.0
-    window_queue: int = 256
-    detection_queue: int = 1024
+class BufferConfig(Section):
+    SECTION = "buffers"
+    # the windowing thread looks at the ring every 10 ms: less than 50 ms cannot hold a block
+    ring_seconds: Annotated[float, Range(ge=0.05, le=600, unit=" s")] = 30.0
+    window_queue: PositiveInt = 256
+    detection_queue: PositiveInt = 1024
 
 
 @dataclass(frozen=True)
-class AlertsConfig:
+class AlertsConfig(Section):
+    SECTION = "alerts"
     publish: str = "tcp://127.0.0.1:5556"
     replay: str | None = "tcp://127.0.0.1:5557"
     log: Path | None = Path("detections.sqlite")  # relative to data_dir
-    retention_days: float | None = 365.0
+    retention_days: Positive | None = 365.0
     allow_insecure: bool = False
     curve_server_secret: Path | None = None
     curve_clients: Path | None = None
 
+    def rules(self) -> None:
+        for name, endpoint in (("publish", self.publish), ("replay", self.replay)):
+            if endpoint is not None and "://" not in endpoint:
+                raise ConfigError(f"[alerts] {name} must be a ZeroMQ endpoint like "
+                                  f"tcp://127.0.0.1:5556, got {endpoint!r}")
+        if self.replay is not None and self.log is None:
+            raise ConfigError("[alerts] replay needs alerts.log: replay serves the detection log")
+        if (self.curve_server_secret is None) != (self.curve_clients is None):
+            raise ConfigError("[alerts] CURVE needs both curve_server_secret and curve_clients")
+
 
 @dataclass(frozen=True)
-class DashboardConfig:
-    channel: int = 0
+class DashboardConfig(Section):
+    SECTION = "dashboard"
+    channel: Annotated[int, Range(ge=0)] = 0
     bell: bool = True
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(Section):
+    SECTION = "cluster"
     address: str | None = None  # local, local:N or tcp://HOST:8786 (analyze --cluster)
-    chunk_s: float = 3600.0  # long files are split into chunks of about this length
+    chunk_s: Annotated[float, Range(gt=0, unit=" s")] = 3600.0  # long files: chunks this long
 
 
 @dataclass(frozen=True)
-class AnalyzeConfig:
-    raven_rows: str = "detection"  # detection | channel (Raven's multichannel convention)
+class AnalyzeConfig(Section):
+    SECTION = "analyze"
+    raven_rows: Literal["detection", "channel"] = "detection"  # channel: Raven's multichannel
+
+
+@dataclass(frozen=True)
+class WatchdogSettings(Section):
+    SECTION = "watchdog"
+    silence_floor_dbfs: Annotated[float, Range(le=0, unit=" dBFS")] = -100.0  # dead preamp
+    silence_s: Seconds = 10.0  # a channel silent or digital zero this long is dead
+    stuck_s: Seconds = 5.0  # constant or repeated-block samples this long is dead
+    no_callback_s: Seconds = 2.0  # no audio callbacks this long: deaf
+    overflow_max: Annotated[int, Range(ge=0)] = 3  # more overflows than this ...
+    overflow_window_s: Seconds = 10.0  # ... within this window: degraded
+    recover_s: Seconds = 5.0  # live input this long before announcing recovery
+    restart_initial_s: Seconds = 1.0  # first retry delay when reopening the device ...
+    restart_max_s: Seconds = 30.0  # ... doubling up to this
+
+
+@dataclass(frozen=True)
+class ClipSettings(Section):
+    SECTION = "clips"
+    enabled: bool = True
+    pre_s: Annotated[float, Range(ge=0, le=600, unit=" s")] = 5.0  # before the first sample
+    post_s: Annotated[float, Range(ge=0, le=600, unit=" s")] = 5.0  # ... and after the last
+    format: Literal["flac", "wav"] = "flac"  # flac (24-bit) | wav (32-bit float)
+    directory: str = "clips"  # relative to the detection log's directory
+    spectrogram: bool = True
+    max_pending: PositiveInt = 256  # detections waiting for their post-roll
+
+
+@dataclass(frozen=True)
+class ArchiveSettings(Section):
+    SECTION = "archive"
+    enabled: bool = False
+    directory: str = "archive"  # relative to data_dir
+    segment_minutes: Annotated[float, Range(gt=0, le=1440, unit=" min")] = 60.0
+    bits: Literal[16, 24] = 24  # FLAC sample depth
+    max_gb: Positive | None = None  # archive + clips; None: only min_free_percent applies
+    min_free_percent: Annotated[float, Range(ge=0, lt=100)] = 5.0
+    keep_clips_days: NonNegative = 30.0  # clips younger than this are never deleted
+    queue_blocks: PositiveInt = 1024
+    check_s: Seconds = 10.0  # how often the budget is checked while recording
+    recheck_s: Seconds = 60.0  # how often a stopped archive looks for free space again
+
+
+@dataclass(frozen=True)
+class PositionSettings(Section):
+    SECTION = "position"
+    source: Literal["none", "udp", "serial", "gpsd"] = "none"
+    udp_host: str = "0.0.0.0"  # listen address for NMEA broadcasts
+    udp_port: Port = 10110  # the usual NMEA-over-UDP port
+    serial_port: str = "/dev/ttyUSB0"
+    baudrate: PositiveInt = 4800
+    gpsd_host: str = "127.0.0.1"
+    gpsd_port: Port = 2947
+    max_fix_age_s: Seconds = 30.0
+    max_fixes: PositiveInt = 7200  # two hours at 1 Hz
+
+    def rules(self) -> None:
+        if self.source == "serial" and importlib.util.find_spec("serial") is None:
+            # found now: later the reader thread would die and the position stay unknown
+            raise ConfigError("[position] source = 'serial' needs pyserial "
+                              "(pip install 'pamlive[gps]')")
 
 
 @dataclass(frozen=True)
@@ -125,28 +256,26 @@ class Config:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    position: PositionSettings = field(default_factory=PositionSettings)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
-    # optional sections owned by other modules (field operations); kept as plain tables
-    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    array: ArraySettings | None = None  # None: channels are not treated as one array
 
 
-_SECTIONS = {
-    "source": SourceConfig,
-    "simulator": SimulatorConfig,
-    "model": ModelConfig,
-    "buffers": BufferConfig,
-    "alerts": AlertsConfig,
-    "dashboard": DashboardConfig,
-    "cluster": ClusterConfig,
-    "analyze": AnalyzeConfig,
+SECTIONS: dict[str, type[Section]] = {
+    cls.SECTION: cls
+    for cls in (SourceConfig, SimulatorConfig, ModelConfig, BufferConfig, AlertsConfig,
+                DashboardConfig, WatchdogSettings, ClipSettings, ArchiveSettings,
+                PositionSettings, ClusterConfig, AnalyzeConfig, ArraySettings)
 }
-# sections validated by the modules that own them
-EXTRA_SECTIONS = {"watchdog", "clips", "archive", "position", "array"}
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read ``path`` (TOML; None = defaults), apply ``overrides`` ("section.key": value)."""
+    """Read ``path`` (TOML; None = defaults), apply ``overrides`` ("section.key": value,
+    or "section": table)."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -167,206 +296,43 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         else:
             doc[section] = value
     where = str(path) if path is not None else "config"
-    return _build(doc, base, where)
-
-
-def _build(doc: dict[str, Any], base: Path, where: str) -> Config:
-    top: dict[str, Any] = {}
-    extra: dict[str, dict[str, Any]] = {}
-    for key, value in doc.items():
-        if key in _SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [{key}] must be a table")
-            top[key] = _section(_SECTIONS[key], value, key, base, where)
-            if key == "model" and "members" in value and {"path", "thresholds"} & set(value):
-                raise ConfigError(f"{where}: [model] path and thresholds go into each "
-                                  "[[model.members]] of an ensemble")
-        elif key in EXTRA_SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [{key}] must be a table")
-            extra[key] = dict(value)
-        elif key == "station":
-            top[key] = _check_type(value, str, "station", where)
-        elif key == "data_dir":
-            top[key] = _resolve(base, _check_type(value, str, "data_dir", where))
-        else:
-            raise ConfigError(f"{where}: unknown setting '{key}'")
-    cfg = Config(**top, extra=extra)
-    _validate(cfg, where)
-    _validate_field_sections(extra, where)
-    return cfg
-
-
-def _validate_field_sections(extra: dict[str, dict[str, Any]], where: str) -> None:
-    """Field-operation sections are checked by their owners' parsers, before any work."""
-    from pamlive.array.settings import parse_array
-    from pamlive.field.archive import ArchiveSettings
-    from pamlive.field.clips import ClipSettings
-    from pamlive.field.position import PositionSettings
-    from pamlive.field.settings import parse_section
-    from pamlive.field.watchdog import WatchdogSettings
-
-    for name, cls in (("watchdog", WatchdogSettings), ("clips", ClipSettings),
-                      ("archive", ArchiveSettings), ("position", PositionSettings)):
-        try:
-            parse_section(cls, extra.get(name), name)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
     try:
-        parse_array(extra.get("array"))
+        return _build(doc, base)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
+def _build(doc: dict[str, Any], base: Path) -> Config:
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table")
+            values[key] = _resolve_paths(build_section(SECTIONS[key], value), base)
+        elif key == "station":
+            values[key] = check_value(str, value, "station")
+        elif key == "data_dir":
+            values[key] = _resolve(base, check_value(Path, value, "data_dir"))
+        else:
+            raise ConfigError(f"unknown setting '{key}'")
+    return Config(**values)
+
+
+def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _check_type(value: Any, typ: type | tuple[type, ...], name: str, where: str) -> Any:
-    if isinstance(value, bool) and typ is not bool and bool not in _as_tuple(typ):
-        raise ConfigError(f"{where}: {name} must be {_typename(typ)}, got {value!r}")
-    if not isinstance(value, typ):
-        raise ConfigError(f"{where}: {name} must be {_typename(typ)}, got {value!r}")
-    return value
-
-
-def _as_tuple(typ: type | tuple[type, ...]) -> tuple[type, ...]:
-    return typ if isinstance(typ, tuple) else (typ,)
-
-
-def _typename(typ: type | tuple[type, ...]) -> str:
-    return " or ".join(t.__name__ for t in _as_tuple(typ))
-
-
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "str": str, "int": int, "float": (int, float), "bool": bool,
-    "str | int | None": (str, int), "int | None": int, "str | float": (str, int, float),
-    "str | None": str, "Path | None": str, "float | None": (int, float),
-    "list[Path]": list, "dict[str, float]": dict, "tuple[float, float]": list,
-    "list[tuple[float, float]]": list,
-    "dict[str, str]": dict, "list[MemberConfig]": list, "dict[str, FusionConfig]": dict,
-}
-
-
-def _section(cls: type, table: dict[str, Any], section: str, base: Path, where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"[{section}] {key}"
-        if key not in known:
-            raise ConfigError(f"{where}: unknown setting {name}")
-        ftype = str(known[key].type)
-        _check_type(value, _FIELD_TYPES[ftype], name, where)
-        if ftype == "Path | None":
-            # the detection log lives in data_dir unless given as an absolute path
-            value = Path(value) if (section, key) == ("alerts", "log") else _resolve(base, value)
-        elif ftype == "list[Path]":
-            value = [_resolve(base, _check_type(v, str, name, where)) for v in value]
-        elif ftype == "float" or ftype == "float | None":
-            value = float(value)
-        elif ftype == "tuple[float, float]":
-            if len(value) != 2 or not all(isinstance(v, int | float) for v in value):
-                raise ConfigError(f"{where}: {name} must be a pair of numbers")
-            value = (float(value[0]), float(value[1]))
-        elif ftype == "list[tuple[float, float]]":
-            if not all(isinstance(p, list) and len(p) == 2 for p in value):
-                raise ConfigError(f"{where}: {name} must be a list of [x, y] positions in metres")
-            value = [(float(p[0]), float(p[1])) for p in value]
-        elif ftype == "dict[str, float]":
-            if not all(isinstance(v, int | float) and not isinstance(v, bool)
-                       for v in value.values()):
-                raise ConfigError(f"{where}: {name} values must be numbers")
-            value = {str(k): float(v) for k, v in value.items()}
-        elif ftype == "dict[str, str]":
-            if not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f"{where}: {name} values must be strings")
-        elif ftype == "list[MemberConfig]":
-            value = [_section(MemberConfig, _check_type(v, dict, f"{name}[{i}]", where),
-                              f"{section}.members #{i + 1}", base, where)
-                     for i, v in enumerate(value)]
-        elif ftype == "dict[str, FusionConfig]":
-            value = {str(c): _section(FusionConfig, _check_type(v, dict, f"{name}.{c}", where),
-                                      f"{section}.fusion.{c}", base, where)
-                     for c, v in value.items()}
-        values[key] = value
-    return cls(**values)
-
-
-def _positive(value: float | int | None, name: str, where: str) -> None:
-    require_positive(value, f"{where}: {name}")
-
-
-def _validate(cfg: Config, where: str) -> None:
-    s = cfg.source
-    if s.kind not in ("device", "replay", "simulator"):
-        raise ConfigError(f"{where}: [source] kind must be device, replay or simulator, "
-                          f"got {s.kind!r}")
-    _positive(s.channels, "[source] channels", where)
-    _positive(s.samplerate, "[source] samplerate", where)
-    _positive(s.speed, "[source] speed", where)
-    if s.samplerate is not None and not 2000 <= s.samplerate <= 384000:
-        raise ConfigError(f"{where}: [source] samplerate must be 2000..384000 Hz, "
-                          f"got {s.samplerate}")
-    if s.kind == "replay" and not s.files:
-        raise ConfigError(f"{where}: [source] kind = 'replay' needs files = [...]")
-    m = cfg.model
-    _positive(m.hop_s, "[model] hop_s", where)
-    _positive(m.max_merge, "[model] max_merge", where)
-    _positive(m.batch_max, "[model] batch_max", where)
-    _positive(m.threads, "[model] threads", where)
-    for cls_name, thr in m.thresholds.items():
-        if not 0.0 <= thr <= 1.0:
-            raise ConfigError(f"{where}: [model] thresholds.{cls_name} must be in 0..1, got {thr}")
-    _validate_ensemble(m, where)
-    b = cfg.buffers
-    _positive(b.ring_seconds, "[buffers] ring_seconds", where)
-    _positive(b.window_queue, "[buffers] window_queue", where)
-    _positive(b.detection_queue, "[buffers] detection_queue", where)
-    sim = cfg.simulator
-    _positive(sim.channels, "[simulator] channels", where)
-    _positive(sim.call_interval_s, "[simulator] call_interval_s", where)
-    if not 2000 <= sim.samplerate <= 384000:
-        raise ConfigError(f"{where}: [simulator] samplerate must be 2000..384000 Hz")
-    if len(sim.geometry) < sim.channels:
-        raise ConfigError(f"{where}: [simulator] geometry lists {len(sim.geometry)} hydrophones "
-                          f"for {sim.channels} channels")
-    a = cfg.alerts
-    for name, endpoint in (("publish", a.publish), ("replay", a.replay)):
-        if endpoint is not None and "://" not in endpoint:
-            raise ConfigError(f"{where}: [alerts] {name} must be a ZeroMQ endpoint like "
-                              f"tcp://127.0.0.1:5556, got {endpoint!r}")
-    _positive(cfg.cluster.chunk_s, "[cluster] chunk_s", where)
-    if cfg.dashboard.channel < 0:
-        raise ConfigError(f"{where}: [dashboard] channel must be >= 0")
-    if cfg.analyze.raven_rows not in ("detection", "channel"):
-        raise ConfigError(f"{where}: [analyze] raven_rows must be detection or channel, "
-                          f"got {cfg.analyze.raven_rows!r}")
-
-
-def _validate_ensemble(m: ModelConfig, where: str) -> None:
-    if m.fusion and not m.members:
-        raise ConfigError(f"{where}: [model.fusion] needs [[model.members]]")
-    for i, mc in enumerate(m.members, start=1):
-        name = f"[model.members #{i}]"
-        if not mc.path:
-            raise ConfigError(f"{where}: {name} needs path")
-        _positive(mc.hop_s, f"{name} hop_s", where)
-        for cls_name, thr in mc.thresholds.items():
-            if not 0.0 <= thr <= 1.0:
-                raise ConfigError(f"{where}: {name} thresholds.{cls_name} must be in 0..1, "
-                                  f"got {thr}")
-    for cls_name, f in m.fusion.items():
-        name = f"[model.fusion.{cls_name}]"
-        if f.rule not in FUSION_RULES:
-            raise ConfigError(f"{where}: {name} rule must be one of {', '.join(FUSION_RULES)}, "
-                              f"got {f.rule!r}")
-        if f.threshold is not None and (f.rule != "mean" or not 0.0 <= f.threshold <= 1.0):
-            raise ConfigError(f"{where}: {name} threshold is for rule = 'mean', in 0..1 "
-                              "(the vote rules use each member's own thresholds)")
-        if (f.k is not None) != (f.rule == "k_of_n"):
-            raise ConfigError(f"{where}: {name} k goes with rule = 'k_of_n' (and it needs one)")
-        _positive(f.k, f"{name} k", where)
+def _resolve_paths(section: Section, base: Path) -> Section:
+    """Paths relative to the config file's folder; the detection log stays relative to
+    data_dir (see :func:`data_path`)."""
+    changes: dict[str, Any] = {}
+    for name in path_fields(type(section)):
+        value = getattr(section, name)
+        if (section.SECTION, name) == ("alerts", "log") or value is None:
+            continue
+        changes[name] = ([_resolve(base, p) for p in value] if isinstance(value, list)
+                         else _resolve(base, value))
+    return replace(cast(Any, section), **changes) if changes else section
 
 
 def data_path(cfg: Config, path: Path) -> Path:

@@ -39,13 +39,12 @@ from pamlive.config import Config, data_path
 from pamlive.dashboard.spectrum import SPECTRUM_TOPIC, SpectrumFeed
 from pamlive.detection import Detection, Onset
 from pamlive.errors import ConfigError, PamliveError
-from pamlive.field.archive import ArchiveSettings, RawArchive
-from pamlive.field.clips import ClipSettings, ClipWriter, PendingClips
-from pamlive.field.position import PositionSettings, open_position_source
+from pamlive.field.archive import RawArchive
+from pamlive.field.clips import ClipWriter, PendingClips
+from pamlive.field.position import open_position_source
 from pamlive.field.reexec import Outage, inherited_outage, reexec
 from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
-from pamlive.field.settings import parse_section
-from pamlive.field.watchdog import DeviceRecovery, LivenessWatchdog, State, WatchdogSettings
+from pamlive.field.watchdog import DeviceRecovery, LivenessWatchdog, State
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.pipeline import Window, Windower, classify_windows, make_merger
@@ -166,9 +165,7 @@ class Monitor:
         self._last_frames_at = time.monotonic()
         self._last_health: dict[str, int] = {}
         self._batch_ms: deque[float] = deque(maxlen=64)
-        extra = config.extra
-        self.watchdog_settings = parse_section(WatchdogSettings, extra.get("watchdog"),
-                                               "watchdog")
+        self.watchdog_settings = config.watchdog
         self.outage = inherited_outage()
         self.watchdog = LivenessWatchdog(channels, self.watchdog_settings, time.monotonic(),
                                          state=State.DEAF if self.outage else State.OK)
@@ -178,13 +175,13 @@ class Monitor:
         self.pinger = ProgressPinger(self.notifier, watchdog_interval_s())
         self.processed = 0  # samples the windowing thread has taken (for WATCHDOG=1)
         self._ready_sent = False
-        clip_settings = parse_section(ClipSettings, extra.get("clips"), "clips")
+        clip_settings = config.clips
         log_dir = (data_path(config, config.alerts.log).parent if config.alerts.log
                    else config.data_dir)
         self.clips = (ClipWriter(log_dir / clip_settings.directory, clip_settings)
                       if clip_settings.enabled else None)
         self.pending_clips = PendingClips(clip_settings.max_pending)
-        self.archive_settings = parse_section(ArchiveSettings, extra.get("archive"), "archive")
+        self.archive_settings = config.archive
         self.archive: RawArchive | None = None
         if self.archive_settings.enabled:  # made now: later, a failure would stop the run
             archive_dir = data_path(config, Path(self.archive_settings.directory))
@@ -193,10 +190,9 @@ class Monitor:
             except OSError as exc:
                 raise ConfigError(f"[archive] cannot create {archive_dir}: "
                                   f"{exc.strerror or exc}") from None
-        pos = open_position_source(parse_section(PositionSettings, extra.get("position"),
-                                                 "position"), time.time)
+        pos = open_position_source(config.position, time.time)
         self.track, self._position_source = pos if pos else (None, None)
-        self.array = open_array_stage(extra.get("array"), self.ring, bus, source,
+        self.array = open_array_stage(config.array, self.ring, bus, source,
                                       config.station, self._position_source)
 
     # -- windowing thread ------------------------------------------------------------
@@ -553,7 +549,7 @@ def _open_source_waiting(config: Config, stop_event) -> LiveSource | None:
     """After a re-exec for recovery: wait (backoff) until the device is back."""
     import sounddevice as sd
 
-    w = parse_section(WatchdogSettings, config.extra.get("watchdog"), "watchdog")
+    w = config.watchdog
     rec = DeviceRecovery(w.restart_initial_s, w.restart_max_s)
     rec.lost(time.monotonic())
     notifier = Notifier.from_env()

@@ -1,13 +1,15 @@
 """Stream -> hop-spaced windows -> scores -> detections; shared by ``analyze`` and live.
 
 :class:`Windower` resamples the multichannel stream once (state kept across blocks) and
-cuts a window every ``hop_s``; the window's features come from the per-segment chain.
-Block sizes do not change the result, so the live monitor and ``analyze`` see the same
-windows for the same audio.
+cuts a window every ``hop_s``; the window's features are the chain's output for it,
+with every spectrogram frame computed once (:class:`~pamlive.dsp.stream.WindowFeatures`),
+so a finer hop costs little more than the frames. Block sizes do not change the result,
+so the live monitor and ``analyze`` see the same windows for the same audio.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from pamlive.detection import Detection, WindowMerger
 from pamlive.dsp.chain import TransformChain
+from pamlive.dsp.stream import WindowFeatures, frame_aligned_hop
 from pamlive.errors import ConfigError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
@@ -30,7 +33,9 @@ class Window:
 
 
 class Windower:
-    """Cut a window of ``segment_s`` every ``hop_s`` from a resampled stream."""
+    """Cut a window of ``segment_s`` every ``hop_s`` from a resampled stream (a hop within
+    1 % of a whole number of spectrogram hops is moved onto them: see
+    :func:`~pamlive.dsp.stream.frame_aligned_hop`)."""
 
     def __init__(self, chain: TransformChain, input_rate: int, channels: int,
                  segment_s: float, hop_s: float) -> None:
@@ -38,12 +43,18 @@ class Windower:
         self.channels = channels
         self.resampler = chain.resampler(input_rate, channels)
         rate = chain.sample_rate
+        if not (math.isfinite(hop_s) and math.isfinite(segment_s)):
+            raise ConfigError(f"hop {hop_s} s and window {segment_s} s must be finite numbers")
         self.segment = round(segment_s * rate)
         self.hop = round(hop_s * rate)
         if self.hop < 1:
             raise ConfigError(f"hop {hop_s} s is shorter than one sample at {rate} Hz")
+        self.hop = frame_aligned_hop(chain, self.hop)
+        self.features = WindowFeatures(chain, channels, self.segment, self.hop)
         self._buf = np.zeros((0, channels), np.float32)
         self._buf_start = 0  # model-rate index of _buf[0]
+        self._pending: list[np.ndarray] = []  # blocks after _buf, joined when a window is due
+        self._end = 0  # model-rate samples received
         self._next = 0  # index of the next window
         self._covered = 0  # model-rate index up to which windows cover the stream
         self._n_in = 0
@@ -61,10 +72,16 @@ class Windower:
 
     def _append(self, samples: np.ndarray) -> None:
         if samples.shape[0]:
-            self._buf = np.concatenate([self._buf, samples])
+            self._pending.append(samples)
+            self._end += samples.shape[0]
+            self.features.push(samples)
 
     def _cut(self, final: bool) -> list[Window]:
-        end_of_data = self._buf_start + self._buf.shape[0]
+        end_of_data = self._end
+        if not final and self._next * self.hop + self.segment > end_of_data:
+            return []  # no window due: the blocks wait in _pending
+        self._buf = np.concatenate([self._buf, *self._pending])
+        self._pending = []
         starts = []
         while self._next * self.hop + self.segment <= end_of_data:
             starts.append(self._next * self.hop)
@@ -75,11 +92,7 @@ class Windower:
             self._next += 1
         if not starts:
             return []
-        offsets = np.asarray(starts) - self._buf_start
-        idx = offsets[:, None] + np.arange(self.segment)[None, :]
-        segments = self._buf[idx].transpose(0, 2, 1)  # (windows, channels, samples)
-        feats = self.chain.apply(segments.reshape(-1, self.segment))
-        feats = feats.reshape(len(starts), self.channels, *feats.shape[1:])
+        feats = self.features.windows(starts, self._buf, self._buf_start)
         first_index = self._next - len(starts)
         windows = [
             Window(first_index + i, self.resampler.input_index(s),
@@ -93,6 +106,7 @@ class Windower:
         drop = min(max(keep_from - self._buf_start, 0), self._buf.shape[0])
         self._buf = self._buf[drop:]
         self._buf_start += drop
+        self.features.release(keep_from)
         return windows
 
 

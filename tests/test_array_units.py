@@ -68,7 +68,7 @@ def _plane_wave(positions, bearing_deg: float, n: int = 16000, seed: int = 0) ->
     ({"positions": SQUARE, "heading_source": "gyro"}, "heading_source"),
     ({"positions": SQUARE, "min_channels": {"right_whale": 5}}, "min_channels.right_whale"),
     ({"positions": SQUARE, "bogus": 1}, "unknown setting [array] bogus"),
-    ({"positions": SQUARE, "queue": 2.5}, "queue must be an integer"),
+    ({"positions": SQUARE, "queue": 2.5}, "queue must be int"),
 ])
 def test_bad_array_settings_are_one_clear_line(table, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

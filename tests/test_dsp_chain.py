@@ -74,6 +74,17 @@ RIGHT_WHALE = [
             ],
             "pamguard_exact must be true or false",
         ),
+        # NaN and infinities in a package's transform parameters (issue 13, fault 3)
+        ([S("load_audio", {"sr": float("nan")})], "load_audio: sr must be a whole number, got nan"),
+        ([S("load_audio", {"sr": float("inf")})], "load_audio: sr must be a whole number, got inf"),
+        (
+            [S("load_audio", {"sr": 2000}), S("spectrogram", {"fft": float("nan"), "hop": 100})],
+            "fft must be a whole number, got nan",
+        ),
+        (
+            [S("load_audio", {"sr": 2000}), S("spectrogram", {"fft": 256, "hop": float("inf")})],
+            "hop must be a whole number, got inf",
+        ),
     ],
 )
 def test_bad_chains_fail_with_an_error_naming_the_problem(specs, message):

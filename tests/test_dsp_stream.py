@@ -1,5 +1,7 @@
-"""Streaming equals offline: any split of a signal into blocks gives the numbers of the
-chain run once on the whole (resampled) signal."""
+"""Streaming equals offline: windows assembled from frames computed once, over any split of
+the signal into blocks, are bit for bit the chain run on each window of the whole
+(resampled) signal; the frame stream over any split is the frame stage run on the whole
+signal at once."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from scipy.signal import resample_poly
 
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.resample import StreamResampler
+from pamlive.dsp.stream import FrameStream
+from pamlive.pipeline import Windower
 
 S = TransformSpec
 CHAINS = {
@@ -22,7 +26,7 @@ CHAINS = {
             S("norm_row_sum"),
         ],
     ),
-    "ultrasonic_filtered": (
+    "ultrasonic_filtered": (  # a filter from rest in each window: no frame stage
         48000,
         [
             S("load_audio", {"sr": 48000}),
@@ -61,7 +65,18 @@ CHAINS = {
             S("reduce_tonal_noise_median"),
         ],
     ),
-    "pamguard_exact_framing": (
+    "ketos_frames_then_window_stage": (  # frame stage, then normalisations per window
+        4000,
+        [
+            S("load_audio", {"sr": 2000}),
+            S("spectrogramketos", {"fft": 128, "hop": 32, "window_size": 1.0}),
+            S("freq_compression", {"bins": 24, "fmin": 50, "fmax": 900}),
+            S("amplitude_to_decibel"),
+            S("reduce_tonal_noise_median"),
+            S("normalisestd", {"mean": 0.0, "std": 1.0}),
+        ],
+    ),
+    "pamguard_exact_framing": (  # late frames; the exact norm_row_sum is per window
         2000,
         [
             S("load_audio", {"sr": 2000}),
@@ -79,47 +94,113 @@ CHAINS = {
         ],
     ),
 }
+# window length and hop, in seconds, per chain (hops on and off the frame grid)
+SHAPES = {
+    "right_whale_from_8k": (2.0, [1.0, 0.5, 0.25, 0.1, 0.35]),
+    "ultrasonic_filtered": (0.05, [0.025, 0.01]),
+    "ultrasonic_fused": (0.05, [0.025, 0.004, 0.0035, 0.0251]),
+    "ketos_fixed_frames": (1.0, [0.5, 0.048]),
+    "ketos_frames_then_window_stage": (1.0, [0.5, 0.048, 0.1]),
+    "pamguard_exact_framing": (0.5, [0.25, 0.1, 0.03]),
+    "waveform_only": (1.0, [0.5, 0.2]),
+}
 
 
-def _run_blocks(chain: TransformChain, rate: int, x: np.ndarray, sizes: list[int]):
-    stream = chain.stream(rate, x.shape[1])
-    outs, i, k = [], 0, 0
+def _blocks(x: np.ndarray, sizes: list[int]):
+    i, k = 0, 0
     while i < x.shape[0]:
         n = sizes[k % len(sizes)]
-        outs.append(stream.process(x[i : i + n]))
+        yield x[i : i + n]
         i, k = i + n, k + 1
-    outs.append(stream.flush())
-    return stream, np.concatenate(outs, axis=1)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     name=st.sampled_from(sorted(CHAINS)),
+    hop_pick=st.integers(0, 4),
+    n=st.integers(1, 30000),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+)
+def test_windows_from_frames_equal_the_chain_on_each_window(name, hop_pick, n, sizes, seed):
+    rate, specs = CHAINS[name]
+    segment_s, hops = SHAPES[name]
+    hop_s = hops[hop_pick % len(hops)]
+    chain = TransformChain(specs)
+    x = np.random.default_rng(seed).standard_normal((n, 2)).astype(np.float32)
+    windower = Windower(chain, rate, 2, segment_s, hop_s)
+    windows = [w for block in _blocks(x, sizes) for w in windower.push(block)]
+    windows += windower.flush()
+
+    whole = StreamResampler(rate, chain.sample_rate, 2)
+    y = np.concatenate([whole.process(x), whole.flush()])  # the offline resampling
+    seg, hop = windower.segment, windower.hop
+    regular = (y.shape[0] - seg) // hop + 1 if y.shape[0] >= seg else 0
+    assert [w.index for w in windows] == list(range(len(windows)))
+    assert len(windows) in (regular, regular + 1)
+    for w in windows:  # the last window may be aligned to the end of the stream
+        start = w.index * hop if w.index < regular else y.shape[0] - seg
+        expect = chain.apply(y[start : start + seg].T)
+        np.testing.assert_array_equal(w.features, expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(sorted(n for n in CHAINS if TransformChain(CHAINS[n][1]).frame_steps)),
     n=st.integers(1, 9000),
     sizes=st.lists(st.integers(1, 2500), min_size=1, max_size=6),
     seed=st.integers(0, 2**31),
 )
-def test_block_by_block_equals_whole_signal(name, n, sizes, seed):
+def test_frame_stream_equals_the_frame_stage_on_the_whole_signal(name, n, sizes, seed):
     rate, specs = CHAINS[name]
     chain = TransformChain(specs)
     x = np.random.default_rng(seed).standard_normal((n, 2)).astype(np.float32)
-    stream, streamed = _run_blocks(chain, rate, x, sizes)
-    whole = StreamResampler(rate, chain.sample_rate, 2)
-    y = np.concatenate([whole.process(x), whole.flush()]).T  # the offline resampling
-    offline = chain.apply(y)
-    online = stream.finish_segment(streamed)
-    assert online.shape == offline.shape
-    scale = max(float(np.abs(offline).max()), 1e-30)
-    np.testing.assert_allclose(online, offline, rtol=0, atol=4e-7 * scale)  # float32 eps
+    resampler = chain.resampler(rate, 2)
+    stream = FrameStream(chain.frame_steps, 2, chain.sample_rate)
+    for block in _blocks(x, sizes):
+        stream.push(resampler.process(block).T)
+        if block[0, 0] > 0:  # frames are computed when asked for, at any point
+            stream.update()
+    stream.update()
+    y = chain.resampler(rate, 2).process(x).T
+    spectrum = chain.frame_steps[0]
+    offline = chain.run_steps(chain.frame_steps[1:], spectrum.frames(y, 0, stream.end),
+                              spectrum.freqs)
+    assert stream.first == 0 and stream.computed == stream.end
+    np.testing.assert_array_equal(stream.frames, offline)
 
 
-def test_stream_stage_and_segment_stage_are_named():
-    _, specs = CHAINS["ketos_fixed_frames"]
-    stream = TransformChain(specs).stream(4000, 1)
-    assert [s.name for s in stream.segment_specs] == ["reduce_tonal_noise_median"]
-    _, specs = CHAINS["waveform_only"]
-    stream = TransformChain(specs).stream(1000, 1)
-    assert [s.name for s in stream.segment_specs] == ["normalize_wav"]
+def test_the_split_between_frame_and_window_stage_is_explicit():
+    def stages(name):
+        chain = TransformChain(CHAINS[name][1])
+        return ([s.name for step in chain.frame_steps for s in step.specs],
+                [s.name for step in chain.window_steps for s in step.specs])
+
+    assert stages("right_whale_from_8k") == (
+        ["spectrogram", "freq_compression", "norm_row_sum"], [])
+    assert stages("ketos_frames_then_window_stage") == (
+        ["spectrogramketos", "freq_compression", "amplitude_to_decibel"],
+        ["reduce_tonal_noise_median", "normalisestd"])
+    assert stages("pamguard_exact_framing") == (
+        ["spectrogram", "freq_compression"], ["norm_row_sum"])
+    assert stages("ultrasonic_fused")[1] == []
+    assert stages("ultrasonic_filtered")[0] == []  # a filter from rest in every window
+    assert stages("waveform_only") == ([], ["filter_wav", "normalize_wav"])
+
+
+def test_each_frame_is_computed_once():
+    """Right whale chain at a 0.1 s hop: 20 windows share each frame; only the two frames
+    per window that run past its end (zero padded) are the window's own."""
+    rate, specs = CHAINS["right_whale_from_8k"]
+    chain = TransformChain(specs)
+    x = np.random.default_rng(0).standard_normal((rate * 60, 1)).astype(np.float32)
+    windower = Windower(chain, rate, 1, 2.0, 0.1)
+    windows = [w for block in _blocks(x, [8000]) for w in windower.push(block)]
+    stream_frames = 60 * 2000 // 100
+    assert len(windows) >= 575  # (the resampler holds back a few samples until flush)
+    assert windower.features.frames_computed <= stream_frames + 2 * len(windows)
+    # the chain per window computes 40 frames per window: 23,200 here; now about 2,360
+    assert 40 * len(windows) > 9 * windower.features.frames_computed
 
 
 @settings(max_examples=50, deadline=None)
@@ -134,10 +215,7 @@ def test_stream_resampler_equals_resample_poly(rates, n, sizes):
     in_rate, out_rate = rates
     x = np.random.default_rng(n).standard_normal((n, 1))
     res = StreamResampler(in_rate, out_rate, 1)
-    outs, i, k = [], 0, 0
-    while i < n:
-        outs.append(res.process(x[i : i + sizes[k % len(sizes)]]))
-        i, k = i + sizes[k % len(sizes)], k + 1
+    outs = [res.process(block) for block in _blocks(x, sizes)]
     outs.append(res.flush())
     y = np.concatenate(outs)[:, 0]
     if res.passthrough:
@@ -146,3 +224,13 @@ def test_stream_resampler_equals_resample_poly(rates, n, sizes):
     ref = resample_poly(x[:, 0], res.up, res.down, window=res.taps) if n else np.zeros(0)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, atol=1e-6 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+def test_a_hop_within_one_percent_of_the_frame_grid_moves_onto_it():
+    rate, specs = CHAINS["ultrasonic_fused"]  # 48 kHz, frames every 48 samples
+    chain = TransformChain(specs)
+    assert Windower(chain, rate, 1, 0.05, 0.0251).hop == 1200  # 1205 -> 25 frames
+    assert Windower(chain, rate, 1, 0.05, 0.0035).hop == 168  # 3.5 frames: kept
+    assert Windower(chain, rate, 1, 0.05, 0.0005).hop == 24  # under one frame: kept
+    _, specs = CHAINS["waveform_only"]  # no frame stage: the hop as asked
+    assert Windower(TransformChain(specs), 1000, 1, 1.0, 0.201).hop == 50

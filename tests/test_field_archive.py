@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pamlive.config import load_config
 from pamlive.errors import ConfigError
 from pamlive.field.archive import ArchiveSettings, DiskUsage, RawArchive
-from pamlive.field.settings import parse_section
 
 RATE = 1000
 START = datetime(2026, 3, 1, 12, 0, 1, 500_000, tzinfo=UTC)
@@ -189,12 +189,12 @@ def test_real_enospc_on_a_tiny_filesystem_stops_the_archive(tmp_path):
 
 
 def test_settings_validation():
-    s = parse_section(ArchiveSettings, {"enabled": True, "max_gb": 50}, "archive")
+    s = load_config(overrides={"archive": {"enabled": True, "max_gb": 50}}).archive
     assert s.max_gb == 50.0 and s.enabled
     with pytest.raises(ConfigError, match=r"\[archive\] bits must be 16 or 24"):
-        parse_section(ArchiveSettings, {"bits": 32}, "archive")
+        load_config(overrides={"archive": {"bits": 32}})
     with pytest.raises(ConfigError, match=r"\[archive\] max_gb must be positive"):
-        parse_section(ArchiveSettings, {"max_gb": 0}, "archive")
+        load_config(overrides={"archive": {"max_gb": 0}})
 
 
 def _wait_for(condition, timeout: float = 10.0) -> None:

@@ -10,10 +10,10 @@ import soundfile as sf
 from PIL import Image
 from scipy.signal import chirp, correlate
 
+from pamlive.config import load_config
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
 from pamlive.field.clips import ClipSettings, ClipWriter, PendingClips
-from pamlive.field.settings import parse_section
 
 RATE = 2000
 CALL_AT = 50_000  # first sample of the synthetic upcall
@@ -131,6 +131,6 @@ def test_pending_clips_wait_for_the_post_roll_and_are_bounded(tmp_path):
 
 
 def test_settings_validation():
-    assert parse_section(ClipSettings, {"format": "wav", "pre_s": 2}, "clips").pre_s == 2.0
+    assert load_config(overrides={"clips": {"format": "wav", "pre_s": 2}}).clips.pre_s == 2.0
     with pytest.raises(ConfigError, match=r"\[clips\] format must be flac or wav"):
-        parse_section(ClipSettings, {"format": "mp3"}, "clips")
+        load_config(overrides={"clips": {"format": "mp3"}})

@@ -11,6 +11,7 @@ from functools import reduce
 
 import pytest
 
+from pamlive.config import load_config
 from pamlive.errors import ConfigError
 from pamlive.field.position import (
     Fix,
@@ -21,7 +22,6 @@ from pamlive.field.position import (
     UdpNmeaSource,
     open_position_source,
 )
-from pamlive.field.settings import parse_section
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
@@ -191,9 +191,9 @@ def test_gpsd_json_client_reads_fixes_and_reconnects():
 
 
 def test_settings_and_factory():
-    s = parse_section(PositionSettings, {"source": "udp", "udp_port": 10110}, "position")
+    s = load_config(overrides={"position": {"source": "udp", "udp_port": 10110}}).position
     track, source = open_position_source(s, clock=time.time)
     assert isinstance(source, UdpNmeaSource) and track.source == "nmea-udp"
     assert open_position_source(PositionSettings(), clock=time.time) is None
     with pytest.raises(ConfigError, match=r"\[position\] source must be"):
-        parse_section(PositionSettings, {"source": "ais"}, "position")
+        load_config(overrides={"position": {"source": "ais"}})

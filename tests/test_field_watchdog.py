@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pamlive.config import load_config
 from pamlive.errors import ConfigError
-from pamlive.field.settings import parse_section
 from pamlive.field.watchdog import (
     DeviceRecovery,
     LivenessWatchdog,
@@ -210,11 +210,11 @@ def test_device_found_again_by_stable_name_under_a_new_index():
 
 
 def test_settings_from_config_table():
-    s = parse_section(WatchdogSettings, {"silence_s": 30, "overflow_max": 5}, "watchdog")
+    s = load_config(overrides={"watchdog": {"silence_s": 30, "overflow_max": 5}}).watchdog
     assert s.silence_s == 30.0 and isinstance(s.silence_s, float) and s.overflow_max == 5
     with pytest.raises(ConfigError, match=r"\[watchdog\] silence_sec"):
-        parse_section(WatchdogSettings, {"silence_sec": 3}, "watchdog")
+        load_config(overrides={"watchdog": {"silence_sec": 3}})
     with pytest.raises(ConfigError, match=r"\[watchdog\] recover_s must be positive"):
-        parse_section(WatchdogSettings, {"recover_s": 0}, "watchdog")
+        load_config(overrides={"watchdog": {"recover_s": 0}})
     with pytest.raises(ConfigError, match=r"\[watchdog\] overflow_max must be int"):
-        parse_section(WatchdogSettings, {"overflow_max": 2.5}, "watchdog")
+        load_config(overrides={"watchdog": {"overflow_max": 2.5}})

@@ -84,3 +84,48 @@ def test_pamguard_pdtf_beside_onnx_is_accepted(tonal_package: Path, tmp_path: Pa
     # a PAMGuard-trained model gets PAMGuard's own transform numerics
     exact = {t.name for t in pkg.transforms if t.params.get("pamguard_exact")}
     assert exact == {"spectrogram", "freq_compression", "norm_row_sum"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [  # issue 13, fault 3: each of these was a traceback, a 74 GiB allocation or silence
+        ({"segment_s": -2}, "segment_s must be positive, got -2.0"),
+        ({"segment_s": 1e7}, "segment_s must be at most 600 s, got 10000000.0"),
+        ({"segment_s": float("nan")}, "segment_s must be a finite number, got nan"),
+        ({"segment_s": 500, "sample_rate": 384000}, "samples per window, must be 1..16777216"),
+        ({"sample_rate": 2000.5}, "sample_rate must be a whole number of Hz"),
+        ({"thresholds": {"noise": 1.0, "right_whale": 7}},
+         "thresholds.right_whale must be in 0..1, got 7.0"),
+        ({"thresholds": {"noise": 1.0, "right_whale": float("nan")}},
+         "thresholds.right_whale must be a finite number, got nan"),
+        ({"thresholds": {"noise": 1.0, "right_whale": "0.9"}},
+         "thresholds.right_whale must be a number, got '0.9'"),
+        ({"freq_range": [47, float("inf")]}, "freq_range must be a finite number, got inf"),
+    ],
+)
+def test_bad_package_numbers_name_the_problem(tonal_package: Path, tmp_path: Path, changes,
+                                              fragment: str) -> None:
+    d = copy_pkg(tonal_package, tmp_path / "p")
+    _edit(d, **changes)
+    with pytest.raises(ModelError) as err:
+        load_model_package(d)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(str(d / "pamlive-model.json"))
+
+
+def test_analyze_refuses_a_hop_that_is_not_a_finite_number(tonal_package: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    from pamlive.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[model]\npath = '{tonal_package}'\n")
+    wav = tmp_path / "x.wav"
+    for hop in ("nan", "inf"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["analyze", str(wav), "-c", str(cfg), "-o", str(tmp_path / "o"), "--hop", hop])
+        assert exit_.value.code == 2
+        assert f"argument --hop: must be a finite number, got '{hop}'" in capsys.readouterr().err
+    assert main(["analyze", str(wav), "-c", str(cfg), "-o", str(tmp_path / "o"),
+                 "--hop", "1e9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"pamlive: error: {cfg}: [model] hop_s must be at most 600 s, got 1000000000.0"

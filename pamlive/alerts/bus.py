@@ -42,6 +42,8 @@ from pamlive.alerts.schema import (
     utc_iso,
 )
 from pamlive.alerts.security import CurveConfig, CurveServer, check_bind_allowed
+from pamlive.checks import build_section
+from pamlive.config import AlertsConfig
 from pamlive.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ _PRUNE_EVERY_S = 3600.0
 _LATENCY_WINDOW = 1000
 HEALTH_ALERT_SCHEMA = "pamlive.health_alert/1"
 _WAKE: Any = object()  # queued by close() so the publisher thread notices at once
+_OFF = {"replay": None, "log": None, "retention_days": None}  # absent from a plain table
 
 
 class AlertBus:
@@ -70,12 +73,8 @@ class AlertBus:
         heartbeat_s: float = 1.0,
         retention_days: float | None = None,
     ) -> None:
-        if replay_endpoint is not None and log_path is None:
-            raise ConfigError("alerts.replay needs alerts.log: replay serves the detection log")
         if heartbeat_s <= 0 or queue_size < 1:
             raise ConfigError("alerts: heartbeat_s and queue_size must be positive")
-        if retention_days is not None and retention_days <= 0:
-            raise ConfigError(f"alerts.retention_days must be positive, got {retention_days}")
         self.endpoint = endpoint
         self.replay_endpoint = replay_endpoint
         self.station = station
@@ -103,26 +102,21 @@ class AlertBus:
         self._closed = False
 
     @classmethod
-    def from_config(cls, alerts: Mapping[str, Any], *, station: str, **kwargs: Any) -> AlertBus:
-        """Build from the ``[alerts]`` config section (keys as in docs/alerts.md)."""
+    def from_config(cls, alerts: AlertsConfig | Mapping[str, Any], *, station: str,
+                    **kwargs: Any) -> AlertBus:
+        """Build from the ``[alerts]`` config section (keys as in docs/alerts.md). A plain
+        table is checked by the config model, which holds every ``[alerts]`` rule; in it,
+        an absent ``replay``, ``log`` or ``retention_days`` is off."""
+        if not isinstance(alerts, AlertsConfig):
+            alerts = build_section(AlertsConfig, {**_OFF, **alerts})
         curve = None
-        if alerts.get("curve_server_secret") or alerts.get("curve_clients"):
-            if not (alerts.get("curve_server_secret") and alerts.get("curve_clients")):
-                raise ConfigError("alerts: CURVE needs both curve_server_secret and curve_clients")
-            curve = CurveConfig(Path(alerts["curve_server_secret"]), Path(alerts["curve_clients"]))
-        optional = {"replay_endpoint": "replay", "retention_days": "retention_days"}
-        for arg, key in optional.items():
-            if alerts.get(key) is not None:
-                kwargs.setdefault(arg, alerts[key])
-        if alerts.get("log"):
-            kwargs.setdefault("log_path", Path(alerts["log"]))
-        return cls(
-            alerts.get("publish", "tcp://127.0.0.1:5556"),
-            station=station,
-            allow_insecure=bool(alerts.get("allow_insecure", False)),
-            curve=curve,
-            **kwargs,
-        )
+        if alerts.curve_server_secret is not None and alerts.curve_clients is not None:
+            curve = CurveConfig(alerts.curve_server_secret, alerts.curve_clients)
+        kwargs.setdefault("replay_endpoint", alerts.replay)
+        kwargs.setdefault("retention_days", alerts.retention_days)
+        kwargs.setdefault("log_path", alerts.log)
+        return cls(alerts.publish, station=station, allow_insecure=alerts.allow_insecure,
+                   curve=curve, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import detection_body, onset_body
-from pamlive.alerts.security import CurveConfig
 
 SAMPLE_RATE = 2000
 
@@ -47,16 +46,10 @@ def _emit(**fields: object) -> None:
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> dict:
-    curve = CurveConfig(args.curve_secret, args.curve_clients) if args.curve_secret else None
-    bus = AlertBus(
-        args.publish,
-        station=args.station,
-        log_path=args.log,
-        replay_endpoint=args.replay,
-        heartbeat_s=args.heartbeat_s,
-        curve=curve,
-        allow_insecure=args.allow_insecure,
-    )
+    alerts = {"publish": args.publish, "log": args.log, "replay": args.replay,
+              "allow_insecure": args.allow_insecure, "curve_server_secret": args.curve_secret,
+              "curve_clients": args.curve_clients if args.curve_secret else None}
+    bus = AlertBus.from_config(alerts, station=args.station, heartbeat_s=args.heartbeat_s)
     bus.start()
     _emit(ready=True, publish=bus.endpoint, replay=bus.replay_endpoint, run_id=bus.run_id)
     stream_start = datetime.now(UTC)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from pamlive.alerts.schema import BEARING_TOPIC_PREFIX
 from pamlive.array.bearing import BearingResult, HeadingAt
 from pamlive.array.heading import HeadingTrack
-from pamlive.array.settings import parse_array
+from pamlive.array.settings import ArraySettings
 from pamlive.array.worker import ArrayStage, bearing_body
 from pamlive.buffers import RingBuffer
 from pamlive.detection import Detection
@@ -28,12 +28,11 @@ class _Source(Protocol):
     channels: int
 
 
-def open_array_stage(table: dict[str, Any] | None, ring: RingBuffer, bus: _Bus,
+def open_array_stage(settings: ArraySettings | None, ring: RingBuffer, bus: _Bus,
                      source: _Source, station: str, nmea_source: object | None
                      ) -> ArrayStage | None:
     """The stage for ``[array]`` (None without the section); checks the channel count and
     the heading source now, before capture starts."""
-    settings = parse_array(table)
     if settings is None:
         return None
     heading_at: HeadingAt | None = None

@@ -1,31 +1,37 @@
 """A validated transform chain: a streaming resampler plus per-segment transforms.
 
-The chain splits in two: ``load_audio`` runs on the continuous stream
-(:class:`~pamlive.dsp.resample.StreamResampler`, state carried across blocks, so live
-and offline give the model identical samples); every other transform runs on each
-segment (:meth:`TransformChain.apply`), as PAMGuard does. :meth:`TransformChain.stream`
-runs the transforms that allow it (filters, framing, per-frame spectrum transforms) on
-the continuous stream instead, block by block.
+``load_audio`` runs on the continuous stream (:class:`~pamlive.dsp.resample.StreamResampler`,
+state carried across blocks, so live and offline give the model identical samples); the
+other transforms define what each segment (window) becomes, as PAMGuard runs them
+(:meth:`TransformChain.apply`). The compiled steps split in two stages:
+
+* the **frame stage** (:attr:`TransformChain.frame_steps`): the spectrogram (with what it
+  fuses) and the per-frame spectrum transforms after it. A frame's values depend only on
+  its own samples, so a stream of windows can compute each frame once
+  (:mod:`pamlive.dsp.stream`);
+* the **window stage** (:attr:`TransformChain.window_steps`): everything after the first
+  transform that needs the whole window (normalisations over the window, tonal-noise
+  removal, resizing), applied per window once its frames are assembled.
+
+A chain with a waveform transform before its spectrogram (a filter run from rest in each
+segment, a segment normalisation) has no frame stage: every step is per window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import numpy as np
 
 from pamlive.dsp import spectrogram as sg
-from pamlive.dsp.features import Features, number
+from pamlive.dsp.features import Features, number, positive_int
 from pamlive.dsp.resample import StreamResampler
 from pamlive.dsp.spectra import VALUE_MAPS, ValueMap, interp_plan
 from pamlive.dsp.transforms import REGISTRY, REQUIRED
 from pamlive.dsp.wave import filter_sos
 from pamlive.errors import TransformError
-
-if TYPE_CHECKING:
-    from pamlive.dsp.stream import ChainStream
 
 _STAGE_RANK = {"load": 0, "wave": 1, "stft": 2, "spec": 3}
 
@@ -114,7 +120,7 @@ class Step:
 
     def __init__(self, spec: TransformSpec, params: dict[str, Any]) -> None:
         tdef = REGISTRY[spec.name]
-        self.specs = (spec,)
+        self.specs: tuple[TransformSpec, ...] = (spec,)
         self.streams = tdef.streams(params)
         self._func, self.params = tdef.func, params
 
@@ -167,7 +173,7 @@ class SpectrumStep(Step):
 
     def absorb(self, spec: TransformSpec, params: dict[str, Any]) -> bool:
         """Fold a per-value transform that follows into the value map, if it can be."""
-        build = VALUE_MAPS.get(spec.name)
+        build = cast(Callable[..., ValueMap | None] | None, VALUE_MAPS.get(spec.name))
         later = build(**params) if build else None
         if later is not None and self.finish is not None:
             later = self.finish.then(later)
@@ -186,7 +192,10 @@ class SpectrumStep(Step):
     def frames(self, x: np.ndarray, first: int, count: int, offset: int = 0) -> np.ndarray:
         """Frames ``first .. first+count-1`` of the rows of ``x``; ``x[:, 0]`` is sample
         ``offset`` of the segment (or stream)."""
-        starts = self.plan.starts(first, count) - offset
+        return self.frames_at(x, self.plan.starts(first, count) - offset)
+
+    def frames_at(self, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The frames starting at samples ``starts`` of the rows of ``x``: (rows, F, bins)."""
         return sg.magnitude_frames(
             x, self.plan, starts, self.lo, self.weight, self.pre_emphasis, self.finish
         )
@@ -194,6 +203,17 @@ class SpectrumStep(Step):
     def run(self, f: Features) -> Features:
         data = self.frames(f.data, 0, self.frame_count(f.data.shape[1]))
         return Features(data, f.sample_rate, self.freqs)
+
+
+def _split_stages(steps: list[Step]) -> tuple[list[Step], list[Step]]:
+    """(frame stage, window stage): the spectrogram and the per-frame transforms that
+    follow it, if the spectrogram comes first; the rest runs per window."""
+    if not steps or not isinstance(steps[0], SpectrumStep):
+        return [], list(steps)
+    n = 1
+    while n < len(steps) and steps[n].streams:
+        n += 1
+    return steps[:n], steps[n:]
 
 
 class TransformChain:
@@ -214,10 +234,9 @@ class TransformChain:
         if len(loads) != 1:
             raise TransformError("a chain needs exactly one load_audio transform (its rate)")
         sr = params[loads[0]]["sr"]
-        if isinstance(sr, bool) or not isinstance(sr, int | float) or sr <= 0 or sr != int(sr):
-            raise TransformError(f"load_audio: sr must be a positive whole number, got {sr!r}")
-        self.sample_rate = int(sr)
+        self.sample_rate = positive_int("load_audio", "sr", sr)
         self.steps = self._compile(params)
+        self.frame_steps, self.window_steps = _split_stages(self.steps)
 
     def _compile(self, params: list[dict[str, Any]]) -> list[Step]:
         steps: list[Step] = []
@@ -245,7 +264,8 @@ class TransformChain:
                 continue
             if tdef.stage == "spec" and not stft_seen:
                 raise TransformError(f"{spec.name} needs a spectrogram before it in the chain")
-            if isinstance(steps[-1] if steps else None, SpectrumStep) and steps[-1].absorb(spec, p):
+            last = steps[-1] if steps else None
+            if isinstance(last, SpectrumStep) and last.absorb(spec, p):
                 i += 1
                 continue
             if spec.name == "filter_wav":  # design now: bad cut-offs fail before any work
@@ -257,12 +277,6 @@ class TransformChain:
     def resampler(self, input_rate: int, channels: int) -> StreamResampler:
         """The stateful stream stage from the input rate to :attr:`sample_rate`."""
         return StreamResampler(int(input_rate), self.sample_rate, channels)
-
-    def stream(self, input_rate: int, channels: int) -> ChainStream:
-        """Block-by-block processor of the streamable transforms (see :mod:`.stream`)."""
-        from pamlive.dsp.stream import ChainStream
-
-        return ChainStream(self, int(input_rate), int(channels))
 
     def apply(self, segments: np.ndarray) -> np.ndarray:
         """Run the per-segment transforms on ``(n, samples)`` at :attr:`sample_rate`."""

@@ -43,8 +43,14 @@ def require_wave(f: Features, name: str) -> None:
         raise TransformError(f"{name} works on the waveform; it cannot follow a spectrogram")
 
 
+def _whole(value: Any) -> bool:
+    """A finite number with no fraction (not a bool)."""
+    return (not isinstance(value, bool) and isinstance(value, int | float)
+            and math.isfinite(value) and value == int(value))
+
+
 def positive_int(name: str, param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if not _whole(value):
         raise TransformError(f"{name}: {param} must be a whole number, got {value!r}")
     if int(value) <= 0:
         raise TransformError(f"{name}: {param} must be positive, got {value!r}")

@@ -1,173 +1,201 @@
-"""The transform chain run on a continuous stream, block by block.
+"""A chain over a stream of hop-spaced windows: every frame computed once.
 
-Stream stage (state carried across blocks): ``load_audio`` / ``load_audio_scipy``
-(polyphase resampler), ``pre_emph`` and ``filter_wav`` (filter state), ``spectrogram`` /
-``spectrogramketos`` (frames that span block boundaries), ``freq_compression`` and every
-per-frame spectrum transform (``freq_trim``, ``norm_row_sum``, ``amplitude_to_decibel``,
-``spec_log10``, ``clamp``, ``normalize``). The stream stage stops at the first transform
-that needs a whole segment (``trim``, ``normalize_wav``, ``normalize_min_max``,
-``normalisestd``, ``reduce_tonal_noise*``, ``spec_resize``, ``norm_row_sum`` with
-``pamguard_exact``); those run per segment in :meth:`ChainStream.finish_segment`.
+Running the chain on each window recomputes each spectrogram frame ``segment / hop``
+times. :class:`WindowFeatures` computes the chain's frame stage
+(:attr:`~pamlive.dsp.chain.TransformChain.frame_steps`) once per frame of the continuous
+stream (:class:`FrameStream`), assembles each window from those frames, and applies the
+window stage (:attr:`~pamlive.dsp.chain.TransformChain.window_steps`) per window.
 
-Concatenating what :meth:`ChainStream.process` returns for any split of a signal into
-blocks, plus :meth:`ChainStream.flush`, gives the same numbers as running the chain
-offline on the whole (resampled) signal as one segment.
+The numbers are those of :meth:`TransformChain.apply` on each window, bit for bit. A
+window's frame ``j`` starts at ``W + starts(j)``; it is the stream frame
+``W / hop + j`` when the window starts on the frame grid, except for
+
+* the frames that run past the window's end (zero padded in the window: its own), and
+* frame 0 when it differs from the stream's frame at the same place: with a fused
+  pre-emphasis (``x[-1] = 0`` at a window's start) and with jpamutils' late framing
+  (stream frames ``k >= 1`` start one sample late);
+
+those "edge" frames are computed per window, from the window's samples. Windows off the
+grid (a window hop that is not a multiple of the frame hop, the last window aligned to
+the end of the stream) and chains without a frame stage run the whole chain per window.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from pamlive.dsp.chain import SpectrumStep, Step, TransformSpec
+from pamlive.dsp.chain import SpectrumStep, Step, TransformChain
 from pamlive.dsp.features import Features
-from pamlive.dsp.wave import filter_sos, sos_filter
-from pamlive.errors import TransformError
 
-if TYPE_CHECKING:
-    from pamlive.dsp.chain import TransformChain
+HOP_ADJUST = 0.01  # a window hop moves by at most 1 % onto the spectrogram's frame grid
 
 
-class _PreEmphasis:
-    """``y[n] = x[n] - a x[n-1]`` with ``x[n-1]`` kept from the previous block."""
-
-    def __init__(self, factor: float, channels: int) -> None:
-        self.a = float(factor)
-        self.last = np.zeros((channels, 1))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[1] == 0:
-            return x
-        prev = np.concatenate([self.last, x[:, :-1]], axis=1)
-        self.last = x[:, -1:].copy()
-        return x - self.a * prev
+def frame_aligned_hop(chain: TransformChain, hop: int) -> int:
+    """``hop`` (samples at the chain's rate) as a whole number of spectrogram hops when
+    that moves it by at most :data:`HOP_ADJUST`, so that windows share frames (a 0.25 s
+    hop at 250 kHz with 128-sample frames becomes 0.249856 s); otherwise ``hop``."""
+    spectrum = chain.frame_steps[0] if chain.frame_steps else None
+    if not isinstance(spectrum, SpectrumStep):
+        return hop
+    aligned = max(1, round(hop / spectrum.plan.hop)) * spectrum.plan.hop
+    return aligned if abs(aligned - hop) <= HOP_ADJUST * hop else hop
 
 
-class _SosFilter:
-    """Causal IIR with its state carried from block to block (``sosfilt`` with ``zi``)."""
+class FrameStream:
+    """The frame stage on one continuous multichannel stream at the chain's rate.
 
-    def __init__(self, sos: np.ndarray, channels: int) -> None:
-        self.sos = sos
-        self.zi = np.zeros((sos.shape[0], 2, channels))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[1] == 0:
-            return x
-        y, self.zi = sos_filter(self.sos, x, self.zi)
-        return y
-
-
-class _Framer:
-    """Keeps the samples the next frames need; emits each frame once it is complete."""
-
-    def __init__(self, step: SpectrumStep, channels: int) -> None:
-        self.step = step
-        self.buffer = np.zeros((channels, 0), np.float32)  # widened by float64 input
-        self.buffer_start = 0  # stream index of buffer[:, 0]
-        self.n_samples = 0  # samples received
-        self.next_frame = 0
-
-    def _emit(self, count: int) -> np.ndarray:
-        out = self.step.frames(self.buffer, self.next_frame, count, self.buffer_start)
-        self.next_frame += count
-        keep_from = int(self.step.plan.starts(self.next_frame, 1)[0])
-        if self.step.pre_emphasis:  # a fused pre-emphasis reads the sample before a frame
-            keep_from -= 1
-        drop = min(max(keep_from - self.buffer_start, 0), self.buffer.shape[1])
-        self.buffer = self.buffer[:, drop:]
-        self.buffer_start += drop
-        return out
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.buffer = np.concatenate([self.buffer, x], axis=1)
-        self.n_samples += x.shape[1]
-        return self._emit(self._count_ready())
-
-    def _count_ready(self) -> int:
-        complete = self.step.plan.frames_within(self.n_samples)
-        if self.step.fixed_frames is not None:  # spectrogramketos: a fixed frame count
-            complete = min(complete, self.step.fixed_frames)
-        return max(complete - self.next_frame, 0)
-
-    def flush(self) -> np.ndarray:
-        """The remaining frames of the segment rule, zero padded past the end."""
-        total = self.step.frame_count(self.n_samples)
-        return self._emit(max(total - self.next_frame, 0))
-
-
-class ChainStream:
-    """The stream stage of a chain for one multichannel stream.
-
-    ``process(block)`` takes ``(samples, channels)`` at the input rate and returns what
-    is complete: ``(channels, samples)`` waveforms, or ``(channels, frames, bins)``
-    spectra when the stream stage reaches the spectrogram. ``flush()`` ends the stream.
+    ``push`` takes ``(channels, samples)``; :meth:`update` computes every frame they
+    complete (frame ``k`` starts at ``plan.starts(k)``), in one batch however many blocks
+    came since; the frames stay until :meth:`release`.
     """
 
-    def __init__(self, chain: TransformChain, input_rate: int, channels: int) -> None:
-        self.chain, self.channels = chain, channels
-        self.resampler = chain.resampler(input_rate, channels)
-        self._wave: list[_PreEmphasis | _SosFilter] = []
-        self._framer: _Framer | None = None
-        self._spec_steps: list[Step] = []
-        steps = list(chain.steps)
-        while steps and steps[0].streams:
-            step = steps.pop(0)
-            if isinstance(step, SpectrumStep):
-                self._framer = _Framer(step, channels)
-            elif self._framer is not None:
-                self._spec_steps.append(step)
-            else:
-                self._wave.append(self._wave_processor(step))
-        self.segment_steps: list[Step] = steps
-        self.freqs = self._framer.step.freqs if self._framer else None
-        for step in self._spec_steps:
-            self.freqs = step.run(self._probe()).freqs
+    def __init__(self, steps: list[Step], channels: int, sample_rate: float) -> None:
+        spectrum = steps[0]
+        assert isinstance(spectrum, SpectrumStep)
+        self.spectrum, self.per_frame = spectrum, steps[1:]
+        self.sample_rate = float(sample_rate)
+        probe = self.finish(np.zeros((1, 1, spectrum.freqs.size), np.float32))
+        self.freqs, bins = probe.freqs, probe.data.shape[-1]
+        self._samples = np.zeros((channels, 0), np.float32)
+        self._samples_start = 0  # stream index of _samples[:, 0]
+        self._pending: list[np.ndarray] = []  # blocks pushed since the last update
+        self._received = 0
+        self.frames = np.zeros((channels, 0, bins), np.float32)
+        self.first = 0  # stream frame index of frames[:, 0]
+        self.computed = 0  # frames computed (per channel)
+
+    def finish(self, frames: np.ndarray) -> Features:
+        """The per-frame transforms after the spectrogram, on ``(n, frames, bins)``."""
+        f = Features(frames, self.sample_rate, self.spectrum.freqs)
+        for step in self.per_frame:
+            f = step.run(f)
+        return f
 
     @property
-    def segment_specs(self) -> list[TransformSpec]:
-        """The transforms left for :meth:`finish_segment` (they need whole segments)."""
-        return [s for step in self.segment_steps for s in step.specs]
+    def end(self) -> int:
+        """One past the last frame computed."""
+        return self.first + self.frames.shape[1]
 
-    def _probe(self) -> Features:
-        return Features(
-            np.zeros((1, 1, self.freqs.size), np.float32), float(self.chain.sample_rate), self.freqs
-        )
+    def push(self, samples: np.ndarray) -> None:
+        self._pending.append(samples)
+        self._received += samples.shape[1]
 
-    def _wave_processor(self, step: Step) -> _PreEmphasis | _SosFilter:
-        spec = step.specs[0]
-        params = step.params
-        if spec.name == "pre_emph":
-            return _PreEmphasis(params["pre_empf_factor"], self.channels)
-        if spec.name == "filter_wav":
-            return _SosFilter(filter_sos(self.chain.sample_rate, **params), self.channels)
-        raise TransformError(f"transform '{spec.name}' cannot run on a stream")
+    def update(self) -> None:
+        plan = self.spectrum.plan
+        count = plan.frames_within(self._received) - self.end
+        if count <= 0:
+            return
+        self._samples = np.concatenate([self._samples, *self._pending], axis=1)
+        self._pending = []
+        starts = plan.starts(self.end, count) - self._samples_start
+        new = self.finish(self.spectrum.frames_at(self._samples, starts)).data
+        self.frames = np.concatenate([self.frames, new], axis=1)
+        self.computed += count
+        # the next frame reads from its start (one sample before it with a pre-emphasis)
+        keep_from = int(plan.starts(self.end, 1)[0]) - 1
+        drop = min(max(keep_from - self._samples_start, 0), self._samples.shape[1])
+        self._samples = self._samples[:, drop:]
+        self._samples_start += drop
 
-    def _after_resampler(self, y: np.ndarray, final: bool) -> np.ndarray:
-        x = y.T  # (channels, samples); the framer reads float32 as is (exact)
-        if self._wave:
-            x = np.asarray(x, dtype=np.float64)
-        for proc in self._wave:
-            x = proc(x)
-        if self._framer is None:
-            return x.astype(np.float32)
-        frames = self._framer(x)
-        if final:
-            frames = np.concatenate([frames, self._framer.flush()], axis=1)
-        return self._spec_stage(frames)
+    def release(self, before: int) -> None:
+        """Forget the frames before stream frame ``before``."""
+        drop = min(max(before - self.first, 0), self.frames.shape[1])
+        self.frames = self.frames[:, drop:]
+        self.first += drop
 
-    def _spec_stage(self, frames: np.ndarray) -> np.ndarray:
-        f = Features(frames, float(self.chain.sample_rate), self._framer.step.freqs)
-        for step in self._spec_steps:
-            f = step.run(f)
-        return np.ascontiguousarray(f.data, dtype=np.float32)
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        return self._after_resampler(self.resampler.process(block), final=False)
+class WindowFeatures:
+    """The chain's output for windows of ``segment`` samples cut every ``hop`` samples
+    (both at the chain's rate) from one stream; feed the stream with :meth:`push`."""
 
-    def flush(self) -> np.ndarray:
-        return self._after_resampler(self.resampler.flush(), final=True)
+    def __init__(self, chain: TransformChain, channels: int, segment: int, hop: int) -> None:
+        self.chain, self.channels, self.segment = chain, channels, segment
+        self.stream: FrameStream | None = None
+        self.computed_per_window = 0  # frames computed for single windows (per channel)
+        spectrum = chain.frame_steps[0] if chain.frame_steps else None
+        if not isinstance(spectrum, SpectrumStep) or hop % spectrum.plan.hop:
+            return
+        self.stream = FrameStream(chain.frame_steps, channels, chain.sample_rate)
+        self.spectrum, self.frame_hop = spectrum, spectrum.plan.hop
+        self.n_frames = spectrum.frame_count(segment)
+        starts = spectrum.plan.starts(0, self.n_frames)
+        own = starts + spectrum.plan.fft > segment  # zero padded past the window's end
+        own[0] |= spectrum.pre_emphasis != 0.0 or spectrum.plan.late_frames
+        shared = np.flatnonzero(~own)  # a run: the head frame and the tail frames are own
+        self.shared = slice(int(shared[0]), int(shared[-1]) + 1) if shared.size else slice(0, 0)
+        # own frames, in two groups read from short pieces of the window: frame 0 (from
+        # the window's first sample: x[-1] = 0) and the tail (from one sample before it)
+        self.head = bool(own[0]) and not own[1:].all()  # (else frame 0 reads with the tail)
+        self.tail = np.flatnonzero(own)[1:] if self.head else np.flatnonzero(own)
+        self.tail_from = max(int(starts[self.tail].min()) - 1, 0) if self.tail.size else 0
 
-    def finish_segment(self, data: np.ndarray) -> np.ndarray:
-        """Apply the segment-stage transforms to ``(n, ...)`` cut from the stream output."""
-        return self.chain.run_steps(self.segment_steps, data, self.freqs)
+    @property
+    def frames_computed(self) -> int:
+        """Spectrogram frames computed so far, per channel (each stream frame once)."""
+        shared = self.stream.computed if self.stream is not None else 0
+        return shared + self.computed_per_window
+
+    def push(self, samples: np.ndarray) -> None:
+        """The next ``(samples, channels)`` of the stream at the chain's rate."""
+        if self.stream is not None and samples.shape[0]:
+            self.stream.push(samples.T)
+
+    def release(self, next_start: int) -> None:
+        """No window will start before stream sample ``next_start``."""
+        if self.stream is not None:
+            self.stream.release(next_start // self.frame_hop)
+
+    def windows(self, starts: list[int], buf: np.ndarray, buf_start: int) -> np.ndarray:
+        """Features ``(windows, channels, ...)`` of the windows starting at stream samples
+        ``starts``; ``buf`` ``(samples, channels)`` holds the stream from ``buf_start``."""
+        at = np.asarray(starts)
+        if self.stream is None:
+            return self._per_window(at, buf, buf_start)
+        on_grid = at % self.frame_hop == 0
+        if on_grid.all():
+            return self._from_frames(at, buf, buf_start)
+        out: np.ndarray | None = None
+        for mask, run in ((on_grid, self._from_frames), (~on_grid, self._per_window)):
+            if mask.any():
+                part = run(at[mask], buf, buf_start)
+                if out is None:
+                    out = np.empty((len(starts), *part.shape[1:]), np.float32)
+                out[mask] = part
+        assert out is not None
+        return out
+
+    def _pieces(self, at: np.ndarray, buf: np.ndarray, buf_start: int, lo: int,
+                hi: int) -> np.ndarray:
+        """Samples ``lo .. hi-1`` of each window, as rows ``(windows * channels, hi - lo)``."""
+        idx = (at - buf_start + lo)[:, None] + np.arange(hi - lo)[None, :]
+        return np.ascontiguousarray(buf[idx].transpose(0, 2, 1)).reshape(-1, hi - lo)
+
+    def _per_window(self, at: np.ndarray, buf: np.ndarray, buf_start: int) -> np.ndarray:
+        """The whole chain on each window (no frame stage, or a window off the grid)."""
+        if self.stream is not None:
+            self.computed_per_window += self.n_frames * at.size
+        out = self.chain.apply(self._pieces(at, buf, buf_start, 0, self.segment))
+        return out.reshape(at.size, self.channels, *out.shape[1:])
+
+    def _from_frames(self, at: np.ndarray, buf: np.ndarray, buf_start: int) -> np.ndarray:
+        stream, spectrum = self.stream, self.spectrum
+        assert stream is not None
+        stream.update()
+        frames = np.empty((at.size, self.channels, self.n_frames, stream.frames.shape[2]),
+                          np.float32)
+        n_shared = self.shared.stop - self.shared.start
+        for i, first in enumerate(at // self.frame_hop + self.shared.start - stream.first):
+            frames[i, :, self.shared] = stream.frames[:, first : first + n_shared]
+        if self.head:
+            x = self._pieces(at, buf, buf_start, 0, min(spectrum.plan.fft, self.segment))
+            own = stream.finish(spectrum.frames_at(x, np.zeros(1, np.int64))).data
+            frames[:, :, 0] = own.reshape(at.size, self.channels, -1)
+        if self.tail.size:
+            x = self._pieces(at, buf, buf_start, self.tail_from, self.segment)
+            starts = spectrum.plan.starts(0, self.n_frames)[self.tail] - self.tail_from
+            own = stream.finish(spectrum.frames_at(x, starts)).data
+            frames[:, :, self.tail] = own.reshape(at.size, self.channels, *own.shape[1:])
+        self.computed_per_window += (self.tail.size + self.head) * at.size
+        out = self.chain.run_steps(self.chain.window_steps,
+                                   frames.reshape(-1, *frames.shape[2:]), stream.freqs)
+        return out.reshape(at.size, self.channels, *out.shape[1:])

@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,8 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from pamlive.alerts.schema import file_stamp, utc_at_sample
-from pamlive.errors import ConfigError
-from pamlive.field.settings import require_positive
+from pamlive.config import ArchiveSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +43,6 @@ class DiskUsage(NamedTuple):
     total: int
     used: int
     free: int
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """``[archive]`` config section."""
-
-    enabled: bool = False
-    directory: str = "archive"  # relative to data_dir
-    segment_minutes: float = 60.0
-    bits: int = 24  # FLAC sample depth: 16 or 24
-    max_gb: float | None = None  # archive + clips; None: only min_free_percent applies
-    min_free_percent: float = 5.0
-    keep_clips_days: float = 30.0  # clips younger than this are never deleted
-    queue_blocks: int = 1024
-    check_s: float = 10.0  # how often the budget is checked while recording
-    recheck_s: float = 60.0  # how often a stopped archive looks for free space again
-
-    def check(self, section: str) -> None:
-        for name in ("segment_minutes", "max_gb", "queue_blocks", "check_s", "recheck_s"):
-            require_positive(getattr(self, name), f"[{section}] {name}")
-        if self.bits not in (16, 24):
-            raise ConfigError(f"[{section}] bits must be 16 or 24, got {self.bits}")
-        if not 0 <= self.min_free_percent < 100:
-            raise ConfigError(f"[{section}] min_free_percent must be in 0..100")
-        if self.keep_clips_days < 0:
-            raise ConfigError(f"[{section}] keep_clips_days must be >= 0")
 
 
 class RawArchive:

@@ -23,32 +23,11 @@ from PIL import Image, ImageDraw
 from scipy.signal import spectrogram
 
 from pamlive.alerts.schema import file_stamp
+from pamlive.config import ClipSettings
 from pamlive.detection import Detection
-from pamlive.errors import ConfigError
-from pamlive.field.settings import require_positive
 
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
 _BOX_RGB = (255, 40, 40)
-
-
-@dataclass(frozen=True)
-class ClipSettings:
-    """``[clips]`` config section."""
-
-    enabled: bool = True
-    pre_s: float = 5.0  # audio kept before the detection's first sample
-    post_s: float = 5.0  # ... and after its last
-    format: str = "flac"  # flac (24-bit) | wav (32-bit float)
-    directory: str = "clips"  # relative to the detection log's directory
-    spectrogram: bool = True
-    max_pending: int = 256  # detections waiting for their post-roll
-
-    def check(self, section: str) -> None:
-        if self.pre_s < 0 or self.post_s < 0:
-            raise ConfigError(f"[{section}] pre_s and post_s must be >= 0")
-        if self.format not in _SUBTYPE:
-            raise ConfigError(f"[{section}] format must be flac or wav, got {self.format!r}")
-        require_positive(self.max_pending, f"[{section}] max_pending")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ NMEA is parsed by ``pynmea2``.
 from __future__ import annotations
 
 import bisect
-import importlib.util
 import json
 import logging
 import math
@@ -28,8 +27,7 @@ from typing import Any
 import pynmea2
 
 from pamlive.alerts.schema import parse_utc
-from pamlive.errors import ConfigError
-from pamlive.field.settings import require_positive
+from pamlive.config import PositionSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,32 +63,6 @@ class Position:
             "interpolated": self.interpolated,
             "source": self.source,
         }
-
-
-@dataclass(frozen=True)
-class PositionSettings:
-    """``[position]`` config section."""
-
-    source: str = "none"  # none | udp | serial | gpsd
-    udp_host: str = "0.0.0.0"  # listen address for NMEA broadcasts
-    udp_port: int = 10110  # the usual NMEA-over-UDP port
-    serial_port: str = "/dev/ttyUSB0"
-    baudrate: int = 4800
-    gpsd_host: str = "127.0.0.1"
-    gpsd_port: int = 2947
-    max_fix_age_s: float = 30.0
-    max_fixes: int = 7200  # two hours at 1 Hz
-
-    def check(self, section: str) -> None:
-        if self.source not in ("none", "udp", "serial", "gpsd"):
-            raise ConfigError(f"[{section}] source must be none, udp, serial or gpsd, "
-                              f"got {self.source!r}")
-        for name in ("udp_port", "baudrate", "gpsd_port", "max_fix_age_s", "max_fixes"):
-            require_positive(getattr(self, name), f"[{section}] {name}")
-        if self.source == "serial" and importlib.util.find_spec("serial") is None:
-            # found now: later the reader thread would die and the position stay unknown
-            raise ConfigError(f"[{section}] source = 'serial' needs pyserial "
-                              "(pip install 'pamlive[gps]')")
 
 
 class PositionTrack:

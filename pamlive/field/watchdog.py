@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pamlive.errors import ConfigError
-from pamlive.field.settings import require_positive
+from pamlive.config import WatchdogSettings
 
 
 class State(enum.Enum):
@@ -40,28 +39,6 @@ class State(enum.Enum):
     def status(self) -> str:
         """The health message's ``status`` (ok | degraded | deaf): recovering is degraded."""
         return "degraded" if self is State.RECOVERING else self.value
-
-
-@dataclass(frozen=True)
-class WatchdogSettings:
-    """``[watchdog]`` config section."""
-
-    silence_floor_dbfs: float = -100.0  # RMS below this is a dead channel (dead preamp)
-    silence_s: float = 10.0  # a channel silent or digital zero this long is dead
-    stuck_s: float = 5.0  # constant or repeated-block samples this long is dead
-    no_callback_s: float = 2.0  # no audio callbacks this long: deaf
-    overflow_max: int = 3  # more overflows than this ...
-    overflow_window_s: float = 10.0  # ... within this window: degraded
-    recover_s: float = 5.0  # live input this long before announcing recovery
-    restart_initial_s: float = 1.0  # first retry delay when reopening the device ...
-    restart_max_s: float = 30.0  # ... doubling up to this
-
-    def check(self, section: str) -> None:
-        for name in ("silence_s", "stuck_s", "no_callback_s", "overflow_window_s", "recover_s",
-                     "restart_initial_s", "restart_max_s"):
-            require_positive(getattr(self, name), f"[{section}] {name}")
-        if self.overflow_max < 0:
-            raise ConfigError(f"[{section}] overflow_max must be >= 0, got {self.overflow_max}")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pamlive.checks import Range, check_value
 from pamlive.config import BUILTIN_MODEL
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.pdtf import read_pdtf
-from pamlive.errors import ModelError, PamliveError
+from pamlive.errors import ConfigError, ModelError, PamliveError
 
 METADATA_NAME = "pamlive-model.json"
 SCHEMA = "pamlive.model/1"
@@ -175,7 +176,8 @@ def _from_metadata(meta_path: Path, onnx_path: Path, shown: Path) -> ModelPackag
         if doc.get("schema") != SCHEMA:
             raise ValueError(f"schema must be {SCHEMA!r}, got {doc.get('schema')!r}")
         classes = [str(c) for c in doc["class_names"]]
-        thresholds = {str(k): float(v) for k, v in doc["thresholds"].items()}
+        thresholds = {str(k): _number(f"thresholds.{k}", _THRESHOLD, v)
+                      for k, v in doc["thresholds"].items()}
         binary = {str(k): bool(v) for k, v in doc["binary"].items()}
         for table, name in ((thresholds, "thresholds"), (binary, "binary")):
             if set(table) != set(classes):
@@ -184,6 +186,9 @@ def _from_metadata(meta_path: Path, onnx_path: Path, shown: Path) -> ModelPackag
         if activation not in ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {ACTIVATIONS}")
         fr = doc.get("freq_range")
+        if fr is not None:
+            fr = _number("freq_range", tuple[float, float], fr)
+        segment_s, sample_rate = _window(doc["segment_s"], doc["sample_rate"])
         return ModelPackage(
             path=shown,
             onnx_path=onnx_path,
@@ -193,18 +198,45 @@ def _from_metadata(meta_path: Path, onnx_path: Path, shown: Path) -> ModelPackag
             class_names=classes,
             thresholds=thresholds,
             binary=binary,
-            segment_s=float(doc["segment_s"]),
-            sample_rate=int(doc["sample_rate"]),
+            segment_s=segment_s,
+            sample_rate=sample_rate,
             transforms=[TransformSpec(t["name"], dict(t.get("params", {})))
                         for t in doc["transforms"]],
             input_shape=doc.get("input_shape"),
             output_activation=activation,
-            freq_range=(float(fr[0]), float(fr[1])) if fr else None,
+            freq_range=fr,
             extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS},
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         missing = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelError(f"{meta_path}: invalid model metadata: {missing}") from None
+
+
+_THRESHOLD = Annotated[float, Range(ge=0, le=1)]
+_SEGMENT_S = Annotated[float, Range(gt=0, le=600, unit=" s")]
+_SAMPLE_RATE = Annotated[float, Range(ge=1, le=384000, unit=" Hz")]
+MAX_SEGMENT_SAMPLES = 1 << 24  # 64 MB of float32 per channel and window
+
+
+def _number(name: str, tp: Any, value: Any) -> Any:
+    """``value`` checked by the config checker (a JSON number, finite, in range)."""
+    try:
+        return check_value(tp, value, name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _window(segment_s: Any, sample_rate: Any) -> tuple[float, int]:
+    """The window length and rate, refused before any buffer is sized by them."""
+    seconds = _number("segment_s", _SEGMENT_S, segment_s)
+    rate = _number("sample_rate", _SAMPLE_RATE, sample_rate)
+    if rate != int(rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {rate:g}")
+    samples = round(seconds * rate)
+    if not 1 <= samples <= MAX_SEGMENT_SAMPLES:
+        raise ValueError(f"segment_s x sample_rate = {samples} samples per window, must be "
+                         f"1..{MAX_SEGMENT_SAMPLES}")
+    return seconds, int(rate)
 
 
 _KNOWN_KEYS = {"schema", "name", "version", "description", "class_names", "thresholds", "binary",
@@ -234,6 +266,10 @@ def _from_pdtf(pdtf: Path, onnx_path: Path, shown: Path) -> ModelPackage:
     if not loads or "sr" not in loads[0].params:
         raise ModelError(f"{pdtf}: no load_audio transform giving the sample rate")
     fr = [t for t in meta.transforms if t.name in ("freq_compression", "freq_trim")]
+    try:
+        segment_s, sample_rate = _window(meta.segment_ms / 1000.0, loads[0].params["sr"])
+    except ValueError as exc:
+        raise ModelError(f"{pdtf}: {exc}") from None
     positive = {c: i > 0 for i, c in enumerate(meta.class_names)}
     transforms = pamguard_transforms(meta.transforms)
     return ModelPackage(
@@ -245,8 +281,8 @@ def _from_pdtf(pdtf: Path, onnx_path: Path, shown: Path) -> ModelPackage:
         class_names=meta.class_names,
         thresholds={c: (0.5 if pos else 1.0) for c, pos in positive.items()},
         binary=positive,
-        segment_s=meta.segment_ms / 1000.0,
-        sample_rate=int(loads[0].params["sr"]),
+        segment_s=segment_s,
+        sample_rate=sample_rate,
         transforms=transforms,
         input_shape=meta.input_shape,
         freq_range=(float(fr[0].params["fmin"]), float(fr[0].params["fmax"])) if fr else None,
