@@ -94,9 +94,6 @@ class MemberConfig(Section):
             raise ConfigError("[[model.members]] needs path")
 
 
-FUSION_RULES = ("mean", "all", "k_of_n")
-
-
 @dataclass(frozen=True)
 class FusionConfig(Section):
     """``[model.fusion] <class> = { rule = ..., threshold = ..., k = ... }``."""

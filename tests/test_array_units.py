@@ -83,8 +83,8 @@ def test_array_section_is_checked_when_the_config_loads(tmp_path: Path) -> None:
         load_config(path)
     path.write_text("[array]\npositions = [[0, 0], [0, -100, 2.5]]\n", encoding="utf-8")
     cfg = load_config(path)
-    settings = parse_array(cfg.extra["array"])
-    assert settings is not None and settings.positions[1] == (0.0, -100.0, 2.5)
+    settings = cfg.array
+    assert settings is not None and settings.positions[1] == [0.0, -100.0, 2.5]
 
 
 def test_k_of_n_rule_counts_what_it_refuses() -> None:
@@ -270,8 +270,9 @@ def test_heading_arrives_through_the_position_feed_over_udp() -> None:
 
     table = {"positions": SQUARE, "heading_source": "nmea"}
     with pytest.raises(ConfigError, match="needs an NMEA"):
-        open_array_stage(table, RingBuffer(4, 100), _Bus(), _Source(), "st", None)
-    stage = open_array_stage(table, RingBuffer(4, 100), _Bus(), _Source(), "st", source)
+        open_array_stage(parse_array(table), RingBuffer(4, 100), _Bus(), _Source(), "st", None)
+    stage = open_array_stage(parse_array(table), RingBuffer(4, 100), _Bus(), _Source(), "st",
+                             source)
     assert stage is not None
     source.start()
     try:

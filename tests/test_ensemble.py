@@ -279,7 +279,7 @@ def test_an_ensemble_of_one_detects_like_the_model_alone(shared_dir: Path,
 def test_bad_ensembles_are_one_line_errors(tonal_package: Path, tmp_path: Path) -> None:
     cases = {
         '{ rule = "k_of_n", k = 3 }': "k must be 1..2",
-        '{ rule = "vote" }': "rule must be one of mean, all, k_of_n",
+        '{ rule = "vote" }': "rule must be mean, all or k_of_n",
         '{ rule = "all", k = 1 }': "k goes with rule = 'k_of_n'",
     }
     for fusion, message in cases.items():
