@@ -31,7 +31,10 @@ MODELS = {
     "ketos-narw": "models/ketos-narw/narw.kt",
     "ketos-kw": "models/ketos-killer-whale/hallo-kw-det_v1.ktpb",
     "koogu-bw": "models/koogu-blue-whale-24/blue_whale_24.kgu",
+    "koogu-narw": "models/koogu-narw/koogu_narw_model",
 }
+# what the command line must add: the Koogu right whale model stores no sample rate
+OPTIONS = {"koogu-narw": {"sample_rate": 1000}}
 PARITY_ATOL = 1e-5  # scores are probabilities: float32 round-off only
 NARW_DIR = "data/narw-dclde2013/train"
 TUTORIAL = "data/pamguard-tutorial/PAM_20010327_091800.wav"
@@ -45,7 +48,7 @@ def imported(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     def get(key: str) -> tuple[ImportedModel, Path]:
         if key not in cache:
             work = tmp_path_factory.mktemp(f"work-{key}")
-            model = convert(shared_dir / MODELS[key], work, name=key.split("-")[-1])
+            model = convert(shared_dir / MODELS[key], work, name=key, **OPTIONS.get(key, {}))
             package = write_package(model, tmp_path_factory.mktemp("pkg") / key)
             cache[key] = (model, package)
         return cache[key]
@@ -93,8 +96,9 @@ def test_onnx_matches_original_framework(imported, shared_dir: Path, key: str) -
 def test_package_metadata(imported) -> None:
     _, package = imported("ketos-narw")
     loaded = load_model_package(package)
-    assert loaded.class_names == ["background", "narw"]
-    assert loaded.binary == {"background": False, "narw": True}
+    # Ketos stores no class names: the output indices, never the file name
+    assert loaded.class_names == ["class_0", "class_1"]
+    assert loaded.binary == {"class_0": False, "class_1": True}
     assert loaded.sample_rate == 1000
     assert loaded.output_activation == "none"  # Ketos' ResNet ends in a softmax
     assert loaded.input_shape == [-1, 94, 129, 1]
@@ -103,6 +107,41 @@ def test_package_metadata(imported) -> None:
     bw = load_model_package(imported("koogu-bw")[1])
     assert bw.binary == {"Blue whale": True, "Noise": False}
     assert bw.segment_s == 4.5 and bw.sample_rate == 250
+    narw = load_model_package(imported("koogu-narw")[1])  # classes from assets/
+    assert narw.class_names == ["NARW", "Other"]
+    assert narw.binary == {"NARW": True, "Other": False}
+    assert narw.segment_s == 2.25 and narw.sample_rate == 1000
+    assert narw.input_shape == [-1, 2250]
+    assert [t.name for t in narw.transforms] == ["load_audio"]  # the rest is in the graph
+
+
+def test_koogu_narw_parity_on_its_test_clips_and_real_recordings(imported, shared_dir: Path
+                                                                 ) -> None:
+    """The Koogu right whale model (raw audio in, spectrogram inside the graph): the two
+    clips its author ships, and every 0.5 s window of two real DCLDE recordings of
+    different days, through TensorFlow (the SavedModel as saved) and the ONNX package."""
+    import json
+
+    model, _ = imported("koogu-narw")
+    clips = np.asarray(json.loads((shared_dir / "models/koogu-narw/test_audio_samples.json"
+                                   ).read_text()), np.float32)
+    ref, got = model.reference(clips), run_onnx(model.onnx_model, clips)
+    diff = float(np.abs(ref - got).max())
+    print(f"koogu-narw test clips: TF NARW {ref[:, 0]}, ONNX {got[:, 0]}, max diff {diff:.1e}")
+    assert diff < PARITY_ATOL
+    # one clip is an upcall, the other not: the scores are decisive either way
+    assert sorted(np.round(got[:, 0])) == [0.0, 1.0]
+    for wav in ("train/narw/NOPP6_EST_20090328_000000.wav",
+                "unlabelled/NOPP6_EST_20090329_121500.wav"):
+        x = _audio(shared_dir / "data/narw-dclde2013" / wav, 1000)
+        windows = _segments(x, np.arange(0, x.size - 2250, 500), 2250)
+        ref = np.concatenate([model.reference(b) for b in np.array_split(windows, 16)])
+        got = np.concatenate([run_onnx(model.onnx_model, b) for b in np.array_split(windows, 16)])
+        diff = float(np.abs(ref - got).max())
+        print(f"koogu-narw {Path(wav).name}: {len(windows)} windows, max |TF - ONNX| = "
+              f"{diff:.1e}, {(ref[:, 0] >= 0.5).sum()} windows >= 0.5")
+        assert diff < PARITY_ATOL
+        assert (ref[:, 0] >= 0.5).any()  # real upcalls, not a flat score
 
 
 class _SavedModelWeights:

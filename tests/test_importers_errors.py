@@ -237,3 +237,27 @@ def test_ketos_chain_shape_is_the_model_input(fmin: float, fmax: float) -> None:
     assert rep.shape[0] == 94  # ceil(3.0 s / 32 ms)
     width = 1000 / 256
     assert rep.shape[1] == sum(fmin <= k * width <= fmax for k in range(129))
+
+
+def test_koogu_savedmodel_without_rate_asks_for_it(shared_dir: Path, tmp_path: Path) -> None:
+    """Koogu's right whale model has no assets/audio_settings.json: no rate is guessed."""
+    _fails(shared_dir / "models/koogu-narw/koogu_narw_model", tmp_path / "pkg",
+           "no sample rate", "--sample-rate")
+
+
+def test_koogu_savedmodel_rate_must_agree_with_its_settings(shared_dir: Path,
+                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "koogu"
+    shutil.copytree(shared_dir / "models/koogu-narw/koogu_narw_model", folder)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # ../shared is read-only
+    (folder / "assets/audio_settings.json").write_text(json.dumps({"desired_fs": 1000}))
+    with pytest.raises(ModelError, match="contradicts"):
+        import_model(folder, tmp_path / "pkg", sample_rate=2000)
+
+
+def test_wrong_number_of_class_names(shared_dir: Path, tmp_path: Path) -> None:
+    folder = _generic_dir(shared_dir, tmp_path)
+    with pytest.raises(ModelError, match="3 class names given for a model with 2 outputs"):
+        import_model(folder, tmp_path / "pkg", classes=["a", "b", "c"])
+    assert not (tmp_path / "pkg").exists()

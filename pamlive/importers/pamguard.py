@@ -9,7 +9,7 @@ package runs the chain PAMGuard runs.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,41 +20,37 @@ from pamlive.dsp.pdtf import PamguardMetadata, read_pdtf
 from pamlive.errors import ModelError, PamliveError, first_line
 from pamlive.importers import tfconvert
 from pamlive.importers.archive import find_pdtf, require_file, unpack
-from pamlive.importers.model import ImportedModel
+from pamlive.importers.model import ImportedModel, ImportOptions, class_names
 from pamlive.inference.package import pamguard_transforms
 
 # Koogu's SavedModel signature that takes the raw waveform, as PAMGuard feeds it
 KOOGU_SIGNATURE = "with_transformation"
 
 
-def import_koogu(source: Path, work: Path, name: str, classes: Sequence[str] | None
-                 ) -> ImportedModel:
+def import_koogu(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
     root = unpack(source, work)
     meta = _metadata(require_file(root, "audio_repr_pg.json", source, "metadata file"), source)
     require_file(root, "saved_model.pb", source, "SavedModel")
-    return _tf_model(source, root, KOOGU_SIGNATURE, meta, name, classes,
-                     "koogu .kgu (SavedModel)")
+    return _tf_model(source, root, KOOGU_SIGNATURE, meta, options, "koogu .kgu (SavedModel)")
 
 
-def import_tf_generic(source: Path, work: Path, name: str, classes: Sequence[str] | None
-                      ) -> ImportedModel:
+def import_tf_generic(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
     folder = source if source.is_dir() else source.parent
     meta = _metadata(find_pdtf(folder), source)
-    return _tf_model(source, folder, None, meta, name, classes,
+    return _tf_model(source, folder, None, meta, options,
                      "PAMGuard generic model (TensorFlow SavedModel)")
 
 
-def import_torch_generic(source: Path, work: Path, name: str, classes: Sequence[str] | None
-                         ) -> ImportedModel:
+def import_torch_generic(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
     meta = _metadata(find_pdtf(source), source)
     sr, segment_s, shape = _chain_facts(meta, source)
     onnx_model, reference = _torchscript_to_onnx(source, work, shape)
-    return _imported(source, meta, name, classes, sr, segment_s, shape, onnx_model, reference,
+    return _imported(source, meta, options, sr, segment_s, shape, onnx_model, reference,
                      "PAMGuard generic model (TorchScript)")
 
 
 def _tf_model(source: Path, saved_model: Path, signature: str | None, meta: PamguardMetadata,
-              name: str, classes: Sequence[str] | None, fmt: str) -> ImportedModel:
+              options: ImportOptions, fmt: str) -> ImportedModel:
     sr, segment_s, shape = _chain_facts(meta, source)
     try:
         original, shape = tfconvert.saved_model_graph(str(saved_model), signature, shape)
@@ -62,21 +58,21 @@ def _tf_model(source: Path, saved_model: Path, signature: str | None, meta: Pamg
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
     # the reference is the graph as saved, before the power-spectrum rewrite
-    return _imported(source, meta, name, classes, sr, segment_s, shape, onnx_model,
+    return _imported(source, meta, options, sr, segment_s, shape, onnx_model,
                      tfconvert.graph_runner(original), fmt)
 
 
-def _imported(source: Path, meta: PamguardMetadata, name: str, classes: Sequence[str] | None,
-              sr: int, segment_s: float, shape: list[int], onnx_model: bytes,
+def _imported(source: Path, meta: PamguardMetadata, options: ImportOptions, sr: int,
+              segment_s: float, shape: list[int], onnx_model: bytes,
               reference: Callable[[np.ndarray], np.ndarray], fmt: str) -> ImportedModel:
-    names = list(classes) if classes else list(meta.class_names)
-    if not names:
+    own = list(meta.class_names) or list(options.classes or [])
+    if not own:
         raise ModelError(f"{source}: the metadata names no classes (class_info.name_class); "
                          "give them with --classes")
     return ImportedModel(
-        name=name,
+        name=options.name,
         description=meta.description or f"{fmt} {source.name}",
-        class_names=names,
+        class_names=class_names(options.classes, own, source),
         segment_s=segment_s,
         sample_rate=sr,
         transforms=meta.transforms,
