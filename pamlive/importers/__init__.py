@@ -36,7 +36,9 @@ def _importer(kind: str) -> Importer:
 
     return {archive.KOOGU: pamguard.import_koogu,
             archive.PAMGUARD_TF: pamguard.import_tf_generic,
-            archive.PAMGUARD_TORCH: pamguard.import_torch_generic}[kind]
+            archive.PAMGUARD_TORCH: pamguard.import_torch_generic,
+            archive.PAMGUARD_ONNX: pamguard.import_onnx_generic,
+            archive.PAMGUARD_ZIP: pamguard.import_zip}[kind]
 
 
 def default_name(source: Path) -> str:
@@ -73,7 +75,8 @@ def import_model(source: str | Path, out_dir: str | Path, name: str | None = Non
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pamlive import-model",
-        description="Convert a PAMGuard generic (SavedModel folder or TorchScript + .pdtf), "
+        description="Convert a PAMGuard generic (SavedModel folder, TorchScript or ONNX + "
+                    ".pdtf, or PAMGuard's .zip of them), "
                     "Ketos (.kt, .ktpb) or Koogu (.kgu, SavedModel folder) model into a "
                     "pamlive model package.")
     p.add_argument("source", type=Path, help="model file or SavedModel folder")

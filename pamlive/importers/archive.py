@@ -20,9 +20,12 @@ KOOGU = "koogu"
 KOOGU_SAVEDMODEL = "koogu-savedmodel"
 PAMGUARD_TF = "pamguard-tf"
 PAMGUARD_TORCH = "pamguard-torch"
+PAMGUARD_ONNX = "pamguard-onnx"
+PAMGUARD_ZIP = "pamguard-zip"
 
-_TORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
-_BY_SUFFIX = {".kt": KETOS_KT, ".ktpb": KETOS_KTPB, ".kgu": KOOGU}
+TORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
+_BY_SUFFIX = {".kt": KETOS_KT, ".ktpb": KETOS_KTPB, ".kgu": KOOGU, ".zip": PAMGUARD_ZIP,
+              ".onnx": PAMGUARD_ONNX}
 
 
 def detect_kind(source: Path) -> str:
@@ -42,13 +45,14 @@ def detect_kind(source: Path) -> str:
     suffix = source.suffix.lower()
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
-    if suffix in _TORCH_SUFFIXES:
+    if suffix in TORCH_SUFFIXES:
         return PAMGUARD_TORCH
     if suffix == ".pk":
         raise ModelError(f"{source}: AnimalSpot models (.pk) are not supported yet: converting "
                          "one needs AnimalSpot's network code and a real model to test against")
     raise ModelError(f"{source}: unknown model type '{suffix or source.name}' (expected .kt, "
-                     ".ktpb, .kgu, a TorchScript .pt or a SavedModel folder with a .pdtf)")
+                     ".ktpb, .kgu, a PAMGuard .zip, a TorchScript .pt or .onnx beside its "
+                     ".pdtf, or a SavedModel folder)")
 
 
 def unpack(archive: Path, dest: Path) -> Path:

@@ -11,10 +11,13 @@ models packaged for PAMGuard, are read by :mod:`pamlive.importers.pamguard`.)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pamlive.dsp.chain import TransformSpec
+from pamlive.dsp.pdtf import PamguardMetadata
+from pamlive.dsp.wave import filter_sos, settling_samples
 from pamlive.errors import ModelError
 from pamlive.importers import tfconvert
 from pamlive.importers.archive import read_json, require_file
@@ -77,3 +80,27 @@ def _sample_rate(settings: dict[str, Any], options: ImportOptions, source: Path)
                          f"{AUDIO_SETTINGS}); give the rate it was trained at with "
                          "--sample-rate (e.g. --sample-rate 1000)")
     return rate
+
+
+def whole_recording_filters(meta: PamguardMetadata, rate: int) -> tuple[PamguardMetadata, int]:
+    """Koogu's filtering in a ``.kgu``'s PAMGuard chain, and the lead it needs.
+
+    Koogu filters the whole recording forward and backward (``sosfiltfilt`` of its
+    ``filterspec``) before cutting clips; PAMGuard runs the same ``filter_wav`` causally
+    per segment, which is not what the model was trained on. So each ``filter_wav``
+    becomes ``zero_phase`` over a segment extended on both sides by the filters'
+    settling time, and a ``trim`` after the last one keeps the clip: the same samples
+    as Koogu's to within 1e-7 of the impulse response. Returns the new metadata and the
+    lead (samples before the clip).
+    """
+    filters = [i for i, t in enumerate(meta.transforms) if t.name == "filter_wav"]
+    if not filters:
+        return meta, 0
+    pad = max(settling_samples(filter_sos(rate, **meta.transforms[i].params))
+              for i in filters)
+    clip = round(meta.segment_ms / 1000 * rate)
+    transforms = [replace(t, params={**t.params, "zero_phase": True}) if i in filters else t
+                  for i, t in enumerate(meta.transforms)]
+    transforms.insert(filters[-1] + 1, TransformSpec("trim", {"min": pad, "max": pad + clip}))
+    return replace(meta, transforms=transforms,
+                   segment_ms=(clip + 2 * pad) / rate * 1000), pad

@@ -18,9 +18,10 @@ import numpy as np
 from pamlive.dsp.chain import TransformChain
 from pamlive.dsp.pdtf import PamguardMetadata, read_pdtf
 from pamlive.errors import ModelError, PamliveError, first_line
-from pamlive.importers import tfconvert
-from pamlive.importers.archive import find_pdtf, require_file, unpack
+from pamlive.importers import koogu, tfconvert
+from pamlive.importers.archive import TORCH_SUFFIXES, find_pdtf, require_file, unpack
 from pamlive.importers.model import ImportedModel, ImportOptions, class_names
+from pamlive.importers.writer import run_onnx
 from pamlive.inference.package import pamguard_transforms
 
 # Koogu's SavedModel signature that takes the raw waveform, as PAMGuard feeds it
@@ -31,22 +32,66 @@ def import_koogu(source: Path, work: Path, options: ImportOptions) -> ImportedMo
     root = unpack(source, work)
     meta = _metadata(require_file(root, "audio_repr_pg.json", source, "metadata file"), source)
     require_file(root, "saved_model.pb", source, "SavedModel")
-    return _tf_model(source, root, KOOGU_SIGNATURE, meta, options, "koogu .kgu (SavedModel)")
+    meta, lead = koogu.whole_recording_filters(meta, _rate(meta, source))
+    model = _tf_model(source, root, KOOGU_SIGNATURE, meta, options, "koogu .kgu (SavedModel)")
+    model.provenance["segment_lead_s"] = lead / model.sample_rate
+    return model
 
 
-def import_tf_generic(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
+def import_tf_generic(source: Path, work: Path, options: ImportOptions,
+                      pdtf: Path | None = None) -> ImportedModel:
     folder = source if source.is_dir() else source.parent
-    meta = _metadata(find_pdtf(folder), source)
+    meta = _metadata(pdtf or find_pdtf(folder), source)
     return _tf_model(source, folder, None, meta, options,
                      "PAMGuard generic model (TensorFlow SavedModel)")
 
 
-def import_torch_generic(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
-    meta = _metadata(find_pdtf(source), source)
+def import_torch_generic(source: Path, work: Path, options: ImportOptions,
+                         pdtf: Path | None = None) -> ImportedModel:
+    meta = _metadata(pdtf or find_pdtf(source), source)
     sr, segment_s, shape = _chain_facts(meta, source)
     onnx_model, reference = _torchscript_to_onnx(source, work, shape)
     return _imported(source, meta, options, sr, segment_s, shape, onnx_model, reference,
                      "PAMGuard generic model (TorchScript)")
+
+
+def import_onnx_generic(source: Path, work: Path, options: ImportOptions,
+                        pdtf: Path | None = None) -> ImportedModel:
+    """An ONNX model beside its ``.pdtf``: nothing to convert (the reference is ONNX
+    Runtime itself); the chain must still produce the model's input."""
+    meta = _metadata(pdtf or find_pdtf(source), source)
+    sr, segment_s, shape = _chain_facts(meta, source)
+    onnx_model = source.read_bytes()
+    return _imported(source, meta, options, sr, segment_s, shape, onnx_model,
+                     lambda x: run_onnx(onnx_model, x, str(source)),
+                     "PAMGuard generic model (ONNX)")
+
+
+def import_zip(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
+    """PAMGuard's packaging: a zip holding one model (SavedModel folder, TorchScript or
+    ONNX file) and its ``.pdtf``, anywhere inside; imported as it is."""
+    root = unpack(source, work)
+    pdtfs = sorted(root.rglob("*.pdtf"))
+    if len(pdtfs) != 1:
+        raise ModelError(f"{source}: a PAMGuard model zip must hold exactly one .pdtf "
+                         f"(found {len(pdtfs)})")
+    models = sorted([p.parent for p in root.rglob("saved_model.pb")]
+                    + [p for p in root.rglob("*") if p.is_file()
+                       and p.suffix.lower() in (*TORCH_SUFFIXES, ".onnx")])
+    if len(models) != 1:
+        raise ModelError(f"{source}: a PAMGuard model zip must hold exactly one model "
+                         "(a SavedModel folder, a TorchScript .pt or an .onnx file), found "
+                         f"{[str(m.relative_to(root)) for m in models] or 'none'}")
+    model = models[0]
+    importer = (import_tf_generic if model.is_dir() else
+                import_onnx_generic if model.suffix.lower() == ".onnx" else import_torch_generic)
+    try:
+        imported = importer(model, work / "convert", options, pdtfs[0])
+    except ModelError as exc:  # name the zip, not the folder it was unpacked into
+        raise ModelError(str(exc).replace(str(model), f"{source}:{model.relative_to(root)}")
+                         ) from None
+    imported.provenance["file"] = source.name
+    return imported
 
 
 def _tf_model(source: Path, saved_model: Path, signature: str | None, meta: PamguardMetadata,
@@ -94,10 +139,7 @@ def _metadata(path: Path, source: Path) -> PamguardMetadata:
 
 def _chain_facts(meta: PamguardMetadata, source: Path) -> tuple[int, float, list[int]]:
     """Sample rate, segment length and the shape the chain hands the model."""
-    loads = [t for t in meta.transforms if t.name.startswith("load_audio")]
-    if not loads or "sr" not in loads[0].params:
-        raise ModelError(f"{source}: the metadata has no load_audio transform giving the rate")
-    sr = int(loads[0].params["sr"])
+    sr = _rate(meta, source)
     segment_s = meta.segment_ms / 1000.0
     try:
         shape = list(TransformChain(meta.transforms).output_shape(round(segment_s * sr)))
@@ -107,6 +149,13 @@ def _chain_facts(meta: PamguardMetadata, source: Path) -> tuple[int, float, list
     if declared and all(d > 0 for d in declared) and np.prod(declared) == np.prod(shape):
         shape = declared  # the model's own layout, e.g. a trailing channel axis
     return sr, segment_s, shape
+
+
+def _rate(meta: PamguardMetadata, source: Path) -> int:
+    loads = [t for t in meta.transforms if t.name.startswith("load_audio")]
+    if not loads or "sr" not in loads[0].params:
+        raise ModelError(f"{source}: the metadata has no load_audio transform giving the rate")
+    return int(loads[0].params["sr"])
 
 
 def _torchscript_to_onnx(source: Path, work: Path, shape: list[int]
