@@ -377,40 +377,48 @@ def test_scores_match_the_framework_itself(imported, shared_dir: Path, key: str)
 
 def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) -> None:
     """The right whale model on the 2 kHz recording itself: Ketos resamples each segment
-    on its own (FFT, scipy.signal.resample); pamlive's ``resample_segment`` on the same
-    input samples reproduces its scores, which the stream resampler does not."""
+    on its own (FFT, scipy.signal.resample). pamlive's ``SegmentWindower`` (fed in blocks
+    of any size) reproduces its scores; the stream resampler does not."""
     import json
 
     from pamlive.dsp.resample import StreamResampler
-    from pamlive.dsp.segment_resample import input_span, resample_segment
+    from pamlive.dsp.segment_resample import SegmentWindower
 
     ref = np.load(FIXTURES / "ketos-narw-native.npz")
     info = json.loads(str(ref["info"]))
     model, _ = imported("ketos-narw")
     rate = model.sample_rate
     x, rate_in = sf.read(shared_dir / info["recording"], dtype="float32")
-    lead = round(model.provenance["segment_lead_s"] * rate)
-    n = round(model.segment_s * rate)
-    starts = np.round(ref["start_s"] * rate).astype(int) - lead
-    spans = [input_span(s, n, rate, rate_in) for s in starts]
-    inside = np.array([s >= 0 and e <= x.size for s, e in spans])
+    assert np.allclose(np.diff(ref["start_s"]), 1.0) and ref["start_s"][0] == 0.0
+    # pamlive's window k starts segment_lead_s before Ketos' window k + 1 (offset k + 1 s)
+    skip = round((1.0 - model.provenance["segment_lead_s"]) * rate_in)
     chain = TransformChain(model.transforms)
-
-    def scores(segments: np.ndarray) -> np.ndarray:
-        return run_onnx(model.onnx_model, chain.apply(segments)[..., None])
-
-    per_segment = np.concatenate([
-        scores(resample_segment(np.stack([x[s:e] for s, e in b]), rate_in, rate, n))
-        for b in np.array_split(np.asarray(spans)[inside], 32)])
+    runs = []
+    for block in (4096, 3001):
+        windower = SegmentWindower(chain, rate_in, 1, model.segment_s, 1.0)
+        windows = [w for i in range(skip, x.size, block)
+                   for w in windower.push(x[i:i + block, None])] + windower.flush()
+        runs.append(windows)
+    assert [w.start_sample for w in runs[0]] == [w.start_sample for w in runs[1]]
+    assert all(np.array_equal(a.features, b.features) for a, b in zip(*runs, strict=True))
+    windows = [w for w in runs[0]  # the regular ones (not the one aligned to the end)
+               if w.start_sample == w.index * rate_in and w.index + 1 < len(ref["scores"])]
+    assert windows[3].start_sample == round(3.0 * rate_in)  # input index, file time - skip
+    feats = np.stack([w.features[0] for w in windows])
+    per_segment = np.concatenate([run_onnx(model.onnx_model, b[..., None])
+                                  for b in np.array_split(feats, 32)])
+    want = ref["scores"][[w.index + 1 for w in windows]]
     resampler = StreamResampler(rate_in, rate, 1)
-    y = np.concatenate([resampler.process(x[:, None]), resampler.flush()])[:, 0]
-    stream = np.concatenate([scores(_segments(y, b, n))
-                             for b in np.array_split(starts[inside], 32)])
-    want = ref["scores"][inside]
+    y = np.concatenate([resampler.process(x[skip:, None]), resampler.flush()])[:, 0]
+    n = round(model.segment_s * rate)
+    starts = np.array([w.index * rate for w in windows])
+    stream = np.concatenate([run_onnx(model.onnx_model, chain.apply(_segments(y, b, n))[..., None])
+                             for b in np.array_split(starts, 32)])
     d_seg = np.abs(per_segment - want).max(axis=1)
     d_stream = np.abs(stream - want).max(axis=1)
     print(f"ketos-narw on the 2 kHz recording ({d_seg.size} windows): per-segment FFT "
           f"resampling max |diff| {d_seg.max():.1e}; stream resampler "
           f"{100 * (d_stream <= 0.01).mean():.1f} % within 0.01, max {d_stream.max():.3f}")
+    assert len(windows) >= len(ref["scores"]) - 3
     assert d_seg.max() < 1e-3
     assert d_stream.max() > 10 * d_seg.max()  # the resampler is the difference

@@ -14,9 +14,16 @@ rate (the hook is described in docs/import-models.md).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
+
+from pamlive.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pamlive.dsp.chain import TransformChain
+    from pamlive.pipeline import Window
 
 
 def input_span(start: int, length: int, rate_out: int, rate_in: int) -> tuple[int, int]:
@@ -37,3 +44,72 @@ def resample_segment(x: np.ndarray, rate_in: int, rate_out: int, length: int) ->
     if x.shape[-1] < length:
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])])
     return x[..., :length].astype(np.float32)
+
+
+class SegmentWindower:
+    """:class:`pamlive.pipeline.Windower` for a ``load_audio_scipy`` chain whose input is
+    not at the model's rate: the same windows (every ``hop_s``, one aligned to the end),
+    each cut at the input rate and resampled on its own, as Ketos does. Same interface
+    (``push``/``flush`` -> ``Window`` list), so the pipeline can pick it by the chain.
+    """
+
+    def __init__(self, chain: TransformChain, input_rate: int, channels: int,
+                 segment_s: float, hop_s: float) -> None:
+        self.chain = chain
+        self.channels = channels
+        self.input_rate = int(input_rate)
+        self.rate = chain.sample_rate
+        self.segment = round(segment_s * self.rate)
+        self.hop = round(hop_s * self.rate)
+        if self.hop < 1:
+            raise ConfigError(f"hop {hop_s} s is shorter than one sample at {self.rate} Hz")
+        self._buf = np.zeros((0, channels), np.float32)
+        self._buf_start = 0  # input index of _buf[0]
+        self._next = 0
+        self._covered = 0  # input index up to which windows cover the stream
+        self._n_in = 0
+
+    def push(self, block: np.ndarray) -> list[Window]:
+        block = np.asarray(block, np.float32).reshape(-1, self.channels)
+        self._n_in += block.shape[0]
+        if block.shape[0]:
+            self._buf = np.concatenate([self._buf, block])
+        return self._cut(final=False)
+
+    def flush(self) -> list[Window]:
+        return self._cut(final=True)
+
+    def _span(self, k: int) -> tuple[int, int]:
+        return input_span(k * self.hop, self.segment, self.rate, self.input_rate)
+
+    def _cut(self, final: bool) -> list[Window]:
+        spans = []
+        while self._span(self._next)[1] <= self._n_in:
+            spans.append(self._span(self._next))
+            self._next += 1
+        covered = spans[-1][1] if spans else self._covered
+        end = self._n_in * self.rate // self.input_rate  # whole output samples received
+        if final and covered < self._n_in and end >= self.segment:
+            first, stop = input_span(end - self.segment, self.segment, self.rate,
+                                     self.input_rate)
+            spans.append((first, min(stop, self._n_in)))
+            self._next += 1
+        if not spans:
+            return []
+        from pamlive.pipeline import Window  # the pipeline may pick this class: no cycle
+
+        segments = [self._buf[a - self._buf_start:b - self._buf_start].T for a, b in spans]
+        feats = [self.chain.apply(resample_segment(s, self.input_rate, self.rate,
+                                                   self.segment)) for s in segments]
+        first_index = self._next - len(spans)
+        windows = [Window(first_index + i, a, b, self._n_in, f)
+                   for i, ((a, b), f) in enumerate(zip(spans, feats, strict=True))]
+        self._covered = spans[-1][1]
+        # keep what the next window needs, and what one aligned to the end would
+        last = input_span(max(end - self.segment, 0), self.segment, self.rate,
+                          self.input_rate)[0]
+        keep_from = min(self._span(self._next)[0], last)
+        drop = min(max(keep_from - self._buf_start, 0), self._buf.shape[0])
+        self._buf = self._buf[drop:]
+        self._buf_start += drop
+        return windows
