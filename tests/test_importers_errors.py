@@ -351,3 +351,14 @@ def test_pamguard_zip_needs_one_model_and_one_pdtf(shared_dir: Path, tmp_path: P
     folder.mkdir()
     shutil.copy(shared_dir / RIGHT_WHALE_PDTF, folder / "a.pdtf")
     _fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "exactly one model")
+
+
+def test_segment_resampling_only_for_load_audio_scipy_at_another_rate() -> None:
+    from pamlive.dsp.chain import TransformChain, TransformSpec
+    from pamlive.dsp.segment_resample import needs_segment_resampling
+
+    scipy_chain = TransformChain([TransformSpec("load_audio_scipy", {"sr": 1000})])
+    poly_chain = TransformChain([TransformSpec("load_audio", {"sr": 1000})])
+    assert needs_segment_resampling(scipy_chain, 2000)
+    assert not needs_segment_resampling(scipy_chain, 1000)
+    assert not needs_segment_resampling(poly_chain, 2000)

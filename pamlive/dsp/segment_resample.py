@@ -113,3 +113,11 @@ class SegmentWindower:
         self._buf = self._buf[drop:]
         self._buf_start += drop
         return windows
+
+
+def needs_segment_resampling(chain: TransformChain, input_rate: int) -> bool:
+    """Whether a stream at ``input_rate`` must be cut by :class:`SegmentWindower`: the
+    chain loads with ``load_audio_scipy`` (per-segment FFT resampling, as PAMGuard and
+    Ketos do) and the input is not already at the chain's rate."""
+    return (bool(chain.specs) and chain.specs[0].name == "load_audio_scipy"
+            and int(input_rate) != chain.sample_rate)
