@@ -78,6 +78,9 @@ def test_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path) -> N
     ({"type": "MelSpectrogram"}, "MelSpectrogram"),
     ({"window_func": "blackman"}, "blackman"),
     ({"rate": "fast"}, "rate"),
+    ({"waveform_transforms": [{"name": "bandpass_filter"}]}, "bandpass_filter"),
+    ({"compute_phase": "true"}, "compute_phase"),
+    ({"hop_of_the_day": 3}, "hop_of_the_day"),
 ])
 def test_ketos_representations_pamlive_lacks(change: dict, needle: str) -> None:
     spec = {"rate": "1000 Hz", "window": "0.256 s", "step": "0.032 s", "duration": "3.0 s",
@@ -101,6 +104,19 @@ def test_ketos_translation_follows_ketos_rounding() -> None:
         "reduce_tonal_noise", "normalisestd"]
     assert rep.transforms[2].params["all_bins"] is True  # Ketos' fft/2 + 1 bins
     assert rep.segment_samples == 256 * 196 + 510
+
+
+def test_ketos_waveform_options_translate() -> None:
+    """Ketos' ``waveform_transforms`` run before ``normalize_wav``; a non-default
+    ``resample_method`` is a band-limited interpolator: the stream resampler's kind."""
+    base = {"rate": "1000 Hz", "window": "0.256 s", "step": "0.032 s", "duration": "3.0 s",
+            "type": "MagSpectrogram"}
+    rep = translate({"s": {**base, "resample_method": "kaiser_best", "normalize_wav": "true",
+                           "waveform_transforms": [{"name": "normalize", "mean": 0.0,
+                                                    "std": 1.0}]}}, "k")
+    assert [t.name for t in rep.transforms[:3]] == ["load_audio", "normalize_wav",
+                                                     "normalize_wav"]
+    assert translate({"s": base}, "k").transforms[0].name == "load_audio_scipy"
 
 
 def test_animalspot_is_refused(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ _SUPPORTED_TYPE = "MagSpectrogram"
 _WINDOW_FUNCS = ("hamming",)
 _IGNORED_KEYS = {"type", "rate", "window", "step", "freq_min", "freq_max", "window_func",
                  "duration", "normalize_wav", "transforms", "decibel", "dtype", "input_ndims",
+                 "resample_method", "waveform_transforms", "compute_phase", "channel",
+                 "pad_mode", "smooth",
                  "input_shape"}
 
 
@@ -143,9 +145,17 @@ def translate(doc: Any, where: str) -> KetosRepresentation:
     if not 0 <= fmin < fmax:
         raise ModelError(f"{where}: need 0 <= freq_min < freq_max, got {fmin:g}, {fmax:g} Hz")
 
-    # Ketos resamples each segment on its own (scipy's FFT resampler): PAMGuard's
-    # load_audio_scipy (pamlive.dsp.segment_resample; see docs/import-models.md)
-    chain = [TransformSpec("load_audio_scipy", {"sr": rate})]
+    # Ketos resamples each segment on its own, by default with scipy's FFT resampler:
+    # PAMGuard's load_audio_scipy (pamlive.dsp.segment_resample; docs/import-models.md);
+    # librosa's other methods are band-limited interpolators, the stream resampler's kind
+    method = str(spec.get("resample_method", "scipy")).lower()
+    chain = [TransformSpec("load_audio_scipy" if method == "scipy" else "load_audio",
+                           {"sr": rate})]
+    if _flag(spec.get("compute_phase", False)):
+        raise ModelError(f"{where}: Ketos compute_phase (a phase channel) needs a transform "
+                         "pamlive lacks")
+    for t in spec.get("waveform_transforms", []) or []:  # Waveform.from_wav: before
+        chain.append(_waveform_transform(t, where))      # normalize_wav
     if _flag(spec.get("normalize_wav", False)):
         chain.append(TransformSpec("normalize_wav", {"type": 3}))  # Ketos: zero mean, unit std
     # window_size such that PAMGuard's frame count ceil((w - fft/sr) sr/hop) is num_segs
@@ -174,6 +184,17 @@ def translate(doc: Any, where: str) -> KetosRepresentation:
                          f"{', '.join(sorted(unknown))}")
     return KetosRepresentation(rate, duration, win_len, step_len, num_segs, n_bins,
                                (fmin, fmax), chain)
+
+
+def _waveform_transform(t: Any, where: str) -> TransformSpec:
+    """A Ketos waveform transform: only ``normalize`` to mean 0, std 1 has a pamlive twin."""
+    if not isinstance(t, dict) or "name" not in t:
+        raise ModelError(f"{where}: malformed Ketos waveform transform {t!r}")
+    if (t["name"] == "normalize" and float(t.get("mean", 0.0)) == 0.0
+            and float(t.get("std", 1.0)) == 1.0):
+        return TransformSpec("normalize_wav", {"type": 3})
+    raise ModelError(f"{where}: Ketos waveform transform '{t['name']}' needs a transform "
+                     "pamlive lacks")
 
 
 def _transform(t: Any, step_s: float, where: str) -> TransformSpec:
