@@ -57,7 +57,8 @@ CASES = {
 # itself: Ketos per segment (librosa's "scipy" FFT resampling of each extended segment),
 # Koogu per file (resampy "kaiser_best"); scores only, to measure what the resampler
 # alone changes (docs/import-models.md)
-NATIVE = {"ketos-narw-native": "ketos-narw", "koogu-narw-native": "koogu-narw"}
+NATIVE = {"ketos-narw-native": "ketos-narw", "koogu-narw-native": "koogu-narw",
+          "ketos-kw-native": "ketos-kw"}
 KEEP_REPRESENTATIONS = 3  # windows whose front-end output is stored (float16)
 
 

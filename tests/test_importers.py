@@ -422,3 +422,44 @@ def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) 
     assert len(windows) >= len(ref["scores"]) - 3
     assert d_seg.max() < 1e-3
     assert d_stream.max() > 10 * d_seg.max()  # the resampler is the difference
+
+
+def test_ketos_killer_whale_resampled_up_per_segment(imported, shared_dir: Path) -> None:
+    """The killer whale model (10 kHz) on the 8 kHz tutorial recording, which Ketos
+    resamples up segment by segment: ``resample_segment`` on Ketos' input span gives
+    Ketos' scores; the stream resampler is far off (issue 14's 0.77)."""
+    import json
+
+    from pamlive.dsp.resample import StreamResampler
+    from pamlive.dsp.segment_resample import input_span, resample_segment
+
+    ref = np.load(FIXTURES / "ketos-kw-native.npz")
+    info = json.loads(str(ref["info"]))
+    model, _ = imported("ketos-kw")
+    rate = model.sample_rate
+    x, rate_in = sf.read(shared_dir / info["recording"], dtype="float32")
+    lead = round(model.provenance["segment_lead_s"] * rate)
+    n = round(model.segment_s * rate)
+    starts = np.round(ref["start_s"] * rate).astype(int) - lead
+    spans = np.array([input_span(s, n, rate, rate_in) for s in starts])
+    inside = (spans[:, 0] >= 0) & (spans[:, 1] <= x.size)
+    chain = TransformChain(model.transforms)
+
+    def scores(segments: np.ndarray) -> np.ndarray:
+        return run_onnx(model.onnx_model, chain.apply(segments)[..., None])
+
+    per_segment = np.concatenate([
+        scores(resample_segment(np.stack([x[a:b] for a, b in part]), rate_in, rate, n))
+        for part in np.array_split(spans[inside], 16)])
+    resampler = StreamResampler(rate_in, rate, 1)
+    y = np.concatenate([resampler.process(x[:, None]), resampler.flush()])[:, 0]
+    stream = np.concatenate([scores(_segments(y, part, n))
+                             for part in np.array_split(starts[inside], 16)])
+    want = ref["scores"][inside]
+    d_seg = np.abs(per_segment - want).max(axis=1)
+    d_stream = np.abs(stream - want).max(axis=1)
+    print(f"ketos-kw on the 8 kHz recording ({d_seg.size} windows): per-segment "
+          f"{100 * (d_seg <= 0.01).mean():.1f} % within 0.01, max {d_seg.max():.1e}; stream "
+          f"resampler {100 * (d_stream <= 0.01).mean():.1f} %, max {d_stream.max():.2f}")
+    assert (d_seg <= 0.01).mean() >= 0.99 and d_seg.max() <= 0.01
+    assert d_stream.max() > 0.1
