@@ -390,28 +390,30 @@ def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) 
     rate = model.sample_rate
     x, rate_in = sf.read(shared_dir / info["recording"], dtype="float32")
     assert np.allclose(np.diff(ref["start_s"]), 1.0) and ref["start_s"][0] == 0.0
-    # pamlive's window k starts segment_lead_s before Ketos' window k + 1 (offset k + 1 s)
-    skip = round((1.0 - model.provenance["segment_lead_s"]) * rate_in)
+    lead_s = model.provenance["segment_lead_s"]
     chain = TransformChain(model.transforms)
     runs = []
     for block in (4096, 3001):
-        windower = SegmentWindower(chain, rate_in, 1, model.segment_s, 1.0)
-        windows = [w for i in range(skip, x.size, block)
+        # with the package's lead, window k is Ketos' window k (nominal start k s)
+        windower = SegmentWindower(chain, rate_in, 1, model.segment_s, 1.0, lead_s)
+        windows = [w for i in range(0, x.size, block)
                    for w in windower.push(x[i:i + block, None])] + windower.flush()
         runs.append(windows)
     assert [w.start_sample for w in runs[0]] == [w.start_sample for w in runs[1]]
     assert all(np.array_equal(a.features, b.features) for a, b in zip(*runs, strict=True))
+    assert runs[0][0].index == 1  # Ketos' window 0 reaches before the file (padded)
+    lead_in = round(lead_s * rate_in)
     windows = [w for w in runs[0]  # the regular ones (not the one aligned to the end)
-               if w.start_sample == w.index * rate_in and w.index + 1 < len(ref["scores"])]
-    assert windows[3].start_sample == round(3.0 * rate_in)  # input index, file time - skip
+               if w.start_sample == w.index * rate_in - lead_in
+               and w.index < len(ref["scores"])]
     feats = np.stack([w.features[0] for w in windows])
     per_segment = np.concatenate([run_onnx(model.onnx_model, b[..., None])
                                   for b in np.array_split(feats, 32)])
-    want = ref["scores"][[w.index + 1 for w in windows]]
+    want = ref["scores"][[w.index for w in windows]]
     resampler = StreamResampler(rate_in, rate, 1)
-    y = np.concatenate([resampler.process(x[skip:, None]), resampler.flush()])[:, 0]
+    y = np.concatenate([resampler.process(x[:, None]), resampler.flush()])[:, 0]
     n = round(model.segment_s * rate)
-    starts = np.array([w.index * rate for w in windows])
+    starts = np.array([w.index * rate - round(lead_s * rate) for w in windows])
     stream = np.concatenate([run_onnx(model.onnx_model, chain.apply(_segments(y, b, n))[..., None])
                              for b in np.array_split(starts, 32)])
     d_seg = np.abs(per_segment - want).max(axis=1)

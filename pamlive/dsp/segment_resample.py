@@ -54,7 +54,7 @@ class SegmentWindower:
     """
 
     def __init__(self, chain: TransformChain, input_rate: int, channels: int,
-                 segment_s: float, hop_s: float) -> None:
+                 segment_s: float, hop_s: float, lead_s: float = 0.0) -> None:
         self.chain = chain
         self.channels = channels
         self.input_rate = int(input_rate)
@@ -63,9 +63,13 @@ class SegmentWindower:
         self.hop = round(hop_s * self.rate)
         if self.hop < 1:
             raise ConfigError(f"hop {hop_s} s is shorter than one sample at {self.rate} Hz")
+        # lead_s (a package's segment_lead_s): window k's segment starts lead_s before
+        # k * hop_s, so its nominal window starts at k * hop_s, on the framework's grid;
+        # windows whose segment would start before the stream are left out
+        self.lead = round(lead_s * self.rate)
         self._buf = np.zeros((0, channels), np.float32)
         self._buf_start = 0  # input index of _buf[0]
-        self._next = 0
+        self._next = -(-self.lead // self.hop)
         self._covered = 0  # input index up to which windows cover the stream
         self._n_in = 0
 
@@ -80,7 +84,7 @@ class SegmentWindower:
         return self._cut(final=True)
 
     def _span(self, k: int) -> tuple[int, int]:
-        return input_span(k * self.hop, self.segment, self.rate, self.input_rate)
+        return input_span(k * self.hop - self.lead, self.segment, self.rate, self.input_rate)
 
     def _cut(self, final: bool) -> list[Window]:
         spans = []
