@@ -177,8 +177,77 @@ def main(shared: Path, out: Path, only: list[str]) -> None:
                             info=json.dumps({"model": model, "recording": recording,
                                              "rate": rate, "step_s": step}))
         print(f"{key}: {len(ref['scores'])} windows")
+    if not only or "ketos-tiny" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in tiny_ketos_models(out, shared / TINY_RECORDING, Path(tmp)):
+                ref = ketos_scores(model, shared / TINY_RECORDING, 0.5, Path(tmp) / model.suffix)
+                key = model.name.replace(".", "-")
+                if model.suffix == ".ktpb":  # the same network exported: same scores
+                    kt_scores = np.load(out / "ketos-tiny-kt.npz")["scores"]
+                    print(f"{key}: max |ktpb - kt| {np.abs(ref['scores'] - kt_scores).max():.1e}")
+                    continue
+                np.savez_compressed(
+                    out / f"{key}.npz", start_s=ref["start_s"], scores=ref["scores"],
+                    info=json.dumps({"model": f"tests/fixtures/frameworks/{model.name}",
+                                     "recording": TINY_RECORDING, "rate": 2000,
+                                     "step_s": 0.5}))
+                print(f"{key}: {len(ref['scores'])} windows, scores "
+                      f"{ref['scores'][:, 1].min():.3f}..{ref['scores'][:, 1].max():.3f}")
     (out / "ketos_crops.json").write_text(json.dumps(ketos_crops(), indent=1) + "\n")
 
+
+
+# a Ketos model that is not in ../shared, made here by Ketos itself (a small ResNet with
+# seeded random weights, saved by NNInterface.save as .kt and exported by
+# export_to_ketos_protobuf as .ktpb), with a representation that exercises a frequency
+# crop, normalize_wav and a spectrogram normalize: the importer's general path
+TINY_RECIPE = {"interface": "ResNetInterface", "block_sets": [1, 1], "n_classes": 2,
+               "initial_filters": 4, "initial_strides": 1, "initial_kernel": [3, 3],
+               "strides": 2, "kernel": [3, 3],
+               "optimizer": {"recipe_name": "Adam", "parameters": {"learning_rate": 0.001}},
+               "loss_function": {"recipe_name": "FScoreLoss", "parameters": {}},
+               "metrics": [{"recipe_name": "CategoricalAccuracy", "parameters": {}}]}
+TINY_REPR = {"spectrogram": {"type": "MagSpectrogram", "rate": "2000 Hz", "window": "0.128 s",
+                             "step": "0.05 s", "freq_min": "47.2 Hz", "freq_max": "357.9 Hz",
+                             "window_func": "hamming", "duration": "2.0 s",
+                             "normalize_wav": "true",
+                             "transforms": [{"name": "normalize", "mean": 0.0, "std": 1.0}]}}
+TINY_RECORDING = "data/narw-dclde2013/train/narw/NOPP6_EST_20090328_001500.wav"
+
+
+def tiny_ketos_models(out: Path, wav: Path, work: Path) -> tuple[Path, Path]:
+    import tensorflow as tf
+    from ketos.audio.audio_loader import AudioFrameLoader
+    from ketos.data_handling.parsing import parse_audio_representation
+    from ketos.neural_networks.dev_utils.export import export_to_ketos_protobuf
+    from ketos.neural_networks.resnet import ResNetInterface
+
+    tf.random.set_seed(14)
+    (work / "recipe.json").write_text(json.dumps(TINY_RECIPE))
+    (work / "audio_repr.json").write_text(json.dumps(TINY_REPR))
+    net = ResNetInterface._build_from_recipe(
+        ResNetInterface._read_recipe_file(str(work / "recipe.json")))
+    # scale and centre the last layer on real windows so that the scores spread over
+    # (0, 1) instead of all lying near 0.5 (random weights) or saturating
+    rep = parse_audio_representation(TINY_REPR)["spectrogram"]
+    loader = AudioFrameLoader(duration=rep["duration"], step=7.0, filename=[str(wav)], pad=False,
+                              representation=rep["type"], representation_params=rep)
+    x = ResNetInterface.transform_batch(np.stack([next(loader).get_data() for _ in range(100)]),
+                                        None)
+    p = net.model(x).numpy()
+    logit = np.log(p[:, 1]) - np.log(p[:, 0])
+    gain = 3.0 / np.percentile(np.abs(logit - np.median(logit)), 90)
+    dense = net.model.fully_connected
+    dense.kernel.assign(dense.kernel * gain)
+    dense.bias.assign([0.0, -gain * float(np.median(logit))])
+    (work / "ckpt").mkdir()
+    net.model.save_weights(str(work / "ckpt/cp-0000"))
+    net.checkpoint_dir = str(work / "ckpt")
+    kt, ktpb = out / "ketos-tiny.kt", work / "ketos-tiny.ktpb"  # .ktpb: 0.5 MB, not kept
+    net.save(str(kt), checkpoint_name="cp-0000", audio_repr=str(work / "audio_repr.json"))
+    export_to_ketos_protobuf(net, str(ktpb), audio_repr=str(work / "audio_repr.json"),
+                             input_shape=[40, 81, 1], tmp_folder=str(work / "export"))
+    return kt, ktpb
 
 
 def ketos_crops() -> list[dict]:

@@ -167,17 +167,19 @@ def translate(doc: Any, where: str) -> KetosRepresentation:
                                                     "window_size": window_size,
                                                     "all_bins": True}))
     ketos_bins = win_len // 2 + 1
+    if spec.get("decibel", True) is not False and str(spec.get("decibel")).lower() != "false":
+        chain.append(TransformSpec("amplitude_to_decibel", {}))
+    step_s = step_len / rate
+    for t in spec.get("transforms", []) or []:
+        chain.append(_transform(t, step_s, where))
+    # Ketos crops AFTER its transforms (MagSpectrogram.from_waveform: the constructor
+    # applies them to all bins, then crop), so a normalize sees every bin
     lo, hi = ketos_crop(fmin, fmax, nyquist, ketos_bins)
     n_bins = hi - lo + 1
     if n_bins < ketos_bins:  # freq_trim keeps bins lo..hi (centres k * rate / win_len)
         df = rate / win_len
         chain.append(TransformSpec("freq_trim", {"fmin": (lo - 0.5) * df,
                                                  "fmax": (hi + 0.5) * df}))
-    if spec.get("decibel", True) is not False and str(spec.get("decibel")).lower() != "false":
-        chain.append(TransformSpec("amplitude_to_decibel", {}))
-    step_s = step_len / rate
-    for t in spec.get("transforms", []) or []:
-        chain.append(_transform(t, step_s, where))
     unknown = set(spec) - _IGNORED_KEYS
     if unknown:
         raise ModelError(f"{where}: audio_repr.json option(s) pamlive cannot honour: "
