@@ -117,6 +117,7 @@ def test_ketos_waveform_options_translate() -> None:
     assert [t.name for t in rep.transforms[:3]] == ["load_audio", "normalize_wav",
                                                      "normalize_wav"]
     assert translate({"s": base}, "k").transforms[0].name == "load_audio_scipy"
+    assert translate([{"s": base}], "k").shape == translate({"s": base}, "k").shape
 
 
 def test_animalspot_is_refused(tmp_path: Path) -> None:

@@ -105,7 +105,10 @@ def _flag(value: Any) -> bool:
 
 
 def representation_spec(doc: Any, where: str) -> dict[str, Any]:
-    """The single representation object in an ``audio_repr.json`` document."""
+    """The single representation object in an ``audio_repr.json`` document (an object,
+    or a list holding one, as Ketos also writes it)."""
+    if isinstance(doc, list) and len(doc) == 1:
+        doc = doc[0]
     if not isinstance(doc, dict) or not doc:
         raise ModelError(f"{where}: audio_repr.json must hold a JSON object")
     reprs = {k: v for k, v in doc.items() if isinstance(v, dict)}
