@@ -496,3 +496,39 @@ def test_ketos_killer_whale_resampled_up_per_segment(imported, shared_dir: Path)
           f"resampler {100 * (d_stream <= 0.01).mean():.1f} %, max {d_stream.max():.2f}")
     assert (d_seg <= 0.01).mean() >= 0.99 and d_seg.max() <= 0.01
     assert d_stream.max() > 0.1
+
+
+def test_koogu_savedmodel_with_audio_settings(shared_dir: Path, tmp_path: Path) -> None:
+    """A Koogu model folder with the ``assets/audio_settings.json`` Koogu writes: the rate,
+    its ``filterspec`` (Koogu: ``butter`` + ``sosfiltfilt`` over the whole recording,
+    koogu.data.raw) and ``normalize_clips``. The right whale network given a 30 Hz
+    high-pass, against Koogu's recipe computed with scipy on a real recording."""
+    import json
+    import shutil
+
+    from scipy.signal import butter, sosfiltfilt
+
+    folder = tmp_path / "koogu"
+    shutil.copytree(shared_dir / MODELS["koogu-narw"], folder)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # ../shared is read-only
+    settings = {"desired_fs": 1000, "clip_length": 2.25, "clip_advance": 0.5,
+                "filterspec": [6, [30], "highpass"], "normalize_clips": True}
+    (folder / "assets/audio_settings.json").write_text(json.dumps(settings))
+    model = convert(folder, tmp_path / "work")  # no --sample-rate: the settings give it
+    assert [t.name for t in model.transforms] == ["load_audio", "filter_wav", "trim",
+                                                  "normalize_wav"]
+    lead = round(model.provenance["segment_lead_s"] * 1000)
+    x = _audio(shared_dir / NARW_DIR / "narw/NOPP6_EST_20090328_000000.wav", 1000)
+    filtered = sosfiltfilt(butter(6, 30 / 500, btype="highpass", output="sos"), x)
+    starts = np.arange(lead, x.size - 2250 - lead, 500)[:600]
+    clips = _segments(filtered.astype(np.float32), starts, 2250)
+    clips = clips - clips.mean(axis=1, keepdims=True)  # Koogu's Audio.normalize
+    want = model.reference(clips / np.abs(clips).max(axis=1, keepdims=True))
+    n = round(model.segment_s * 1000)
+    got = run_onnx(model.onnx_model,
+                   TransformChain(model.transforms).apply(_segments(x, starts - lead, n)))
+    diff = np.abs(got - want).max(axis=1)
+    print(f"koogu with filterspec: {diff.size} windows, max |Koogu recipe - pamlive| "
+          f"{diff.max():.1e}")
+    assert diff.max() < 1e-3

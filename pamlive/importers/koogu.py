@@ -3,9 +3,11 @@
 spectral layers run inside the graph), class names in ``assets/classes_list.json``.
 
 Koogu writes the audio settings it was trained with to ``assets/audio_settings.json``
-(``desired_fs``, ``clip_length``, ``filterspec``, ``normalize_clips``); a model shipped
-without that file (the Koogu right whale model) carries no sample rate, so it must be
-given with ``--sample-rate``: pamlive never guesses one. (``.kgu`` archives, Koogu
+(``desired_fs``, ``clip_length``, ``filterspec``, ``normalize_clips``): the rate, its
+Butterworth filter (applied as Koogu applies it, see :func:`whole_recording_filters`)
+and the clip normalisation come from there. A model shipped without that file (the
+Koogu right whale model) carries no sample rate, so it must be given with
+``--sample-rate``: pamlive never guesses one. (``.kgu`` archives, Koogu
 models packaged for PAMGuard, are read by :mod:`pamlive.importers.pamguard`.)
 """
 
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from pamlive.dsp.chain import TransformSpec
-from pamlive.dsp.pdtf import PamguardMetadata
 from pamlive.dsp.wave import filter_sos, settling_samples
 from pamlive.errors import ModelError
 from pamlive.importers import tfconvert
@@ -26,10 +27,6 @@ from pamlive.importers.model import ImportedModel, ImportOptions, class_names
 SIGNATURE = "with_transformation"
 CLASSES = "assets/classes_list.json"
 AUDIO_SETTINGS = "assets/audio_settings.json"
-
-
-def is_koogu_folder(folder: Path) -> bool:
-    return (folder / "saved_model.pb").is_file() and (folder / CLASSES).is_file()
 
 
 def import_savedmodel(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
@@ -42,8 +39,7 @@ def import_savedmodel(source: Path, work: Path, options: ImportOptions) -> Impor
     rate = _sample_rate(settings, options, source)
     transforms = [TransformSpec("load_audio", {"sr": rate})]
     if settings.get("filterspec"):
-        raise ModelError(f"{source}: Koogu filterspec {settings['filterspec']} (a zero-phase "
-                         "filter over the whole recording) needs a transform pamlive lacks")
+        transforms.append(_butterworth(settings["filterspec"], source))
     if settings.get("normalize_clips", False):
         transforms.append(TransformSpec("normalize_wav", {}))  # Koogu's Audio.normalize
     try:
@@ -54,19 +50,41 @@ def import_savedmodel(source: Path, work: Path, options: ImportOptions) -> Impor
     if len(layout) != 1 or layout[0] <= 0:
         raise ModelError(f"{source}: signature '{SIGNATURE}' takes {layout}, not raw clips")
     clip = layout[0]
+    transforms, lead = whole_recording_filters(transforms, clip, rate)
     return ImportedModel(
         name=options.name,
         description=f"Koogu model {folder.name} (raw audio, spectrogram inside the graph), "
                     "imported by pamlive import-model",
         class_names=class_names(options.classes, own, source),
-        segment_s=clip / rate,
+        segment_s=(clip + 2 * lead) / rate,
         sample_rate=rate,
         transforms=transforms,
         input_shape=[-1, clip],
         onnx_model=onnx_model,
         reference=tfconvert.graph_runner(graph),
-        provenance={"format": "koogu SavedModel (with_transformation)", "file": folder.name},
+        provenance={"format": "koogu SavedModel (with_transformation)", "file": folder.name,
+                    "segment_lead_s": lead / rate},
     )
+
+
+_BTYPES = {"low": 0, "lowpass": 0, "high": 1, "highpass": 1, "band": 2, "bandpass": 2}
+
+
+def _butterworth(spec: Any, source: Path) -> TransformSpec:
+    """Koogu's ``filterspec`` ``[order, [cut-offs], btype]`` (``scipy.signal.butter``) as
+    PAMGuard's ``filter_wav`` (Butterworth)."""
+    try:
+        order, cuts, btype = spec
+        cuts = [float(c) for c in (cuts if isinstance(cuts, list | tuple) else [cuts])]
+        kind = _BTYPES[str(btype).lower()]
+        if len(cuts) != (2 if kind == 2 else 1):
+            raise ValueError
+    except (TypeError, ValueError, KeyError):
+        raise ModelError(f"{source}: Koogu filterspec {spec!r} needs a filter pamlive lacks "
+                         "(expected [order, [cut-off(s)], low/high/bandpass])") from None
+    return TransformSpec("filter_wav", {"filtertype": kind, "filtermethod": 0,
+                                        "order": int(order), "lowcut": cuts[0] if kind else 0.0,
+                                        "highcut": cuts[-1] if kind != 1 else 0.0})
 
 
 def _sample_rate(settings: dict[str, Any], options: ImportOptions, source: Path) -> int:
@@ -82,25 +100,23 @@ def _sample_rate(settings: dict[str, Any], options: ImportOptions, source: Path)
     return rate
 
 
-def whole_recording_filters(meta: PamguardMetadata, rate: int) -> tuple[PamguardMetadata, int]:
-    """Koogu's filtering in a ``.kgu``'s PAMGuard chain, and the lead it needs.
+def whole_recording_filters(transforms: list[TransformSpec], clip: int, rate: int
+                            ) -> tuple[list[TransformSpec], int]:
+    """Koogu's filtering in a chain cutting ``clip`` samples, and the lead it needs.
 
     Koogu filters the whole recording forward and backward (``sosfiltfilt`` of its
     ``filterspec``) before cutting clips; PAMGuard runs the same ``filter_wav`` causally
     per segment, which is not what the model was trained on. So each ``filter_wav``
     becomes ``zero_phase`` over a segment extended on both sides by the filters'
     settling time, and a ``trim`` after the last one keeps the clip: the same samples
-    as Koogu's to within 1e-7 of the impulse response. Returns the new metadata and the
-    lead (samples before the clip).
+    as Koogu's to within 1e-7 of the impulse response. Returns the new transforms and
+    the lead (samples before the clip; the segment is ``clip + 2 * lead``).
     """
-    filters = [i for i, t in enumerate(meta.transforms) if t.name == "filter_wav"]
+    filters = [i for i, t in enumerate(transforms) if t.name == "filter_wav"]
     if not filters:
-        return meta, 0
-    pad = max(settling_samples(filter_sos(rate, **meta.transforms[i].params))
-              for i in filters)
-    clip = round(meta.segment_ms / 1000 * rate)
-    transforms = [replace(t, params={**t.params, "zero_phase": True}) if i in filters else t
-                  for i, t in enumerate(meta.transforms)]
-    transforms.insert(filters[-1] + 1, TransformSpec("trim", {"min": pad, "max": pad + clip}))
-    return replace(meta, transforms=transforms,
-                   segment_ms=(clip + 2 * pad) / rate * 1000), pad
+        return list(transforms), 0
+    pad = max(settling_samples(filter_sos(rate, **transforms[i].params)) for i in filters)
+    out = [replace(t, params={**t.params, "zero_phase": True}) if i in filters else t
+           for i, t in enumerate(transforms)]
+    out.insert(filters[-1] + 1, TransformSpec("trim", {"min": pad, "max": pad + clip}))
+    return out, pad

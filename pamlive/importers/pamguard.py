@@ -32,7 +32,10 @@ def import_koogu(source: Path, work: Path, options: ImportOptions) -> ImportedMo
     root = unpack(source, work)
     meta = _metadata(require_file(root, "audio_repr_pg.json", source, "metadata file"), source)
     require_file(root, "saved_model.pb", source, "SavedModel")
-    meta, lead = koogu.whole_recording_filters(meta, _rate(meta, source))
+    rate = _rate(meta, source)
+    clip = round(meta.segment_ms / 1000 * rate)
+    transforms, lead = koogu.whole_recording_filters(meta.transforms, clip, rate)
+    meta = replace(meta, transforms=transforms, segment_ms=(clip + 2 * lead) / rate * 1000)
     model = _tf_model(source, root, KOOGU_SIGNATURE, meta, options, "koogu .kgu (SavedModel)")
     model.provenance["segment_lead_s"] = lead / model.sample_rate
     return model
