@@ -78,6 +78,9 @@ def test_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path) -> N
     ({"type": "MelSpectrogram"}, "MelSpectrogram"),
     ({"window_func": "blackman"}, "blackman"),
     ({"rate": "fast"}, "rate"),
+    ({"waveform_transforms": [{"name": "bandpass_filter"}]}, "bandpass_filter"),
+    ({"compute_phase": "true"}, "compute_phase"),
+    ({"hop_of_the_day": 3}, "hop_of_the_day"),
 ])
 def test_ketos_representations_pamlive_lacks(change: dict, needle: str) -> None:
     spec = {"rate": "1000 Hz", "window": "0.256 s", "step": "0.032 s", "duration": "3.0 s",
@@ -97,9 +100,24 @@ def test_ketos_translation_follows_ketos_rounding() -> None:
                                                      "std": 1.0}]}}, "kw")
     assert (rep.win_len, rep.step_len, rep.num_segs, rep.n_bins) == (510, 196, 256, 256)
     assert [t.name for t in rep.transforms] == [
-        "load_audio", "normalize_wav", "spectrogramketos", "freq_compression",
-        "amplitude_to_decibel", "reduce_tonal_noise", "normalisestd"]
+        "load_audio_scipy", "normalize_wav", "spectrogramketos", "amplitude_to_decibel",
+        "reduce_tonal_noise", "normalisestd"]
+    assert rep.transforms[2].params["all_bins"] is True  # Ketos' fft/2 + 1 bins
     assert rep.segment_samples == 256 * 196 + 510
+
+
+def test_ketos_waveform_options_translate() -> None:
+    """Ketos' ``waveform_transforms`` run before ``normalize_wav``; a non-default
+    ``resample_method`` is a band-limited interpolator: the stream resampler's kind."""
+    base = {"rate": "1000 Hz", "window": "0.256 s", "step": "0.032 s", "duration": "3.0 s",
+            "type": "MagSpectrogram"}
+    rep = translate({"s": {**base, "resample_method": "kaiser_best", "normalize_wav": "true",
+                           "waveform_transforms": [{"name": "normalize", "mean": 0.0,
+                                                    "std": 1.0}]}}, "k")
+    assert [t.name for t in rep.transforms[:3]] == ["load_audio", "normalize_wav",
+                                                     "normalize_wav"]
+    assert translate({"s": base}, "k").transforms[0].name == "load_audio_scipy"
+    assert translate([{"s": base}], "k").shape == translate({"s": base}, "k").shape
 
 
 def test_animalspot_is_refused(tmp_path: Path) -> None:
@@ -224,16 +242,140 @@ def test_pdtf_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path)
     _fails(folder, tmp_path / "pkg", "spec_flip_sideways")
 
 
-@pytest.mark.parametrize(("fmin", "fmax"), [(0, 500), (50, 300), (100, 500)])
-def test_ketos_chain_shape_is_the_model_input(fmin: float, fmax: float) -> None:
-    """The translated chain produces exactly the (frames, bins) the model is given."""
+KETOS_CROPS = json.loads((Path(__file__).parent / "fixtures/frameworks/ketos_crops.json"
+                         ).read_text())
+
+
+@pytest.mark.parametrize("case", KETOS_CROPS,
+                         ids=[f"{c['rate']}Hz-{c['freq_min']:g}-{c['freq_max']:g}"
+                              for c in KETOS_CROPS])
+def test_ketos_crop_keeps_the_bins_ketos_keeps(case: dict) -> None:
+    """``freq_min``/``freq_max``: the bins Ketos 2.7.1 itself keeps (its cropped
+    MagSpectrogram located in the full one, scripts/make_reference_scores.py), and the
+    chain's output is exactly the model input."""
     from pamlive.dsp.chain import TransformChain
 
-    rep = translate({"spectrogram": {"rate": "1000 Hz", "window": "0.256 s", "step": "0.032 s",
-                                     "duration": "3.0 s", "type": "MagSpectrogram",
-                                     "freq_min": f"{fmin} Hz", "freq_max": f"{fmax} Hz"}}, "k")
-    shape = TransformChain(rep.transforms).output_shape(rep.segment_samples)
-    assert tuple(shape) == rep.shape
-    assert rep.shape[0] == 94  # ceil(3.0 s / 32 ms)
-    width = 1000 / 256
-    assert rep.shape[1] == sum(fmin <= k * width <= fmax for k in range(129))
+    spec = {"rate": f"{case['rate']} Hz", "window": f"{case['window']} s",
+            "step": f"{case['step']} s", "duration": "3.0 s", "type": "MagSpectrogram",
+            "freq_min": f"{case['freq_min']} Hz", "freq_max": f"{case['freq_max']} Hz"}
+    rep = translate({"spectrogram": spec}, "k")
+    full = translate({"spectrogram": {**spec, "freq_min": "0 Hz",
+                                      "freq_max": f"{case['rate'] / 2} Hz"}}, "k")
+    x = np.random.default_rng(1).standard_normal((1, rep.segment_samples)).astype(np.float32)
+    got = TransformChain(rep.transforms).apply(x)
+    everything = TransformChain(full.transforms).apply(x)
+    assert got.shape[1:] == rep.shape
+    assert rep.shape[1] == case["bins"]
+    first = case["first_bin"]
+    np.testing.assert_array_equal(got[0], everything[0][:, first:first + case["bins"]])
+
+
+def test_koogu_savedmodel_without_rate_asks_for_it(shared_dir: Path, tmp_path: Path) -> None:
+    """Koogu's right whale model has no assets/audio_settings.json: no rate is guessed."""
+    _fails(shared_dir / "models/koogu-narw/koogu_narw_model", tmp_path / "pkg",
+           "no sample rate", "--sample-rate")
+
+
+def test_koogu_savedmodel_rate_must_agree_with_its_settings(shared_dir: Path,
+                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "koogu"
+    shutil.copytree(shared_dir / "models/koogu-narw/koogu_narw_model", folder)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # ../shared is read-only
+    (folder / "assets/audio_settings.json").write_text(json.dumps({"desired_fs": 1000}))
+    with pytest.raises(ModelError, match="contradicts"):
+        import_model(folder, tmp_path / "pkg", sample_rate=2000)
+
+
+def test_wrong_number_of_class_names(shared_dir: Path, tmp_path: Path) -> None:
+    folder = _generic_dir(shared_dir, tmp_path)
+    with pytest.raises(ModelError, match="3 class names given for a model with 2 outputs"):
+        import_model(folder, tmp_path / "pkg", classes=["a", "b", "c"])
+    assert not (tmp_path / "pkg").exists()
+
+
+# ------------------------------------------ PAMGuard's packaging: a zip of model + .pdtf
+
+
+def _zip_folder(folder: Path, dest: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, prefix + str(path.relative_to(folder)))
+    return dest
+
+
+def test_pamguard_zip_of_savedmodel_and_pdtf_imports_as_is(shared_dir: Path,
+                                                           tmp_path: Path) -> None:
+    from pamlive.importers import convert
+    from pamlive.inference.package import load_model_package
+
+    folder = _generic_dir(shared_dir, tmp_path)  # SavedModel + the right whale .pdtf
+    archive = _zip_folder(folder, tmp_path / "right_whale.zip", prefix="right_whale/")
+    model = convert(archive, tmp_path / "work")
+    x = np.random.default_rng(8).random((4, 40, 40, 1)).astype(np.float32) * 0.05
+    assert np.abs(model.reference(x) - run_onnx(model.onnx_model, x)).max() < 1e-5
+    pkg = load_model_package(import_model(archive, tmp_path / "pkg"))
+    assert pkg.sample_rate == 2000 and pkg.segment_s == 2.0
+    assert pkg.input_shape == [-1, 40, 40, 1]
+    pdtf = json.loads((shared_dir / RIGHT_WHALE_PDTF).read_text())
+    assert pkg.class_names == pdtf["class_info"]["name_class"]  # from the metadata
+    assert pkg.extra["imported_from"]["file"] == "right_whale.zip"
+
+
+def test_pamguard_zip_of_onnx_and_pdtf_imports_as_is(shared_dir: Path, tmp_path: Path) -> None:
+    """An ONNX model (built here: flatten, dense, softmax) beside the right whale .pdtf."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pamlive.importers import convert
+
+    w = np.random.default_rng(9).standard_normal((1600, 2)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["scores"], axis=1)],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 40, 40, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(w, "w")])
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(folder / "model.onnx"))
+    shutil.copy(shared_dir / RIGHT_WHALE_PDTF, folder / "model.pdtf")
+    archive = _zip_folder(folder, tmp_path / "tiny.zip")
+    model = convert(archive, tmp_path / "work")
+    x = np.random.default_rng(10).random((3, 40, 40, 1)).astype(np.float32)
+    logits = x.reshape(3, -1).astype(np.float64) @ w
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    assert np.abs(run_onnx(model.onnx_model, x) - want).max() < 1e-5
+    assert model.input_shape == [-1, 40, 40, 1] and model.output_activation == "none"
+
+
+def test_pamguard_zip_pdtf_with_a_transform_pamlive_lacks(shared_dir: Path,
+                                                          tmp_path: Path) -> None:
+    folder = _generic_dir(shared_dir, tmp_path)
+    pdtf = folder / "right_whale.pdtf"
+    doc = json.loads(pdtf.read_text())
+    doc["transforms"].append({"name": "clahe", "params": {}})
+    pdtf.write_text(json.dumps(doc))
+    _fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "clahe", "m.zip")
+
+
+def test_pamguard_zip_needs_one_model_and_one_pdtf(shared_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "only-metadata"
+    folder.mkdir()
+    shutil.copy(shared_dir / RIGHT_WHALE_PDTF, folder / "a.pdtf")
+    _fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "exactly one model")
+
+
+def test_segment_resampling_only_for_load_audio_scipy_at_another_rate() -> None:
+    from pamlive.dsp.chain import TransformChain, TransformSpec
+    from pamlive.dsp.segment_resample import needs_segment_resampling
+
+    scipy_chain = TransformChain([TransformSpec("load_audio_scipy", {"sr": 1000})])
+    poly_chain = TransformChain([TransformSpec("load_audio", {"sr": 1000})])
+    assert needs_segment_resampling(scipy_chain, 2000)
+    assert not needs_segment_resampling(scipy_chain, 1000)
+    assert not needs_segment_resampling(poly_chain, 2000)

@@ -88,9 +88,12 @@ def stft_plan(name: str, params: Mapping[str, Any], sample_rate: float) -> StftP
     exact = flag(name, "pamguard_exact", params.get("pamguard_exact", False))
     if name == "spectrogramketos" or exact:
         # jpamutils: Hamming (jdsp's / WindowFunction's, symmetric), and the bins that
-        # buildAbsoluteSpectram keeps: fft/2 + 1 if fft/2 is odd, else fft/2
+        # buildAbsoluteSpectram keeps: fft/2 + 1 if fft/2 is odd, else fft/2; Ketos
+        # itself always keeps fft/2 + 1 (``all_bins``, a pamlive extension)
         half = fft // 2
         n_bins = half + 1 if half % 2 == 1 else half
+        if name == "spectrogramketos" and flag(name, "all_bins", params.get("all_bins", False)):
+            n_bins = half + 1
         hamming = get_window("hamming", fft, fftbins=False)
         return StftPlan(fft, hop, hamming, n_bins, exact, sample_rate)
     return StftPlan(fft, hop, get_window("hann", fft), fft // 2 + 1, False, sample_rate)
@@ -148,10 +151,15 @@ def spectrogram(f: Features, fft: int, hop: int, pamguard_exact: bool = False) -
     return Features(magnitude_frames(f.data, plan, starts), f.sample_rate, plan.freqs)
 
 
-def spectrogramketos(f: Features, fft: int, hop: int, window_size: float) -> Features:
-    """jpamutils' Ketos spectrogram: Hamming, frames every ``hop``, Ketos frame count."""
+def spectrogramketos(
+    f: Features, fft: int, hop: int, window_size: float, all_bins: bool = False
+) -> Features:
+    """jpamutils' Ketos spectrogram: Hamming, frames every ``hop``, Ketos frame count;
+    ``all_bins``: Ketos' own ``fft/2 + 1`` bins (jpamutils drops the Nyquist bin when
+    ``fft/2`` is even)."""
     require_wave(f, "spectrogramketos")
-    plan = stft_plan("spectrogramketos", {"fft": fft, "hop": hop}, f.sample_rate)
+    params = {"fft": fft, "hop": hop, "all_bins": all_bins}
+    plan = stft_plan("spectrogramketos", params, f.sample_rate)
     size = ketos_window_size(window_size)
     starts = plan.starts(0, ketos_frames(size, plan.fft, plan.hop, f.sample_rate))
     return Features(magnitude_frames(f.data, plan, starts), f.sample_rate, plan.freqs)

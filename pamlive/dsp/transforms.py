@@ -75,6 +75,10 @@ def _not_exact(p: Mapping[str, Any]) -> bool:
     return not p.get("pamguard_exact", False)
 
 
+def _not_zero_phase(p: Mapping[str, Any]) -> bool:
+    return not p.get("zero_phase", False)
+
+
 def _numeric_min_db(p: Mapping[str, Any]) -> bool:
     return str(p.get("min_db")) != "None"
 
@@ -99,8 +103,10 @@ REGISTRY: dict[str, TransformDef] = {
                 "order": REQUIRED,
                 "lowcut": 0.0,
                 "highcut": 0.0,
+                "zero_phase": False,
             },
             "wave",
+            _not_zero_phase,
         ),
         _def(
             "normalize_wav",
@@ -118,7 +124,7 @@ REGISTRY: dict[str, TransformDef] = {
         _def(
             "spectrogramketos",
             spectrogramketos,
-            {"fft": REQUIRED, "hop": REQUIRED, "window_size": REQUIRED},
+            {"fft": REQUIRED, "hop": REQUIRED, "window_size": REQUIRED, "all_bins": False},
             "stft",
         ),
         _def(

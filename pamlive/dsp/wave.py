@@ -8,7 +8,7 @@ import numpy as np
 from scipy import signal
 
 from pamlive.dsp import kernels
-from pamlive.dsp.features import Features, number, positive_int, require_wave
+from pamlive.dsp.features import Features, flag, number, positive_int, require_wave
 from pamlive.errors import TransformError
 
 # PCM full scale of the 16-bit integer view that PAMGuard's PGNORM/KETOSNORM work on
@@ -49,8 +49,10 @@ def filter_sos(
     order: int,
     lowcut: float,
     highcut: float,
+    zero_phase: bool = False,
 ) -> np.ndarray:
-    """Second-order sections of PAMGuard's ``filter_wav`` (causal IIR) at ``sample_rate``."""
+    """Second-order sections of PAMGuard's ``filter_wav`` (causal IIR) at ``sample_rate``
+    (the same sections whether they run causally or ``zero_phase``)."""
     name = "filter_wav"
     kind = _FILTER_TYPES.get(filtertype)
     if kind is None:
@@ -84,12 +86,34 @@ def filter_wav(
     order: int,
     lowcut: float = 0.0,
     highcut: float = 0.0,
+    zero_phase: bool = False,
 ) -> Features:
-    """Butterworth / Chebyshev II low, high or band pass, causal, from rest per segment."""
+    """Butterworth / Chebyshev II low, high or band pass, causal, from rest per segment.
+
+    ``zero_phase`` (a pamlive extension): forward and backward, ``scipy.signal.sosfiltfilt``,
+    as Koogu filters a whole recording; per segment it matches that only where the
+    segment extends far enough beyond the samples kept (see :func:`settling_samples`).
+    """
     require_wave(f, "filter_wav")
     sos = filter_sos(f.sample_rate, filtertype, filtermethod, order, lowcut, highcut)
+    if flag("filter_wav", "zero_phase", zero_phase):
+        return replace(f, data=signal.sosfiltfilt(sos, np.asarray(f.data, np.float64), axis=-1))
     y, _ = sos_filter(sos, f.data)
     return replace(f, data=y)
+
+
+def settling_samples(sos: np.ndarray, tolerance: float = 1e-7) -> int:
+    """Samples after which the filter's impulse response stays below ``tolerance`` of its
+    peak: how far a segment must reach past the samples a zero-phase filter keeps."""
+    n = 1024
+    while True:
+        impulse = np.zeros(n)
+        impulse[0] = 1.0
+        h = np.abs(signal.sosfilt(sos, impulse))
+        above = np.flatnonzero(h > tolerance * h.max())
+        if above[-1] < n // 2 or n >= 1 << 22:
+            return int(above[-1]) + 1
+        n *= 4
 
 
 def sos_filter(

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from pamlive.errors import ModelError, PamliveError
 from pamlive.importers import archive
-from pamlive.importers.model import ImportedModel
+from pamlive.importers.model import ImportedModel, ImportOptions
 from pamlive.importers.writer import check, ensure_writable, write_package
 
-Importer = Callable[[Path, Path, str, Sequence[str] | None], ImportedModel]
+Importer = Callable[[Path, Path, ImportOptions], ImportedModel]
 
 
 def _importer(kind: str) -> Importer:
@@ -28,11 +28,17 @@ def _importer(kind: str) -> Importer:
         from pamlive.importers import ketos
 
         return ketos.import_kt if kind == archive.KETOS_KT else ketos.import_ktpb
+    if kind == archive.KOOGU_SAVEDMODEL:
+        from pamlive.importers import koogu
+
+        return koogu.import_savedmodel
     from pamlive.importers import pamguard
 
     return {archive.KOOGU: pamguard.import_koogu,
             archive.PAMGUARD_TF: pamguard.import_tf_generic,
-            archive.PAMGUARD_TORCH: pamguard.import_torch_generic}[kind]
+            archive.PAMGUARD_TORCH: pamguard.import_torch_generic,
+            archive.PAMGUARD_ONNX: pamguard.import_onnx_generic,
+            archive.PAMGUARD_ZIP: pamguard.import_zip}[kind]
 
 
 def default_name(source: Path) -> str:
@@ -43,36 +49,44 @@ def default_name(source: Path) -> str:
 
 
 def convert(source: str | Path, work_dir: str | Path, name: str | None = None,
-            classes: Sequence[str] | None = None) -> ImportedModel:
+            classes: Sequence[str] | None = None, sample_rate: int | None = None
+            ) -> ImportedModel:
     """Convert ``source`` (unpacking into ``work_dir``) and check the result runs."""
     source, work_dir = Path(source), Path(work_dir)
     kind = archive.detect_kind(source)
     work_dir.mkdir(parents=True, exist_ok=True)
-    model = _importer(kind)(source, work_dir, name or default_name(source), classes)
+    options = ImportOptions(name or default_name(source), classes, sample_rate)
+    model = _importer(kind)(source, work_dir, options)
     check(model, str(source))
     return model
 
 
 def import_model(source: str | Path, out_dir: str | Path, name: str | None = None,
-                 force: bool = False, classes: Sequence[str] | None = None) -> Path:
+                 force: bool = False, classes: Sequence[str] | None = None,
+                 sample_rate: int | None = None) -> Path:
     """Convert ``source`` into the package folder ``out_dir``; returns ``out_dir``."""
     out_dir = Path(out_dir)
     ensure_writable(out_dir, force)  # fail before a slow conversion, not after it
     with tempfile.TemporaryDirectory(prefix="pamlive-import-") as work:
-        model = convert(source, work, name, classes)
+        model = convert(source, work, name, classes, sample_rate)
         return write_package(model, out_dir, force=force)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pamlive import-model",
-        description="Convert a PAMGuard generic (SavedModel folder or TorchScript + .pdtf), "
-                    "Ketos (.kt, .ktpb) or Koogu (.kgu) model into a pamlive model package.")
+        description="Convert a PAMGuard generic (SavedModel folder, TorchScript or ONNX + "
+                    ".pdtf, or PAMGuard's .zip of them), "
+                    "Ketos (.kt, .ktpb) or Koogu (.kgu, SavedModel folder) model into a "
+                    "pamlive model package.")
     p.add_argument("source", type=Path, help="model file or SavedModel folder")
     p.add_argument("-o", "--output", type=Path, required=True, help="package folder to write")
     p.add_argument("--name", help="package name (default: the source file name)")
     p.add_argument("--classes", help="comma-separated class names, in model output order "
                    "(Ketos models carry none)")
+    p.add_argument("--sample-rate", type=int, metavar="HZ",
+                   help="sample rate the model takes, for models whose metadata has none "
+                        "(a Koogu SavedModel without assets/audio_settings.json)")
     p.add_argument("--force", action="store_true", help="replace an existing package")
     return p
 
@@ -82,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     try:
-        out = import_model(args.source, args.output, args.name, args.force, classes)
+        out = import_model(args.source, args.output, args.name, args.force, classes,
+                           args.sample_rate)
     except PamliveError as exc:
         print(f"pamlive: error: {exc}", file=sys.stderr)
         return 2

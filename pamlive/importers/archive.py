@@ -7,42 +7,52 @@ archive, a member outside the archive root or a missing metadata file is a one-l
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from pamlive.errors import ModelError
 
 KETOS_KT = "ketos-kt"
 KETOS_KTPB = "ketos-ktpb"
 KOOGU = "koogu"
+KOOGU_SAVEDMODEL = "koogu-savedmodel"
 PAMGUARD_TF = "pamguard-tf"
 PAMGUARD_TORCH = "pamguard-torch"
+PAMGUARD_ONNX = "pamguard-onnx"
+PAMGUARD_ZIP = "pamguard-zip"
 
-_TORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
-_BY_SUFFIX = {".kt": KETOS_KT, ".ktpb": KETOS_KTPB, ".kgu": KOOGU}
+TORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
+_BY_SUFFIX = {".kt": KETOS_KT, ".ktpb": KETOS_KTPB, ".kgu": KOOGU, ".zip": PAMGUARD_ZIP,
+              ".onnx": PAMGUARD_ONNX}
 
 
 def detect_kind(source: Path) -> str:
     """The importer a source needs, judged from its name and layout."""
     if not source.exists():
         raise ModelError(f"{source}: model not found")
+    if source.name == "saved_model.pb":
+        source = source.parent
     if source.is_dir():
         if (source / "saved_model.pb").is_file():
-            return PAMGUARD_TF
+            # PAMGuard metadata wins; else Koogu's own layout (assets/classes_list.json)
+            has_pdtf = any(source.glob("*.pdtf"))
+            koogu = (source / "assets" / "classes_list.json").is_file()
+            return KOOGU_SAVEDMODEL if koogu and not has_pdtf else PAMGUARD_TF
         raise ModelError(f"{source}: a model folder must hold a TensorFlow saved_model.pb "
                          "(PAMGuard generic model) beside its .pdtf metadata")
     suffix = source.suffix.lower()
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
-    if source.name == "saved_model.pb":
-        return PAMGUARD_TF
-    if suffix in _TORCH_SUFFIXES:
+    if suffix in TORCH_SUFFIXES:
         return PAMGUARD_TORCH
     if suffix == ".pk":
         raise ModelError(f"{source}: AnimalSpot models (.pk) are not supported yet: converting "
                          "one needs AnimalSpot's network code and a real model to test against")
     raise ModelError(f"{source}: unknown model type '{suffix or source.name}' (expected .kt, "
-                     ".ktpb, .kgu, a TorchScript .pt or a SavedModel folder with a .pdtf)")
+                     ".ktpb, .kgu, a PAMGuard .zip, a TorchScript .pt or .onnx beside its "
+                     ".pdtf, or a SavedModel folder)")
 
 
 def unpack(archive: Path, dest: Path) -> Path:
@@ -85,3 +95,11 @@ def find_pdtf(model: Path) -> Path:
         raise ModelError(f"{model}: missing metadata file: no PAMGuard .pdtf in {folder}")
     raise ModelError(f"{model}: several .pdtf files in {folder}; name the model file so its "
                      ".pdtf shares its stem")
+
+
+def read_json(path: Path, source: Path) -> Any:
+    """A metadata file's JSON, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{source}: {path.name} is not readable JSON ({exc})") from None

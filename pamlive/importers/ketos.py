@@ -1,27 +1,25 @@
 """Ketos models: ``.ktpb`` (SavedModel + audio_repr.json + recipe.json) and ``.kt``
 (TF2 checkpoint + recipe.json + audio_repr.json, the ResNet rebuilt from the recipe).
 
-Ketos models carry no class names; class 0 is "background" and class 1 the target
-(named after the package unless ``classes`` are given). Their output is a softmax.
+Ketos models carry no class names: they come from ``--classes``, else they are the
+output indices (``class_0``, ``class_1``, ...; never the file name). Ketos trains class 0
+as background, so by PAMGuard's convention only the others detect.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pamlive.errors import ModelError
 from pamlive.importers import tfconvert
-from pamlive.importers.archive import require_file, unpack
+from pamlive.importers.archive import read_json, require_file, unpack
 from pamlive.importers.ketos_repr import KetosRepresentation, translate
 from pamlive.importers.ketos_resnet import CheckpointWeights, resnet_function
-from pamlive.importers.model import ImportedModel
+from pamlive.importers.model import ImportedModel, ImportOptions, class_names
 
 
-def import_ktpb(source: Path, work: Path, name: str, classes: Sequence[str] | None
-                ) -> ImportedModel:
+def import_ktpb(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
     root = unpack(source, work)
     rep = _representation(root, source)
     require_file(root, "model/saved_model.pb", source, "SavedModel")
@@ -29,33 +27,29 @@ def import_ktpb(source: Path, work: Path, name: str, classes: Sequence[str] | No
         graph, _ = tfconvert.saved_model_graph(str(root / "model"), None, [*rep.shape, 1])
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
-    return _imported(source, name, classes, rep, graph, "ketos .ktpb (SavedModel)")
+    return _imported(source, options, rep, graph, "ketos .ktpb (SavedModel)")
 
 
-def import_kt(source: Path, work: Path, name: str, classes: Sequence[str] | None
-              ) -> ImportedModel:
+def import_kt(source: Path, work: Path, options: ImportOptions) -> ImportedModel:
     root = unpack(source, work)
     rep = _representation(root, source)
-    recipe = _json(require_file(root, "recipe.json", source, "metadata file"), source)
+    recipe = read_json(require_file(root, "recipe.json", source, "metadata file"), source)
     prefix = _checkpoint_prefix(root, source)
     forward = resnet_function(recipe, CheckpointWeights(str(prefix), str(source)), str(source))
     tf = tfconvert.tensorflow()
     spec = tf.TensorSpec([None, *rep.shape, 1], tf.float32)
     concrete = tf.function(forward).get_concrete_function(spec)
     graph = tfconvert.freeze(concrete, [*rep.shape, 1])
-    return _imported(source, name, classes, rep, graph, "ketos .kt (ResNet rebuilt from recipe)")
+    return _imported(source, options, rep, graph, "ketos .kt (ResNet rebuilt from recipe)")
 
 
-def _imported(source: Path, name: str, classes: Sequence[str] | None,
-              rep: KetosRepresentation, graph: Any, fmt: str) -> ImportedModel:
+def _imported(source: Path, options: ImportOptions, rep: KetosRepresentation, graph: Any,
+              fmt: str) -> ImportedModel:
     onnx_model = _convert(graph, source)
     n_classes = _n_classes(onnx_model, source)
-    names = list(classes) if classes else ["background", name] if n_classes == 2 else [
-        "background", *(f"class_{i}" for i in range(1, n_classes))]
-    if len(names) != n_classes:
-        raise ModelError(f"{source}: {len(names)} class names given for {n_classes} classes")
+    names = class_names(options.classes, [f"class_{i}" for i in range(n_classes)], source)
     return ImportedModel(
-        name=name,
+        name=options.name,
         description=f"Ketos model {source.name}, imported by pamlive import-model",
         class_names=names,
         segment_s=rep.segment_s,
@@ -88,15 +82,9 @@ def _n_classes(onnx_model: bytes, source: Path) -> int:
 
 
 def _representation(root: Path, source: Path) -> KetosRepresentation:
-    doc = _json(require_file(root, "audio_repr.json", source, "metadata file"), source)
+    doc = read_json(require_file(root, "audio_repr.json", source, "metadata file"), source)
     return translate(doc, f"{source}: audio_repr.json")
 
-
-def _json(path: Path, source: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{source}: {path.name} is not readable JSON ({exc})") from None
 
 
 def _checkpoint_prefix(root: Path, source: Path) -> Path:

@@ -26,6 +26,8 @@ _SUPPORTED_TYPE = "MagSpectrogram"
 _WINDOW_FUNCS = ("hamming",)
 _IGNORED_KEYS = {"type", "rate", "window", "step", "freq_min", "freq_max", "window_func",
                  "duration", "normalize_wav", "transforms", "decibel", "dtype", "input_ndims",
+                 "resample_method", "waveform_transforms", "compute_phase", "channel",
+                 "pad_mode", "smooth",
                  "input_shape"}
 
 
@@ -85,12 +87,28 @@ def quantity(value: Any, key: str, where: str) -> float:
     raise ModelError(f"{where}: cannot read {key}={value!r} (expected e.g. '0.256 s' or '1000 Hz')")
 
 
+def ketos_crop(fmin: float, fmax: float, nyquist: float, n_bins: int) -> tuple[int, int]:
+    """First and last bin Ketos keeps for ``freq_min``/``freq_max`` (``Spectrogram.crop``:
+    ``LinearAxis.cut`` over ``n_bins`` bins of ``nyquist / n_bins`` Hz, the bins holding
+    both cut values included, the upper one closed on the right)."""
+    res = nyquist / n_bins
+    lo = min(max(fmin / res, 0.0), n_bins - 1)
+    top = fmax / res
+    if top % 1 == 0 and top > 0:
+        top -= 1
+    hi = min(max(top, 0.0), n_bins - 1)
+    return int(lo), int(hi)
+
+
 def _flag(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def representation_spec(doc: Any, where: str) -> dict[str, Any]:
-    """The single representation object in an ``audio_repr.json`` document."""
+    """The single representation object in an ``audio_repr.json`` document (an object,
+    or a list holding one, as Ketos also writes it)."""
+    if isinstance(doc, list) and len(doc) == 1:
+        doc = doc[0]
     if not isinstance(doc, dict) or not doc:
         raise ModelError(f"{where}: audio_repr.json must hold a JSON object")
     reprs = {k: v for k, v in doc.items() if isinstance(v, dict)}
@@ -130,36 +148,58 @@ def translate(doc: Any, where: str) -> KetosRepresentation:
     if not 0 <= fmin < fmax:
         raise ModelError(f"{where}: need 0 <= freq_min < freq_max, got {fmin:g}, {fmax:g} Hz")
 
-    chain = [TransformSpec("load_audio", {"sr": rate})]
+    # Ketos resamples each segment on its own, by default with scipy's FFT resampler:
+    # PAMGuard's load_audio_scipy (pamlive.dsp.segment_resample; docs/import-models.md);
+    # librosa's other methods are band-limited interpolators, the stream resampler's kind
+    method = str(spec.get("resample_method", "scipy")).lower()
+    chain = [TransformSpec("load_audio_scipy" if method == "scipy" else "load_audio",
+                           {"sr": rate})]
+    if _flag(spec.get("compute_phase", False)):
+        raise ModelError(f"{where}: Ketos compute_phase (a phase channel) needs a transform "
+                         "pamlive lacks")
+    for t in spec.get("waveform_transforms", []) or []:  # Waveform.from_wav: before
+        chain.append(_waveform_transform(t, where))      # normalize_wav
     if _flag(spec.get("normalize_wav", False)):
         chain.append(TransformSpec("normalize_wav", {"type": 3}))  # Ketos: zero mean, unit std
     # window_size such that PAMGuard's frame count ceil((w - fft/sr) sr/hop) is num_segs
     # whatever the float round-off: half a hop short of the extended segment
     window_size = ((num_segs - 0.5) * step_len + win_len) / rate
+    # all_bins: Ketos' win_len/2 + 1 bins (jpamutils drops the Nyquist bin when
+    # win_len/4 is whole, e.g. the right whale model's 256-point FFT)
     chain.append(TransformSpec("spectrogramketos", {"fft": win_len, "hop": step_len,
-                                                    "window_size": window_size}))
-    # jpamutils' Ketos spectrogram drops the Nyquist bin when win_len/4 is whole;
-    # interpolating onto Ketos' win_len/2 + 1 bins restores the count (as PAMGuard does)
-    # and is the identity otherwise
+                                                    "window_size": window_size,
+                                                    "all_bins": True}))
     ketos_bins = win_len // 2 + 1
-    chain.append(TransformSpec("freq_compression", {"fmin": 0.0, "fmax": nyquist,
-                                                    "bins": ketos_bins}))
-    n_bins = ketos_bins
-    if fmin > 0 or fmax < nyquist:  # Ketos crops to the bins inside the band
-        chain.append(TransformSpec("freq_trim", {"fmin": fmin, "fmax": fmax}))
-        freqs = np.arange(ketos_bins) * (rate / win_len)
-        n_bins = int(((freqs >= fmin) & (freqs <= fmax)).sum())
     if spec.get("decibel", True) is not False and str(spec.get("decibel")).lower() != "false":
         chain.append(TransformSpec("amplitude_to_decibel", {}))
     step_s = step_len / rate
     for t in spec.get("transforms", []) or []:
         chain.append(_transform(t, step_s, where))
+    # Ketos crops AFTER its transforms (MagSpectrogram.from_waveform: the constructor
+    # applies them to all bins, then crop), so a normalize sees every bin
+    lo, hi = ketos_crop(fmin, fmax, nyquist, ketos_bins)
+    n_bins = hi - lo + 1
+    if n_bins < ketos_bins:  # freq_trim keeps bins lo..hi (centres k * rate / win_len)
+        df = rate / win_len
+        chain.append(TransformSpec("freq_trim", {"fmin": (lo - 0.5) * df,
+                                                 "fmax": (hi + 0.5) * df}))
     unknown = set(spec) - _IGNORED_KEYS
     if unknown:
         raise ModelError(f"{where}: audio_repr.json option(s) pamlive cannot honour: "
                          f"{', '.join(sorted(unknown))}")
     return KetosRepresentation(rate, duration, win_len, step_len, num_segs, n_bins,
                                (fmin, fmax), chain)
+
+
+def _waveform_transform(t: Any, where: str) -> TransformSpec:
+    """A Ketos waveform transform: only ``normalize`` to mean 0, std 1 has a pamlive twin."""
+    if not isinstance(t, dict) or "name" not in t:
+        raise ModelError(f"{where}: malformed Ketos waveform transform {t!r}")
+    if (t["name"] == "normalize" and float(t.get("mean", 0.0)) == 0.0
+            and float(t.get("std", 1.0)) == 1.0):
+        return TransformSpec("normalize_wav", {"type": 3})
+    raise ModelError(f"{where}: Ketos waveform transform '{t['name']}' needs a transform "
+                     "pamlive lacks")
 
 
 def _transform(t: Any, step_s: float, where: str) -> TransformSpec:

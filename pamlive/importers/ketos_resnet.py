@@ -94,10 +94,14 @@ def resnet_function(recipe: Mapping[str, Any], weights: Weights, where: str) -> 
     def conv(x: Any, path: str, stride: int) -> Any:
         return tf.nn.conv2d(x, const(f"{path}/kernel"), strides=stride, padding="SAME")
 
-    blocks = []
+    # Keras names a Sequential's children layer-N (Ketos 2.0-era checkpoints) or, in
+    # later versions, layer_with_weights-N (Ketos 2.7's NNInterface.save); every block
+    # has weights, so N is the block number either way
+    layer = "layer_with_weights" if w.has("blocks/layer_with_weights-0/conv_1/kernel") else "layer"
+    blocks: list[tuple[str, int, bool]] = []
     for set_id, count in enumerate(block_sets):
         for block_id in range(count):
-            path = f"blocks/layer-{len(blocks)}"
+            path = f"blocks/{layer}-{len(blocks)}"
             stride = strides if set_id != 0 and block_id == 0 else 1
             blocks.append((path, stride, w.has(f"{path}/conv_down/kernel")))
     dense_kernel, dense_bias = const("fully_connected/kernel"), const("fully_connected/bias")

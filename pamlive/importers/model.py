@@ -9,6 +9,18 @@ from typing import Any
 import numpy as np
 
 from pamlive.dsp.chain import TransformSpec
+from pamlive.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the user says on the command line: package name, class names, sample rate
+    (for models whose metadata lacks one)."""
+
+    name: str
+    classes: Sequence[str] | None = None
+    sample_rate: int | None = None
+
 
 # class names that mean "nothing of interest": they never raise detections by default
 _NEGATIVE_NAMES = {"noise", "background", "other", "negative", "none", "non-target", "ambient"}
@@ -44,6 +56,16 @@ class ImportedModel:
     @property
     def output_activation(self) -> str:
         return output_activation(self.onnx_model, len(self.class_names))
+
+
+def class_names(given: Sequence[str] | None, own: Sequence[str], source: object) -> list[str]:
+    """``--classes`` if given (one per model output), else the model's own names."""
+    if not given:
+        return list(own)
+    if len(given) != len(own):
+        raise ModelError(f"{source}: {len(given)} class names given for a model with "
+                         f"{len(own)} outputs")
+    return list(given)
 
 
 def positive_classes(class_names: Sequence[str]) -> dict[str, bool]:

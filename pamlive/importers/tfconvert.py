@@ -73,22 +73,27 @@ def freeze(concrete_fn: Any, input_shape: Sequence[int]) -> Any:
     return graph.as_graph_def()
 
 
-def model_layout(concrete_fn: Any, input_shape: Sequence[int]) -> list[int]:
+def model_layout(concrete_fn: Any, input_shape: Sequence[int] | None) -> list[int]:
     """The function's own input layout if it holds the same values as ``input_shape``
-    (e.g. ``[1125]`` for a chain's ``[1125, 1, 1]``), else ``input_shape``: some
-    SavedModels were traced with a static shape that does not fit their real input."""
+    (e.g. ``[1125]`` for a chain's ``[1125, 1, 1]``) or no shape is asked for, else
+    ``input_shape``: some SavedModels were traced with a static shape that does not fit
+    their real input."""
     tf = tensorflow()
     spec = next(t for t in concrete_fn.inputs if t.dtype != tf.resource).shape
     own = spec.as_list()[1:] if spec.rank else []
+    if input_shape is None:
+        if not own or any(d is None for d in own):
+            raise ModelError(f"the model's input shape {spec} is not fully known")
+        return [int(d) for d in own]
     if own and all(d is not None for d in own) and np.prod(own) == np.prod(input_shape):
         return [int(d) for d in own]
     return list(input_shape)
 
 
 def saved_model_graph(saved_model_dir: str, signature: str | None,
-                      input_shape: Sequence[int]) -> tuple[Any, list[int]]:
+                      input_shape: Sequence[int] | None) -> tuple[Any, list[int]]:
     """Frozen graph of one SavedModel signature (the only one, or ``signature``) and the
-    input layout it takes (see :func:`model_layout`)."""
+    input layout it takes (see :func:`model_layout`; ``None``: the signature's own)."""
     tf = tensorflow()
     try:
         loaded = tf.saved_model.load(saved_model_dir)
