@@ -23,7 +23,7 @@ from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import StreamDetector
+from pamlive.pipeline import StreamDetector, window_hop
 from pamlive.raven import TABLE_SUFFIX, table_paths, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
@@ -47,7 +47,7 @@ def analysis_block_frames(package: ModelPackage | Ensemble, input_rate: int, cha
     target = max(4096, min(1 << 18, BLOCK_SAMPLES // channels))
     if isinstance(package, Ensemble):  # members hop differently: no common boundary
         return target
-    hop_model = round(hop_s * package.sample_rate)
+    hop_model = window_hop(package.chain(), hop_s)
     hop_in, rest = divmod(hop_model * input_rate, package.sample_rate)
     if rest or hop_in <= 0:
         return target

@@ -33,19 +33,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
 from pamlive.config import FusionConfig, ModelConfig
 from pamlive.detection import Detection, WindowMerger
+from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.errors import ConfigError
 from pamlive.fusion import VOTE_THRESHOLD, fuse
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage, load_model_package
-from pamlive.pipeline import Window, Windower, classify_windows, merged_thresholds
+from pamlive.pipeline import (
+    Window,
+    Windower,
+    classify_windows,
+    make_windower,
+    merged_thresholds,
+)
 
 # the rule for a detecting class that [model.fusion] does not name
-DEFAULT_RULE = "all"
+DEFAULT_RULE: Literal["all"] = "all"
 
 Part = tuple[Window, np.ndarray]  # a member's window and its scores (channels, its classes)
 Aligned = tuple[Window, list[Part | None]]  # a lead window and each member's part, or missing
@@ -62,9 +70,8 @@ class Member:
     thresholds: dict[str, float]  # the member's own class -> threshold
     columns: list[int | None]  # ensemble class -> this member's score column (None: none)
 
-    def windower(self, input_rate: int, channels: int) -> Windower:
-        return Windower(self.package.chain(), input_rate, channels, self.package.segment_s,
-                        self.hop_s)
+    def windower(self, input_rate: int, channels: int) -> Windower | SegmentWindower:
+        return make_windower(self.package, input_rate, channels, self.hop_s)
 
     @property
     def window_hop_s(self) -> float:

@@ -17,6 +17,7 @@ import numpy as np
 
 from pamlive.detection import Detection, WindowMerger
 from pamlive.dsp.chain import TransformChain
+from pamlive.dsp.segment_resample import SegmentWindower, needs_segment_resampling
 from pamlive.dsp.stream import WindowFeatures, frame_aligned_hop
 from pamlive.errors import ConfigError
 from pamlive.inference.classifier import Classifier
@@ -30,6 +31,14 @@ class Window:
     end_sample: int  # input-stream index, exclusive
     ready_sample: int  # input samples received when the window became complete
     features: np.ndarray  # (channels, *feature_shape)
+
+
+def window_hop(chain: TransformChain, hop_s: float) -> int:
+    """The hop in model-rate samples that the :class:`Windower` uses for ``hop_s``."""
+    hop = round(hop_s * chain.sample_rate)
+    if hop < 1:
+        raise ConfigError(f"hop {hop_s} s is shorter than one sample at {chain.sample_rate} Hz")
+    return frame_aligned_hop(chain, hop)
 
 
 class Windower:
@@ -46,10 +55,7 @@ class Windower:
         if not (math.isfinite(hop_s) and math.isfinite(segment_s)):
             raise ConfigError(f"hop {hop_s} s and window {segment_s} s must be finite numbers")
         self.segment = round(segment_s * rate)
-        self.hop = round(hop_s * rate)
-        if self.hop < 1:
-            raise ConfigError(f"hop {hop_s} s is shorter than one sample at {rate} Hz")
-        self.hop = frame_aligned_hop(chain, self.hop)
+        self.hop = window_hop(chain, hop_s)
         self.features = WindowFeatures(chain, channels, self.segment, self.hop)
         self._buf = np.zeros((0, channels), np.float32)
         self._buf_start = 0  # model-rate index of _buf[0]
@@ -134,6 +140,18 @@ def classify_windows(classifier: Classifier, windows: list[Window]) -> np.ndarra
 ScoreSink = Callable[[Window, np.ndarray], None]
 
 
+def make_windower(package: ModelPackage, input_rate: int, channels: int,
+                  hop_s: float) -> Windower | SegmentWindower:
+    """The window cutter the package's chain asks for: the stream :class:`Windower`, or,
+    for a ``load_audio_scipy`` chain on audio at another rate, the per-segment resampling
+    cutter (each window resampled on its own, as Ketos and PAMGuard do)."""
+    chain = package.chain()
+    if needs_segment_resampling(chain, input_rate):
+        lead = float(package.extra.get("imported_from", {}).get("segment_lead_s", 0.0))
+        return SegmentWindower(chain, input_rate, channels, package.segment_s, hop_s, lead)
+    return Windower(chain, input_rate, channels, package.segment_s, hop_s)
+
+
 class StreamDetector:
     """Windower -> Classifier -> WindowMerger, synchronously (``pamlive analyze``)."""
 
@@ -141,7 +159,7 @@ class StreamDetector:
                  channels: int, *, hop_s: float = 1.0, max_merge: int = 10,
                  thresholds: Mapping[str, float] | None = None,
                  on_scores: ScoreSink | None = None) -> None:
-        self.windower = Windower(package.chain(), input_rate, channels, package.segment_s, hop_s)
+        self.windower = make_windower(package, input_rate, channels, hop_s)
         self.classifier = classifier
         self.merger = make_merger(package, input_rate, max_merge, thresholds or {})
         self.on_scores = on_scores

@@ -457,6 +457,38 @@ def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) 
     assert d_stream.max() > 10 * d_seg.max()  # the resampler is the difference
 
 
+def test_analyze_scores_a_ketos_package_as_ketos_does(imported, shared_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """``pamlive analyze --scores`` on the 2 kHz recording picks per-segment resampling
+    for the imported Ketos package: its window scores are Ketos' own."""
+    import csv
+    import json
+
+    from pamlive.analyze import analyze_files
+    from pamlive.inference.package import load_model_package
+
+    ref = np.load(FIXTURES / "ketos-narw-native.npz")
+    info = json.loads(str(ref["info"]))
+    _, package_dir = imported("ketos-narw")
+    package = load_model_package(package_dir)
+    result = analyze_files([shared_dir / info["recording"]], package, tmp_path, scores=True,
+                           progress=False)
+    assert not result.failed
+    (table,) = tmp_path.glob("*.scores.csv")
+    with table.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lead_s = package.extra["imported_from"]["segment_lead_s"]  # Ketos' window k starts there
+    by_start = {round(float(r["start"]) + lead_s, 3): float(r[package.class_names[1]])
+                for r in rows}
+    got, want = [], []
+    for k, start in enumerate(ref["start_s"]):
+        if round(float(start), 3) in by_start:
+            got.append(by_start[round(float(start), 3)])
+            want.append(float(ref["scores"][k, 1]))
+    assert len(got) >= len(ref["start_s"]) - 3
+    assert np.abs(np.array(got) - np.array(want)).max() < 1e-3
+
+
 def test_ketos_killer_whale_resampled_up_per_segment(imported, shared_dir: Path) -> None:
     """The killer whale model (10 kHz) on the 8 kHz tutorial recording, which Ketos
     resamples up segment by segment: ``resample_segment`` on Ketos' input span gives

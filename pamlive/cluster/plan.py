@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pamlive.analyze import analysis_block_frames
 from pamlive.dsp.resample import design_antialias_taps
+from pamlive.dsp.segment_resample import needs_segment_resampling
 from pamlive.inference.package import ModelPackage
+from pamlive.pipeline import window_hop
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,15 @@ class Chunk:
 
 
 def hop_frames(package: ModelPackage, input_rate: int, hop_s: float) -> int | None:
-    """The window hop in input frames, or None where it is not a whole number of them.
+    """The window hop in input frames, or None where chunks cannot start on it: the hop
+    is not a whole number of input frames, or the chain resamples each window on its own.
 
     The windower hops by ``round(hop_s * model_rate)`` model samples; a chunk may start
     only where a serial window could (a multiple of the hop in input frames).
     """
-    hop_model = round(hop_s * package.sample_rate)
+    if needs_segment_resampling(package.chain(), input_rate):
+        return None
+    hop_model = window_hop(package.chain(), hop_s)
     frames = Fraction(hop_model * input_rate, package.sample_rate)
     return int(frames) if frames.denominator == 1 and frames > 0 else None
 

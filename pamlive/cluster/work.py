@@ -15,7 +15,7 @@ from pamlive.cluster.plan import Chunk, ModelSpec
 from pamlive.errors import PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage, load_model_package
-from pamlive.pipeline import Window, Windower, classify_windows
+from pamlive.pipeline import Window, classify_windows, make_windower
 
 
 @dataclass
@@ -54,8 +54,7 @@ def score_chunk(chunk: Chunk, spec: ModelSpec) -> ChunkScores:
     from pamlive.sources.files import iter_blocks
 
     package, classifier = _model(spec)
-    windower = Windower(package.chain(), chunk.sample_rate, chunk.channels,
-                        package.segment_s, spec.hop_s)
+    windower = make_windower(package, chunk.sample_rate, chunk.channels, spec.hop_s)
     kept: list[tuple[list[Window], np.ndarray]] = []
     position = chunk.read_start
     error = None
