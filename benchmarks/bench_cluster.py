@@ -35,9 +35,15 @@ RATE = 48000
 
 
 def worker_usage() -> tuple[float, float]:
-    """(CPU seconds, peak RSS in MB) of this worker process."""
+    """(CPU seconds, peak RSS in MB) of this worker process.
+
+    The peak is ``VmHWM`` of this process image: ``ru_maxrss`` would also count the
+    benchmark process it was forked from (Linux keeps that figure across exec).
+    """
     u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime, u.ru_maxrss / 1024
+    with open("/proc/self/status", encoding="ascii") as fh:
+        hwm_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    return u.ru_utime + u.ru_stime, hwm_kb / 1024
 
 
 def make_inputs(folder: Path, files: int, minutes: float, long: int) -> tuple[list[Path], Path]:
