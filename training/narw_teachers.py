@@ -1,0 +1,108 @@
+"""Teacher scores on the DCLDE recordings: Koogu's NARW model (and Ketos, when imported).
+
+Why: the 53 labelled calls come from one day; the teachers were trained on other
+data, so where they agree on the unlabelled days they give pseudo-labels (calls) and
+hard negatives (nothing there) from days the labels never saw. Scores are cached per
+file (``.npz`` under ``--cache``, outside the repository: they are derived from
+``../shared``).
+
+    python training/narw_teachers.py            # Koogu scores of every file, 0.25-s hop
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+REPO = Path(__file__).resolve().parents[1]
+KOOGU = Path("models/koogu-narw/koogu_narw_model")
+KOOGU_RATE, KOOGU_SAMPLES = 1000, 2250
+HOP_S = 0.25
+DEFAULT_CACHE = Path("/work/scratch/detector-cache")
+
+
+def all_files(shared: Path) -> list[Path]:
+    """The labelled training files and the unlabelled recordings of other days."""
+    root = shared / "data/narw-dclde2013"
+    return sorted((root / "train").glob("*/*.wav")) + sorted((root / "unlabelled").glob("*.wav"))
+
+
+def koogu_scores(model_dir: Path, audio_2k: np.ndarray, hop_s: float = HOP_S
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """NARW score of every 2.25-s Koogu clip at ``hop_s``; returns (centre times s,
+    scores). Clips are peak-normalised, as Koogu feeds them."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(model_dir)).signatures["with_transformation"]
+    x = resample_poly(audio_2k.astype(np.float64), 1, 2).astype(np.float32)
+    hop = int(hop_s * KOOGU_RATE)
+    starts = np.arange(0, len(x) - KOOGU_SAMPLES + 1, hop)
+    clips = np.stack([x[s : s + KOOGU_SAMPLES] for s in starts])
+    clips /= np.maximum(np.abs(clips).max(axis=1, keepdims=True), 1e-9)
+    out = [fn(inputs=tf.constant(clips[i : i + 512]))["scores"].numpy()[:, 0]
+           for i in range(0, len(clips), 512)]
+    return (starts + KOOGU_SAMPLES / 2) / KOOGU_RATE, np.concatenate(out)
+
+
+def cached_koogu(shared: Path, wav: Path, cache: Path = DEFAULT_CACHE
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Koogu (centre times, scores) for ``wav``, computed once."""
+    path = cache / f"koogu_{wav.stem}.npz"
+    if not path.exists():
+        audio, rate = sf.read(str(wav), dtype="float32")
+        assert rate == 2000, wav
+        t, s = koogu_scores(shared / KOOGU, audio)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, t=t, s=s)
+    z = np.load(path)
+    return z["t"], z["s"]
+
+
+def v1_scores(onnx_path: Path, audio_2k: np.ndarray, hop_s: float = HOP_S
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The v1 detector's right_whale score of every 2-s window at ``hop_s``: (window
+    starts s, scores). v1 only mines hard negatives; it is no teacher."""
+    import onnxruntime as ort
+    from narw_data import SEGMENT
+
+    from pamlive.inference.package import load_model_package
+
+    chain = load_model_package(REPO / "pamlive/models/narw").chain()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    hop = int(hop_s * 2000)
+    starts = np.arange(0, len(audio_2k) - SEGMENT + 1, hop)
+    feats = chain.apply(np.stack([audio_2k[s : s + SEGMENT] for s in starts]))[..., None]
+    return starts / 2000, sess.run(None, {"input": feats})[0][:, 1]
+
+
+def cached_v1(wav: Path, cache: Path = DEFAULT_CACHE) -> tuple[np.ndarray, np.ndarray]:
+    """v1 (window starts, scores) for ``wav``; ``cache/v1_model.onnx`` is v1's model
+    (``git show e6cbc65:pamlive/models/narw/model.onnx``)."""
+    path = cache / f"v1_{wav.stem}.npz"
+    if not path.exists():
+        audio, _ = sf.read(str(wav), dtype="float32")
+        t, s = v1_scores(cache / "v1_model.onnx", audio)
+        np.savez(path, t=t, s=s)
+    z = np.load(path)
+    return z["t"], z["s"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = p.parse_args()
+    for wav in all_files(args.shared):
+        _, s = cached_koogu(args.shared, wav, args.cache)
+        _, v1 = cached_v1(wav, args.cache)
+        print(f"{wav.name}: {len(s)} clips, Koogu >=0.98: {(s >= 0.98).sum()}, "
+              f">=0.999: {(s >= 0.999).sum()}; v1 windows >= 0.9: {(v1 >= 0.9).sum()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
