@@ -80,12 +80,13 @@ def test_export_path_agrees_with_torch(tmp_path, shared_dir):
     finally:
         sys.path.remove(str(REPO / "training"))
     torch.manual_seed(3)
-    net = UpcallNet(log_input=True)
-    with torch.no_grad():  # non-trivial batch-norm statistics
+    net = UpcallNet(log_input=True, bg_sub=True)
+    with torch.no_grad():  # non-trivial batch-norm statistics and a calibration temperature
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
+        net.temperature.fill_(1.7)
     net.eval()
     pdtf = shared_dir / "models/pamguard-right-whale/right_whale_DL_settings.pdtf"
     export_package(net, TransformChain(read_pdtf(pdtf).transforms), tmp_path, 0.5)
@@ -94,7 +95,28 @@ def test_export_path_agrees_with_torch(tmp_path, shared_dir):
     got = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"input": x})[0]
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
+        # independent of the module: softmax of the logits divided by the temperature
+        z = net.logits(torch.from_numpy(x)).numpy() / 1.7
     assert np.max(np.abs(got - want)) < 1e-5
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), atol=1e-5)
+
+
+def test_pseudo_calls_are_sure_teacher_runs():
+    """A run of clips >= 0.99 becomes one 1-s call around its centre only if it peaks
+    at >= 0.999; single clips and runs that never get sure are not calls."""
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        from narw_data import pseudo_calls
+    finally:
+        sys.path.remove(str(REPO / "training"))
+    t = np.arange(20) * 0.25 + 1.125
+    s = np.zeros(20)
+    s[2:6] = [0.991, 0.9995, 0.995, 0.992]  # sure run, centres 1.625..2.375
+    s[9:11] = [0.995, 0.998]  # never reaches 0.999
+    s[15] = 0.9999  # a single sure clip, centre 4.875
+    calls = pseudo_calls(t, s)
+    assert [(c.start, c.end) for c in calls] == [(1.5, 2.5), (4.375, 5.375)]
 
 
 def _window_scores(session, chain, path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,7 @@ from pamlive.evaluate import Event, format_scores, score_events
 REPO = Path(__file__).resolve().parents[1]
 # Chosen from the held-out precision-recall curve (see pamlive/models/narw/README.md).
 DEFAULT_THRESHOLD = 0.9
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "2.0.0"
 CLASS_NAMES = ["noise", "right_whale"]
 
 
@@ -240,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "pamlive/models/narw")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--seed", type=int, default=20130328)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--per-call", type=int, default=30, help="augmented windows per call/epoch")
-    p.add_argument("--neg-ratio", type=int, default=5, help="negatives per positive")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--per-call", type=int, default=20, help="augmented windows per call/epoch")
+    p.add_argument("--neg-ratio", type=int, default=4, help="negatives per positive")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--noise-mix-max", type=float, default=2.0,
                    help="loudest added noise, relative to the window's level")
@@ -252,18 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--linear-input", action="store_true", help="no log compression")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--export", action="store_true", help="export a loo/dev fold's model too")
-    p.add_argument("--calibrate", action="store_true",
-                   help="temperature scaling on the held-out files before export")
-    p.add_argument("--teacher", action="store_true",
-                   help="add the unlabelled days (Koogu pseudo-calls) and hard negatives")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="no temperature scaling on the held-out files before export")
+    p.add_argument("--no-teacher", dest="teacher", action="store_false",
+                   help="v1 recipe: no unlabelled days (Koogu pseudo-calls), no hard negatives")
     p.add_argument("--holdout-day", type=int, default=-1,
                    help="leave this unlabelled day (0 or 1) out of training (cross-day check)")
-    p.add_argument("--hard-frac", type=float, default=0.0,
+    p.add_argument("--hard-frac", type=float, default=0.3,
                    help="share of negatives drawn from the hard-negative pool")
-    p.add_argument("--speed", type=float, default=0.0,
+    p.add_argument("--speed", type=float, default=0.05,
                    help="speed perturbation: windows read 1 +- SPEED times as long")
-    p.add_argument("--bg-sub", action="store_true",
-                   help="per-frequency background subtraction inside the network")
+    p.add_argument("--no-bg-sub", dest="bg_sub", action="store_false",
+                   help="no per-frequency background subtraction inside the network")
     args = p.parse_args(argv)
 
     t0 = time.monotonic()
