@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 KOOGU = Path("models/koogu-narw/koogu_narw_model")
 KOOGU_RATE, KOOGU_SAMPLES = 1000, 2250
 HOP_S = 0.25
-DEFAULT_CACHE = Path("/work/scratch/detector-cache")
+DEFAULT_CACHE = Path.home() / ".cache/pamlive-narw"  # derived from ../shared: never in the repo
 V1_REV = "e6cbc65"  # the commit whose narw package is v1
 
 

@@ -215,8 +215,10 @@ def export_package(
         "version": MODEL_VERSION,
         "description": (
             "North Atlantic right whale upcall detector: small CNN on PAMGuard's right whale "
-            "spectrogram (2 s at 2 kHz, 47-357 Hz, 40x40), trained on DCLDE 2013 "
-            "(NOPP6 Cape Cod Bay) recordings; see README.md for data, split and accuracy."
+            "spectrogram (2 s at 2 kHz, 47-357 Hz, 40x40) with per-frequency background "
+            "subtraction, trained on DCLDE 2013 (NOPP6 Cape Cod Bay) labelled calls plus "
+            "Koogu-teacher pseudo-calls and hard negatives from two other days; "
+            "temperature-calibrated scores; see README.md for data, split and accuracy."
         ),
         "class_names": CLASS_NAMES,
         "thresholds": {"noise": 1.0, "right_whale": threshold},

@@ -25,20 +25,21 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from narw_data import SAMPLE_RATE, UNLABELLED_FILES, UNLABELLED_SUBDIR, pseudo_calls
-from narw_teachers import cached_koogu
+from narw_teachers import DEFAULT_CACHE, cached_ketos, cached_koogu
 
 from pamlive.analyze import analyze_files
 from pamlive.evaluate import Event, load_tables
-from pamlive.inference.package import load_model_package
+from pamlive.inference.package import ModelPackage, load_model_package
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS = "right_whale"
 CONFIRM = 0.5
 
 
-def teacher_max(t: np.ndarray, s: np.ndarray, det: Event) -> float:
-    """Highest Koogu score of a clip overlapping the detection (clips are 2.25 s)."""
-    near = s[(t + 1.125 > det.start) & (t - 1.125 < det.end)]
+def teacher_max(t: np.ndarray, s: np.ndarray, det: Event, half: float = 1.125) -> float:
+    """Highest teacher score of a clip (centres ``t``, ``2 * half`` s long; Koogu 2.25 s,
+    Ketos 3 s) overlapping the detection."""
+    near = s[(t + half > det.start) & (t - half < det.end)]
     return float(near.max()) if len(near) else 0.0
 
 
@@ -74,28 +75,50 @@ def contact_sheet(items: list[tuple[Path, Event, float]], path: Path, title: str
     plt.close(fig)
 
 
+def detections(package: ModelPackage, wavs: list[Path], hop: float, thr: float,
+               max_merge: int) -> dict[str, list[Event]]:
+    """``pamlive analyze`` detections by file stem."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = analyze_files(wavs, package, Path(tmp), hop_s=hop, max_merge=max_merge,
+                               thresholds={**package.thresholds, CLASS: thr}, progress=False)
+        if result.failed:
+            raise SystemExit(f"analysis failed: {result.failed[0].error}")
+        return load_tables([Path(tmp)], CLASS)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     p.add_argument("--model", default=str(REPO / "pamlive/models/narw"))
     p.add_argument("--hop", type=float, default=0.25)
+    p.add_argument("--max-merge", type=int, default=10)
     p.add_argument("--threshold", type=float, help="default: the package's")
+    p.add_argument("--sweep", type=float, nargs="*", default=[],
+                   help="also print detections and disputed ones per hour at these thresholds")
     p.add_argument("--png", type=Path, default=REPO / "pamlive/models/narw/unlabelled_days.png")
     args = p.parse_args(argv)
     package = load_model_package(args.model)
     thr = args.threshold or package.thresholds[CLASS]
     wavs = [args.shared / UNLABELLED_SUBDIR / f for f in UNLABELLED_FILES]
-    with tempfile.TemporaryDirectory() as tmp:
-        result = analyze_files(wavs, package, Path(tmp), hop_s=args.hop,
-                               thresholds={**package.thresholds, CLASS: thr}, progress=False)
-        if result.failed:
-            raise SystemExit(f"analysis failed: {result.failed[0].error}")
-        tables = load_tables([Path(tmp)], CLASS)
+    koogu = {w.stem: cached_koogu(args.shared, w) for w in wavs}
+    hours_all = sum(sf.info(str(w)).duration for w in wavs) / 3600
+    if args.sweep:
+        print(f"sweep, hop {args.hop} s, max_merge {args.max_merge}, {hours_all:.2f} h:")
+        print("threshold  detections/h  disputed/h  teacher-sure calls found")
+        for t in args.sweep:
+            tables = detections(package, wavs, args.hop, t, args.max_merge)
+            n = sum(len(v) for v in tables.values())
+            bad = sum(teacher_max(*koogu[k], d) < CONFIRM for k, v in tables.items() for d in v)
+            found = sum(any(d.start < c.end and d.end > c.start for d in tables.get(k, []))
+                        for k, (kt, ks) in koogu.items() for c in pseudo_calls(kt, ks))
+            print(f"{t:9.3f} {n / hours_all:13.0f} {bad / hours_all:11.1f} {found:8d}")
+    tables = detections(package, wavs, args.hop, thr, args.max_merge)
     items = []
     tot_h = tot_d = tot_conf = tot_calls = tot_found = 0.0
-    print(f"model {package.name} {package.version}, threshold {thr}, hop {args.hop} s")
+    print(f"model {package.name} {package.version}, threshold {thr}, hop {args.hop} s, "
+          f"max_merge {args.max_merge}")
     for wav in wavs:
-        t, s = cached_koogu(args.shared, wav)
+        t, s = koogu[wav.stem]
         hours = sf.info(str(wav)).duration / 3600
         dets = tables.get(wav.stem, [])
         km = [teacher_max(t, s, d) for d in dets]
@@ -106,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
               f"teacher confirms {conf}, disputes {len(dets) - conf} "
               f"({(len(dets) - conf) / hours:.1f}/h); teacher-sure calls found "
               f"{found}/{len(calls)}")
+        if (DEFAULT_CACHE / "ketos-narw").exists():
+            kt, ks = cached_ketos(wav)
+            ke = [teacher_max(kt, ks, d, 1.5) for d in dets]
+            both = sum(a >= CONFIRM and b >= CONFIRM for a, b in zip(km, ke, strict=True))
+            print(f"  Ketos >= {CONFIRM} on {sum(b >= CONFIRM for b in ke)} of them; both "
+                  f"teachers on {both}; Ketos windows >= {CONFIRM}: "
+                  f"{int((ks >= CONFIRM).sum())} of {len(ks)}")
         items += [(wav, d, k) for d, k in zip(dets, km, strict=True)]
         tot_h += hours
         tot_d += len(dets)
