@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--png", type=Path, default=REPO / "pamlive/models/narw/pr_curve.png")
     p.add_argument("--fold", type=int, default=1, choices=[0, 1, 2],
                    help="held-out pair of leave_one_out(K); 1 = the shipped test split")
-    p.add_argument("--hop", type=float, default=1.0)
+    p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--max-merge", type=int, default=10)
     p.add_argument("--sweep", type=float, nargs="*", default=SWEEP)
     args = p.parse_args(argv)

@@ -71,8 +71,12 @@ def contact_sheet(items: list[tuple[Path, Event, float]], path: Path, title: str
                      fontsize=7, color="k" if koogu >= CONFIRM else "r")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
+    from PIL import Image  # matplotlib's own dependency
+
+    # 64-colour palette: a third of the bytes, still enough to tell an upcall
+    Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
 
 
 def detections(package: ModelPackage, wavs: list[Path], hop: float, thr: float,
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     p.add_argument("--model", default=str(REPO / "pamlive/models/narw"))
-    p.add_argument("--hop", type=float, default=0.25)
+    p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--max-merge", type=int, default=10)
     p.add_argument("--threshold", type=float, help="default: the package's")
     p.add_argument("--sweep", type=float, nargs="*", default=[],
