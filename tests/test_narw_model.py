@@ -42,6 +42,7 @@ def test_metadata_follows_the_package_contract(meta, shared_dir):
     assert meta["class_names"] == ["noise", "right_whale"]
     assert meta["binary"] == {"noise": False, "right_whale": True}
     assert meta["thresholds"]["noise"] == 1.0 and 0 < meta["thresholds"]["right_whale"] < 1
+    assert meta["version"].split(".")[0] == "2"  # the retrained, calibrated model
     assert (meta["segment_s"], meta["sample_rate"]) == (2.0, 2000)
     assert meta["input_shape"] == [-1, 40, 40, 1] and meta["output_activation"] == "none"
     pdtf = shared_dir / "models/pamguard-right-whale/right_whale_DL_settings.pdtf"
@@ -120,10 +121,10 @@ def test_pseudo_calls_are_sure_teacher_runs():
 
 
 def _window_scores(session, chain, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """right_whale score of every 2-s window at a 1-s hop, and window start times."""
+    """right_whale score of every 2-s window at the default 0.5-s hop, and start times."""
     audio, rate = sf.read(str(path), dtype="float32")
     assert rate == 2000
-    starts = np.arange(0, len(audio) - 4000 + 1, 2000)
+    starts = np.arange(0, len(audio) - 4000 + 1, 1000)
     feats = chain.apply(np.stack([audio[s : s + 4000] for s in starts]))[..., None]
     return session.run(None, {"input": feats})[0][:, 1], starts / 2000.0
 
@@ -140,5 +141,6 @@ def test_held_out_calls_score_above_background(session, meta, shared_dir):
     found = np.mean(np.asarray(best) >= thr)
     assert found >= 0.8, f"only {found:.0%} of held-out calls reach the threshold {thr}"
     bg_scores, _ = _window_scores(session, chain, root / HELD_OUT_BACKGROUND)
-    assert np.mean(bg_scores >= thr) <= 0.005  # <= 4 of 899 background windows
-    assert np.median(best) > np.quantile(bg_scores, 0.99)
+    # not one of 1797 held-out background windows reaches the default threshold
+    assert bg_scores.max() < thr, f"background window scores {bg_scores.max():.4f}"
+    assert np.median(best) > np.quantile(bg_scores, 0.999)

@@ -115,7 +115,7 @@ class Recording:
 def pseudo_calls(t: np.ndarray, s: np.ndarray) -> list[Event]:
     """Teacher-sure calls: runs of clips >= ``PSEUDO_RUN`` peaking >= ``PSEUDO_PEAK``,
     each taken as ``PSEUDO_CALL_S`` around the run's centre."""
-    calls = []
+    calls: list[Event] = []
     high = np.flatnonzero(s >= PSEUDO_RUN)
     if not len(high):
         return calls

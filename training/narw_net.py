@@ -33,6 +33,8 @@ class UpcallNet(nn.Module):
     spectral shape vanish, a 1-s upcall sweeping through a bin stays). ``temperature``
     divides the logits (calibration, set after training; exported with the model)."""
 
+    temperature: torch.Tensor
+
     def __init__(
         self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3,
         log_input: bool = True, bg_sub: bool = False,
