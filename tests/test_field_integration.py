@@ -113,6 +113,9 @@ min_free_percent = 0.0
 source = "udp"
 udp_host = "127.0.0.1"
 udp_port = {port}
+[model.thresholds]
+right_whale = 0.5   # narw 2.x is stricter off its site (0.999 default); this recording is
+                    # from another site and year: the test needs its calls detected
 """)
     notify = NotifyListener(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"}

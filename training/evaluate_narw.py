@@ -1,9 +1,11 @@
 """Held-out accuracy of the ``narw`` package, measured the way users get detections.
 
-    python training/evaluate_narw.py
+    python training/evaluate_narw.py [--hop 0.25] [--max-merge N]
+    python training/evaluate_narw.py --fold 0 --model DIR --png x.png   # a LOO fold
 
-Runs the real ``pamlive analyze`` pipeline (2-s windows, 1-s hop, PAMGuard merge rule)
-over the held-out test files once per threshold, scores each set of Raven tables with
+Runs the real ``pamlive analyze`` pipeline (2-s windows at ``--hop``, PAMGuard merge
+rule) over the held-out test files (``--fold K``: the K-th leave-one-out pair; 1 is the
+shipped split) once per threshold, scores each set of Raven tables with
 ``pamlive.evaluate`` (event level) and writes the precision-recall picture. Needs
 matplotlib (the ``train`` extra), not PyTorch.
 """
@@ -21,7 +23,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from narw_data import DATA_SUBDIR, SAMPLE_RATE, TEST_FILES
+from narw_data import DATA_SUBDIR, SAMPLE_RATE, leave_one_out
 
 from pamlive.analyze import analyze_files
 from pamlive.evaluate import (
@@ -41,12 +43,14 @@ CLASS = "right_whale"
 
 
 def run(package: ModelPackage, paths: list[Path], annotations: dict, workdir: Path,
-        threshold: float | None) -> tuple[Scores, dict[str, list[Event]]]:
+        threshold: float | None, hop_s: float = 1.0, max_merge: int = 10,
+        ) -> tuple[Scores, dict[str, list[Event]]]:
     """Analyse ``paths`` at ``threshold`` (None: the package default) and score them;
     also returns the detections by file stem."""
     out = workdir / ("default" if threshold is None else f"t{threshold}")
     thresholds = None if threshold is None else {**package.thresholds, CLASS: threshold}
-    result = analyze_files(paths, package, out, thresholds=thresholds, progress=False)
+    result = analyze_files(paths, package, out, thresholds=thresholds, progress=False,
+                           hop_s=hop_s, max_merge=max_merge)
     if result.failed:
         raise SystemExit(f"analysis failed: {result.failed[0].error}")
     hours = sum(f.duration_s for f in result.files) / 3600
@@ -85,7 +89,7 @@ def plot(rows: list[Scores], default: Scores, path: Path) -> None:
 
 
 def plot_false_alarms(tables: dict[str, list[Event]], annotations: dict, root: Path,
-                      path: Path) -> None:
+                      path: Path, files: tuple[str, ...]) -> None:
     """Spectrograms of the unmatched detections, to see what the detector fired on."""
     import matplotlib
 
@@ -97,7 +101,7 @@ def plot_false_alarms(tables: dict[str, list[Event]], annotations: dict, root: P
              if not any(overlaps(d, a) for a in annotations.get(stem, []))]
     if not false:
         return
-    audio_of = {Path(f).stem: root / f for f in TEST_FILES}
+    audio_of = {Path(f).stem: root / f for f in files}
     fig, axes = plt.subplots(1, len(false), figsize=(3.2 * len(false), 3.0), squeeze=False)
     for ax, (stem, det) in zip(axes[0], false, strict=True):
         mid = (det.start + det.end) / 2
@@ -119,17 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     p.add_argument("--model", default=str(REPO / "pamlive/models/narw"))
     p.add_argument("--png", type=Path, default=REPO / "pamlive/models/narw/pr_curve.png")
+    p.add_argument("--fold", type=int, default=1, choices=[0, 1, 2],
+                   help="held-out pair of leave_one_out(K); 1 = the shipped test split")
+    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--max-merge", type=int, default=10)
+    p.add_argument("--sweep", type=float, nargs="*", default=SWEEP)
     args = p.parse_args(argv)
     root = args.shared / DATA_SUBDIR
     package = load_model_package(args.model)
     annotations = read_annotations(root / "annotations_train.csv")
-    paths = [root / f for f in TEST_FILES]
+    test_files = leave_one_out(args.fold)[1]
+    paths = [root / f for f in test_files]
     background = [p for p in paths if p.parent.name == "background"]
+    kw = {"hop_s": args.hop, "max_merge": args.max_merge}
     with tempfile.TemporaryDirectory() as tmp:
-        default, default_tables = run(package, paths, annotations, Path(tmp), None)
-        default_bg, _ = run(package, background, annotations, Path(tmp) / "bg", None)
-        rows = [run(package, paths, annotations, Path(tmp), t)[0] for t in SWEEP]
-    print(f"held-out files: {', '.join(TEST_FILES)} ({default.audio_hours:.2f} h)")
+        default, default_tables = run(package, paths, annotations, Path(tmp), None, **kw)
+        default_bg, _ = run(package, background, annotations, Path(tmp) / "bg", None, **kw)
+        rows = [run(package, paths, annotations, Path(tmp), t, **kw)[0] for t in args.sweep]
+    print(f"model {package.name} {package.version}, hop {args.hop} s, max_merge "
+          f"{args.max_merge}")
+    print(f"held-out files: {', '.join(test_files)} ({default.audio_hours:.2f} h)")
     print("package default threshold, all held-out files:")
     print(format_scores([default]))
     print(f"package default threshold, background file only ({default_bg.audio_hours:.2f} h):")
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_scores(rows))
     plot(rows, default, args.png)
     fa_png = args.png.with_name("heldout_false_alarms.png")
-    plot_false_alarms(default_tables, annotations, root, fa_png)
+    plot_false_alarms(default_tables, annotations, root, fa_png, test_files)
     print(f"wrote {args.png} and {fa_png}")
     return 0
 

@@ -26,14 +26,23 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class UpcallNet(nn.Module):
     """Log compression, three conv blocks (16-32-64), global average pooling, dropout,
     linear. The log (inside the model, so the frozen feature chain stays PAMGuard's)
-    lets faint calls count as much as loud ones in a frame normalised to sum 1."""
+    lets faint calls count as much as loud ones in a frame normalised to sum 1.
+
+    ``bg_sub``: subtract each frequency bin's mean over the window's frames from the log
+    spectrum (per-frequency background subtraction: tonal noise and the recorder's
+    spectral shape vanish, a 1-s upcall sweeping through a bin stays). ``temperature``
+    divides the logits (calibration, set after training; exported with the model)."""
+
+    temperature: torch.Tensor
 
     def __init__(
         self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3,
-        log_input: bool = True,
+        log_input: bool = True, bg_sub: bool = False,
     ) -> None:
         super().__init__()
         self.log_input = log_input
+        self.bg_sub = bg_sub
+        self.register_buffer("temperature", torch.ones(()))
         w1, w2, w3 = widths
         self.features = nn.Sequential(_block(1, w1), _block(w1, w2), _block(w2, w3))
         self.head = nn.Sequential(
@@ -45,7 +54,9 @@ class UpcallNet(nn.Module):
         x = x.permute(0, 3, 1, 2) * N_BINS
         if self.log_input:
             x = torch.log(x + 0.01)
+        if self.bg_sub:
+            x = x - x.mean(dim=2, keepdim=True)  # (n, 1, time, freq): mean over time
         return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x), dim=1)
+        return torch.softmax(self.logits(x) / self.temperature, dim=1)
