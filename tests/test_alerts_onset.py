@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import zmq
-from test_monitor import Subscriber, analyze_detections, model, tutorial, write_config  # noqa: F401
+from test_monitor import (  # noqa: F401
+    TUTORIAL_THRESHOLDS,
+    Subscriber,
+    analyze_detections,
+    model,
+    tutorial,
+    write_config,
+)
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.latency import LatencyTracker
@@ -198,8 +205,10 @@ def test_live_onsets_open_every_detection_at_once_and_match_the_offline_merge_ru
     onset with its id and start, at the window the merge rule opened it (offline, same
     audio); onsets are logged; health gives latency percentiles."""
     path, audio, rate = tutorial
+    # the built-in model at 0.5: the tutorial recording (another site) needs it for detections
+    thresholds = "".join(f"[model.thresholds]\n{k} = {v}\n" for k, v in TUTORIAL_THRESHOLDS.items())
     cfg = load_config(write_config(tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\n'
-                                                  "speed = 40.0\nblocksize = 1000"))
+                                                  "speed = 40.0\nblocksize = 1000", thresholds))
     sub = Subscriber(cfg.alerts.publish)
     assert run_monitor(cfg, headless=True, duration_s=60.0) == 0
     messages = sub.close()
@@ -212,7 +221,8 @@ def test_live_onsets_open_every_detection_at_once_and_match_the_offline_merge_ru
     for k, body in enumerate(alerts):  # onset, its detection, next onset, ...
         assert body["schema"] == ("pamlive.onset/1" if k % 2 == 0 else "pamlive.detection/1")
     assert [(d["start_sample"], d["end_sample"]) for d in detections] == [
-        (e.start_sample, e.end_sample) for e in analyze_detections(model, audio, rate)]
+        (e.start_sample, e.end_sample)
+        for e in analyze_detections(model, audio, rate, thresholds=TUTORIAL_THRESHOLDS)]
     # the offline merge rule on the same audio opens them at the same windows
     package = load_model_package(model)
     windower = Windower(package.chain(), rate, 1, package.segment_s, cfg.model.hop_s)
