@@ -31,9 +31,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import soundfile as sf
 
-from pamlive.alerts.schema import file_stamp, utc_at_sample
+from pamlive.clock import utc_at_sample
 from pamlive.errors import ConfigError
 from pamlive.field.settings import require_positive
+from pamlive.utc import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class RawArchive:
         clips_directory: Path | None,
         sample_rate: int,
         channels: int,
-        stream_start_utc: datetime,
+        utc_at: datetime | Callable[[int], datetime],
         settings: ArchiveSettings,
         disk_usage: Callable[[Path], Any] = shutil.disk_usage,
         clock: Callable[[], float] = time.time,
@@ -91,7 +92,12 @@ class RawArchive:
         self.clips_directory = clips_directory
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self.stream_start_utc = stream_start_utc
+        if isinstance(utc_at, datetime):  # a nominal clock from this start
+            start = utc_at
+            self._utc_at: Callable[[int], datetime] = (
+                lambda sample: utc_at_sample(start, sample, self.sample_rate))
+        else:
+            self._utc_at = utc_at  # e.g. SampleClock.utc: re-anchored, slewed
         self.settings = settings
         self._disk_usage = disk_usage
         self._clock = clock
@@ -190,10 +196,10 @@ class RawArchive:
     def _open(self, start_sample: int) -> None:
         self._close_file()
         segment_s = self.settings.segment_minutes * 60.0
-        start_utc = utc_at_sample(self.stream_start_utc, start_sample, self.sample_rate)
+        start_utc = self._utc_at(start_sample)
         next_boundary = (math.floor(start_utc.timestamp() / segment_s) + 1) * segment_s
-        offset_s = next_boundary - self.stream_start_utc.timestamp()
-        self._boundary = max(start_sample + 1, math.ceil(offset_s * self.sample_rate - 1e-6))
+        offset_s = next_boundary - start_utc.timestamp()
+        self._boundary = start_sample + max(1, math.ceil(offset_s * self.sample_rate - 1e-6))
         name = f"{PREFIX}{file_stamp(start_utc)}.flac"
         self._file_path = self.directory / name
         try:

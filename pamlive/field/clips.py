@@ -22,10 +22,10 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 from scipy.signal import spectrogram
 
-from pamlive.alerts.schema import file_stamp
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
 from pamlive.field.settings import require_positive
+from pamlive.utc import file_stamp
 
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
 _BOX_RGB = (255, 40, 40)

@@ -22,9 +22,9 @@ from typing import Any
 
 import pynmea2
 
-from pamlive.alerts.schema import parse_utc
 from pamlive.errors import ConfigError
 from pamlive.field.settings import require_positive
+from pamlive.utc import parse_utc
 
 log = logging.getLogger(__name__)
 

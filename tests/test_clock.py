@@ -1,0 +1,86 @@
+"""The sample clock against a simulated sound card: known drift, a known loss, host jitter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from pamlive.clock import SampleClock, utc_at_sample
+
+RATE = 2000
+HOP_S = 1.0  # the default [model] hop_s: "within one hop of the truth"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
+
+
+def simulate(clock: SampleClock | None, *, drift_ppm: float, hours: float, lost_at_s: float,
+             lost_samples: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A card running ``drift_ppm`` fast that loses ``lost_samples`` at ``lost_at_s``.
+
+    Once a second the host sees the newest sample arrive 10..30 ms after it was taken (the
+    block latency plus scheduling jitter), as the engine's clock feeder does. Returns, for
+    every observation, the clock's UTC of that sample (at that moment) and the truth.
+    """
+    rng = np.random.default_rng(seed)
+    card_rate = RATE * (1 + drift_ppm * 1e-6)
+    got, truth = [], []
+    lost = 0
+    if clock is not None:
+        clock.anchor(0, T0)
+    for second in range(1, round(hours * 3600)):
+        if second == round(lost_at_s):
+            lost = lost_samples
+            first_after = round(second * card_rate) - lost  # the first sample after the gap
+            if clock is not None:
+                clock.anchor(first_after, T0 + second + rng.uniform(0.01, 0.03))
+        sample = round(second * card_rate) - lost
+        if clock is not None:
+            clock.observe(sample, T0 + second + rng.uniform(0.01, 0.03))
+            got.append(clock.utc_s(sample))
+        else:
+            got.append(utc_at_sample(datetime.fromtimestamp(T0, UTC), sample, RATE).timestamp())
+        truth.append(T0 + second)
+    return np.array(got), np.array(truth)
+
+
+def test_utc_stays_within_a_hop_across_an_overflow_and_100_ppm_drift() -> None:
+    clock = SampleClock(RATE)
+    got, truth = simulate(clock, drift_ppm=100.0, hours=4.0, lost_at_s=3600.0,
+                          lost_samples=5 * RATE)
+    err = np.abs(got - truth)
+    assert err.max() < HOP_S, err.max()
+    assert np.median(err[600:]) < 0.05  # settled: within the arrival jitter, not a hop
+    assert clock.anchors == 2 and -110 < clock.slew_ppm < -90  # a fast card: fewer s per sample
+
+
+def test_the_nominal_clock_would_miss_by_more_than_a_hop() -> None:
+    """The same card on the plain start + n / rate clock: the test above can fail."""
+    got, truth = simulate(None, drift_ppm=100.0, hours=4.0, lost_at_s=3600.0,
+                          lost_samples=5 * RATE)
+    assert np.abs(got - truth).max() > 3 * HOP_S  # 5 s lost, 0.4 s drift
+    got, truth = simulate(None, drift_ppm=100.0, hours=4.0, lost_at_s=1e9, lost_samples=0)
+    assert np.abs(got - truth).max() > HOP_S  # drift alone: 1.4 s after four hours
+
+
+def test_slewing_keeps_utc_continuous_and_increasing() -> None:
+    clock = SampleClock(RATE)
+    simulate(clock, drift_ppm=-100.0, hours=1.0, lost_at_s=1e9, lost_samples=0)
+    samples = np.arange(0, 3599 * RATE, RATE // 4)
+    t = np.array([clock.utc_s(int(s)) for s in samples])
+    steps = np.diff(t)
+    assert np.all(steps > 0)
+    np.testing.assert_allclose(steps, 0.25, rtol=2 * clock.max_slew)  # no jumps, only slew
+
+
+def test_a_large_error_steps_at_once() -> None:
+    clock = SampleClock(RATE, step_s=0.5)
+    clock.anchor(0, T0)
+    clock.observe(10 * RATE, T0 + 12.0)  # two seconds off: a step, not a slow slew
+    assert clock.utc_s(10 * RATE) == pytest.approx(T0 + 12.0)
+    assert clock.anchors == 2
+
+
+def test_an_unanchored_clock_refuses() -> None:
+    with pytest.raises(RuntimeError, match="no anchor"):
+        SampleClock(RATE).utc_s(0)
