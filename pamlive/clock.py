@@ -15,11 +15,12 @@ turns an index into UTC (detections, archive file names, clip names, GPS matchin
   removes the remaining offset over ``horizon_s``, never more than ``max_slew_ppm`` away
   from nominal. UTC stays continuous and increasing while slewing.
 
-Stated bound: while the card's drift is within ``max_slew_ppm``, UTC follows the host's
-arrival times within about their jitter plus ``drift x horizon_s`` (a few ms for
-100 ppm and 30 s); an error larger than ``step_s`` is corrected by a step instead of a
-slew. Sources paced from files (playback, simulator) are not disciplined: the file's time
-is the truth there, whatever the speed.
+Stated bound: while the card's drift is within ``max_slew_ppm``, UTC follows the host
+clock within the smallest arrival delay of ``window`` observations plus about
+``drift x horizon_s`` (a few ms for 100 ppm and 30 s); an offset larger than ``step_s``
+that all of the last ``window`` observations agree on is corrected by a step. Sources
+paced from files (playback, simulator) are not disciplined: the file's time is the truth
+there, whatever the speed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class SampleClock:
     """
 
     def __init__(self, sample_rate: int, *, max_slew_ppm: float = 500.0, step_s: float = 0.5,
-                 horizon_s: float = 30.0, fit_points: int = 300, history: int = 4096) -> None:
+                 horizon_s: float = 30.0, window: int = 8, fit_points: int = 300,
+                 history: int = 4096) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.sample_rate = int(sample_rate)
@@ -57,10 +59,12 @@ class SampleClock:
         self._starts: list[int] = []  # first sample of each segment, increasing
         self._segments: list[tuple[float, float]] = []  # (utc of that sample, s per sample)
         self._points: deque[tuple[int, float]] = deque(maxlen=fit_points)
+        self._errors: deque[float] = deque(maxlen=window)  # host minus clock, newest last
         self._lock = threading.Lock()
         self.anchors = 0  # anchors set, the first one included (each later one is a step)
-        self.last_error_s: float | None = None  # host minus clock at the last observation
+        self.last_error_s: float | None = None  # estimated host minus clock, last observation
         self.slew_ppm = 0.0  # rate of the newest segment against nominal
+        self.drift_ppm = 0.0  # the card's rate against the host's, as fitted
 
     @property
     def anchored(self) -> bool:
@@ -72,10 +76,17 @@ class SampleClock:
             self._add(sample, utc_s, self._nominal * (1.0 + self.slew_ppm * 1e-6))
             self._points.clear()
             self._points.append((sample, utc_s))
+            self._errors.clear()
             self.anchors += 1
 
     def observe(self, sample: int, host_utc_s: float) -> None:
-        """The host saw ``sample`` at ``host_utc_s``: slew (or step) towards it."""
+        """The host saw ``sample`` arrive at ``host_utc_s``: slew (or step) towards it.
+
+        Arrival times are late by the block latency plus scheduling delays, never early, so
+        the clock's offset is estimated from the least-delayed of the last ``window``
+        observations; a step needs all of them to agree that the clock is off by more
+        than ``step_s`` (a stalled thread is not a clock error).
+        """
         if not self.anchored:
             self.anchor(sample, host_utc_s)
             return
@@ -83,20 +94,21 @@ class SampleClock:
             if sample < self._starts[-1]:
                 return  # older than the newest segment: nothing to learn
             predicted = self._utc_s(sample)
-            error = host_utc_s - predicted
-            self.last_error_s = error
-            if abs(error) > self.step_s:
-                stepped = True
-            else:
-                stepped = False
+            self._errors.append(host_utc_s - predicted)
+            offset = min(self._errors)  # the clock is behind the host by at most this
+            self.last_error_s = offset
+            full = len(self._errors) == self._errors.maxlen
+            step = full and (offset > self.step_s or max(self._errors) < -self.step_s)
+            if not step:
                 self._points.append((sample, host_utc_s))
-                drift, host_fit = self._fit(sample, host_utc_s)
-                rate = drift + (host_fit - predicted) / self.horizon_s
+                drift = self._fitted_drift()
+                self.drift_ppm = drift * 1e6
+                rate = drift + offset / self.horizon_s
                 rate = min(self.max_slew, max(-self.max_slew, rate))
                 self.slew_ppm = rate * 1e6
                 self._add(sample, predicted, self._nominal * (1.0 + rate))
-        if stepped:
-            self.anchor(sample, host_utc_s)
+        if step:
+            self.anchor(sample, predicted + offset)
 
     def utc_s(self, sample: int) -> float:
         """UTC of ``sample`` in seconds since the epoch (the clock must be anchored)."""
@@ -108,9 +120,11 @@ class SampleClock:
         return datetime.fromtimestamp(self.utc_s(sample), UTC)
 
     def stats(self) -> dict[str, float | int | None]:
-        """For the health message: steps so far, last offset from the host, current slew."""
+        """For the health message: anchors so far (each after the first is a step), the
+        fitted drift, the current slew, and the last estimated offset from the host."""
         err = self.last_error_s
-        return {"anchors": self.anchors, "slew_ppm": round(self.slew_ppm, 2),
+        return {"anchors": self.anchors, "drift_ppm": round(self.drift_ppm, 2),
+                "slew_ppm": round(self.slew_ppm, 2),
                 "offset_ms": None if err is None else round(err * 1000.0, 3)}
 
     # -- internals (lock held) ---------------------------------------------------------------
@@ -130,14 +144,13 @@ class SampleClock:
         if len(self._starts) > 2 * self._history:
             del self._starts[: self._history], self._segments[: self._history]
 
-    def _fit(self, sample: int, host_utc_s: float) -> tuple[float, float]:
-        """(host seconds per sample relative to nominal, minus one; the host time of
-        ``sample`` on the fitted line). The line averages out the arrival jitter."""
+    def _fitted_drift(self) -> float:
+        """Host seconds per sample over the recent points, relative to nominal, minus one."""
         if len(self._points) < 3:
-            return self.slew_ppm * 1e-6, host_utc_s
+            return self.slew_ppm * 1e-6
         pts = np.array(self._points, dtype=np.float64)
         s = pts[:, 0] - pts[0, 0]
-        t = pts[:, 1] - pts[0, 1]
-        slope, intercept = np.polyfit(s, t, 1)
-        host_fit = pts[0, 1] + intercept + slope * (sample - pts[0, 0])
-        return float(slope * self.sample_rate - 1.0), float(host_fit)
+        if s[-1] <= 0:
+            return self.slew_ppm * 1e-6
+        slope = np.polyfit(s, pts[:, 1] - pts[0, 1], 1)[0]
+        return float(slope * self.sample_rate - 1.0)

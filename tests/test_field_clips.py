@@ -180,6 +180,7 @@ def test_a_full_disk_fails_the_clip_not_the_writer(tmp_path, stream):
         assert writer.failed == 1 and not list((disk / "clips").iterdir())
 
         worker = ClipWorker(writer)
+        worker.start()
         try:
             assert worker.submit(job, stream[job.start_sample:job.end_sample], job.start_sample)
             wait_for(lambda: writer.failed == 2)
@@ -202,6 +203,7 @@ def test_a_busy_clip_worker_drops_and_counts(tmp_path, stream, monkeypatch):
     real_write = writer.write
     monkeypatch.setattr(writer, "write", lambda *a: (release.wait(10), real_write(*a))[1])
     worker = ClipWorker(writer, max_queued=1)
+    worker.start()
     data = stream[job.start_sample:job.end_sample]
     try:
         assert worker.submit(job, data, job.start_sample)

@@ -46,7 +46,7 @@ _WAKE: Any = object()  # queued by close() so the publisher thread notices at on
 
 
 class AlertBus:
-    """ZeroMQ PUB bus with a durable detection log and a replay ROUTER (CONTRACTS §2)."""
+    """ZeroMQ PUB bus with a durable detection log and a replay ROUTER (docs/contracts.md §2)."""
 
     def __init__(
         self,
@@ -131,20 +131,22 @@ class AlertBus:
             if self._curve is not None:
                 self._auth = CurveServer(self._context, self._curve)
             self._pub = self._bind(zmq.PUB, self.endpoint)
-            self.endpoint = self._pub.last_endpoint.decode()
+            self.endpoint = _bound_endpoint(self._pub)
             if self._log_path is not None:
                 self._log = DetectionLog(self._log_path)
                 self._log.start_run(self.run_id, self.station)
                 if self._retention_days is not None:
                     self._log.prune(self._retention_days)
             if self.replay_endpoint is not None:
+                if self._log_path is None:  # checked in __init__: replay serves the log
+                    raise ConfigError("alerts.replay needs alerts.log")
                 reader = LogReader(self._log_path)
                 try:
                     router = self._bind(zmq.ROUTER, self.replay_endpoint)
                 except ConfigError:
                     reader.close()
                     raise
-                self.replay_endpoint = router.last_endpoint.decode()
+                self.replay_endpoint = _bound_endpoint(router)
                 self._replay = ReplayServer(router, reader)
         except BaseException:
             self._release()
@@ -155,6 +157,7 @@ class AlertBus:
         self._thread.start()
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+        assert self._context is not None  # made by start() just before
         sock = self._context.socket(kind)
         sock.linger = 2000
         sock.sndhwm = 10000  # per subscriber; beyond it PUB drops and clients heal by replay
@@ -321,6 +324,7 @@ class AlertBus:
             frames.append((topic, text.encode("utf-8")))
         if rows:
             self._write_log(rows)
+        assert self._pub is not None  # this thread runs only between start() and close()
         for topic, payload in frames:
             self._pub.send_multipart([topic.encode("ascii"), payload])
         with self._lock:
@@ -330,6 +334,7 @@ class AlertBus:
 
     def _write_log(self, rows: list[LoggedDetection]) -> None:
         t0 = time.perf_counter()
+        assert self._log is not None  # rows are made only when there is a log
         try:
             self._log.append(rows)
         except Exception:  # disk full or similar: still alert, but count it loudly
@@ -340,3 +345,9 @@ class AlertBus:
         with self._lock:
             self._commit_ms.append((time.perf_counter() - t0) * 1000.0)
             self._log_rows += len(rows)
+
+
+def _bound_endpoint(sock: zmq.Socket) -> str:
+    """The endpoint a socket is bound to (the real port when bound to ``*``)."""
+    endpoint = sock.last_endpoint
+    return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)

@@ -1,4 +1,4 @@
-"""Alert bus message bodies (CONTRACTS §2): pure functions, no sockets.
+"""Alert bus message bodies (docs/contracts.md §2): pure functions, no sockets.
 
 Kept apart from the bus so the monitor, the client, the dashboard and the bridges all
 build and check messages with one definition of the schema.

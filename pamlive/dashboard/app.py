@@ -1,6 +1,6 @@
 """The dashboard loop: bus events -> state -> screen, plus the terminal bell.
 
-It subscribes like any other client (``pamlive.client.AlertClient``), so it works the
+It subscribes like any other client (``pamlive.alerts.client.AlertClient``), so it works the
 same against a monitor in this process, on this machine or across a network.
 """
 
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.layout import Layout
 from rich.live import Live
 
-from pamlive.client import AlertClient
+from pamlive.alerts.client import AlertClient
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError

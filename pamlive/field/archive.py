@@ -33,6 +33,7 @@ import soundfile as sf
 
 from pamlive.clock import utc_at_sample
 from pamlive.errors import ConfigError
+from pamlive.field.events import HealthEvents
 from pamlive.field.settings import require_positive
 from pamlive.utc import file_stamp
 
@@ -102,7 +103,7 @@ class RawArchive:
         self._disk_usage = disk_usage
         self._clock = clock
         self._queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(settings.queue_blocks)
-        self._events: deque[tuple[str, str]] = deque(maxlen=64)
+        self.events = HealthEvents()
         self._file: sf.SoundFile | None = None
         self._file_path: Path | None = None
         self._next_sample = -1  # sample expected next in the open file
@@ -153,11 +154,8 @@ class RawArchive:
         }
 
     def drain_events(self) -> list[tuple[str, str]]:
-        """``(alert class, message)`` pairs since the last call, e.g. archive.disk_full."""
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
+        """``(alert class, message)`` pairs since the last call."""
+        return self.events.drain()
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -223,7 +221,7 @@ class RawArchive:
     def _stop(self, reason: str) -> None:
         self._close_file()
         self.stopped_reason = reason
-        self._events.append(("archive.disk_full", f"raw archive stopped: {reason}"))
+        self.events.add("archive.disk_full", f"raw archive stopped: {reason}")
         log.error("archive stopped: %s", reason)
 
     # -- budget ----------------------------------------------------------------------------
@@ -232,7 +230,7 @@ class RawArchive:
         ok = self.enforce_budget(now)
         if ok and self.stopped_reason is not None:
             self.stopped_reason = None
-            self._events.append(("archive.resumed", "raw archive resumed: disk space is back"))
+            self.events.add("archive.resumed", "raw archive resumed: disk space is back")
             log.warning("archive resumed")
         elif not ok and self.stopped_reason is None:
             self._stop("disk budget exhausted (all deletable files deleted)")

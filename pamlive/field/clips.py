@@ -32,6 +32,7 @@ from scipy.signal import spectrogram
 
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
+from pamlive.field.events import HealthEvents
 from pamlive.field.settings import require_positive
 from pamlive.utc import file_stamp
 
@@ -180,8 +181,10 @@ class ClipWorker:
         self.dropped = 0
         self.last_error: str | None = None
         self._queue: queue.Queue[tuple[ClipJob, np.ndarray, int] | None] = queue.Queue(max_queued)
-        self._events: deque[tuple[str, str]] = deque(maxlen=64)
+        self.events = HealthEvents()
         self._thread = threading.Thread(target=self._run, name="pamlive-clips", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def submit(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> bool:
@@ -201,9 +204,10 @@ class ClipWorker:
         self._failed(job, why)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread."""
-        self._queue.put(None, timeout=timeout)
-        self._thread.join(timeout)
+        """Write what is queued, then stop the thread (if it was started)."""
+        if self._thread.is_alive():
+            self._queue.put(None, timeout=timeout)
+            self._thread.join(timeout)
 
     @property
     def flags(self) -> list[str]:
@@ -218,10 +222,7 @@ class ClipWorker:
 
     def drain_events(self) -> list[tuple[str, str]]:
         """``(alert class, message)`` pairs since the last call."""
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
+        return self.events.drain()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -234,7 +235,7 @@ class ClipWorker:
                 self._failed(job, str(exc) or type(exc).__name__)
             else:
                 if self.last_error is not None:
-                    self._events.append(("clips.recovered", "clips are written again"))
+                    self.events.add("clips.recovered", "clips are written again")
                     log.warning("clips are written again")
                 self.last_error = None
 
@@ -242,7 +243,7 @@ class ClipWorker:
         message = f"clip {job.audio_path.name} not written: {why}"
         log.error("%s", message)
         if self.last_error is None:
-            self._events.append(("clips.write_failed", message))
+            self.events.add("clips.write_failed", message)
         self.last_error = message
 
 

@@ -104,8 +104,11 @@ class LivenessWatchdog:
     """Feed it blocks and capture counters; ``tick`` returns the state changes.
 
     ``observe_block`` runs in the processing thread (it costs a few vector reductions per
-    block); ``observe_capture`` and ``tick`` in the monitor's once-a-second health loop.
-    A lock keeps the two sides consistent; it is never taken in the audio callback.
+    block) and is timed by the *stream*: dead channels are counted in samples, so the
+    timers are right at any playback speed and while a backlog drains. ``observe_capture``
+    and ``tick`` run in the engine's once-a-second health loop on the host's monotonic
+    clock (a missing callback is a wall-time fact). A lock keeps the two sides consistent;
+    it is never taken in the audio callback.
     """
 
     def __init__(self, channels: int, settings: WatchdogSettings, now: float,
@@ -116,7 +119,8 @@ class LivenessWatchdog:
         self.state = state
         self._floor_power = 10.0 ** (settings.silence_floor_dbfs / 10.0)
         self._kind: list[str | None] = [None] * self.channels  # current dead condition
-        self._since = np.full(self.channels, np.nan)  # start of the current dead run
+        self._since = np.full(self.channels, np.nan)  # stream time the dead run started
+        self._stream_s = 0.0  # stream time at the end of the newest block
         self._previous_block: np.ndarray | None = None
         self._last_callback = now
         self._callbacks = 0
@@ -129,8 +133,9 @@ class LivenessWatchdog:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def observe_block(self, block: np.ndarray, now: float) -> None:
-        """Classify each channel of ``block`` (frames, channels) as live or dead."""
+    def observe_block(self, block: np.ndarray, stream_s: float) -> None:
+        """Classify each channel of ``block`` (frames, channels) as live or dead;
+        ``stream_s`` is the stream time (sample index / rate) at the block's end."""
         if block.ndim != 2 or block.shape[1] != self.channels or block.shape[0] == 0:
             raise ValueError(f"expected (frames, {self.channels}) samples, got {block.shape}")
         zero = ~np.any(block, axis=0)
@@ -142,7 +147,8 @@ class LivenessWatchdog:
         power = np.mean(np.square(block, dtype=np.float64), axis=0)
         with self._lock:
             self._previous_block = block.copy()
-            self._classify(zero, constant, power, now)
+            self._stream_s = stream_s
+            self._classify(zero, constant, power, stream_s)
 
     def _classify(self, zero: np.ndarray, constant: np.ndarray, power: np.ndarray,
                   now: float) -> None:
@@ -195,6 +201,7 @@ class LivenessWatchdog:
     def _tick(self, now: float) -> list[Transition]:
         deaf, degraded, flags = self._conditions(now)
         live = not deaf and not degraded and self._all_channels_live(now)
+        reasons: tuple[str, ...] | list[str]
         if deaf:
             target, reasons = State.DEAF, deaf + degraded
         elif degraded:
@@ -206,8 +213,8 @@ class LivenessWatchdog:
                 self._clean_since = None
             elif self._clean_since is None:
                 self._clean_since = now
-            recovered = self._clean_since is not None
-            recovered = recovered and now - self._clean_since >= self.settings.recover_s
+            clean = self._clean_since
+            recovered = clean is not None and now - clean >= self.settings.recover_s
             target = State.OK if recovered else State.RECOVERING
             reasons = ("input live on every channel",) if recovered else self._reasons
         else:
@@ -256,7 +263,7 @@ class LivenessWatchdog:
             if kind is None:
                 continue
             limit = s.stuck_s if kind == _STUCK else s.silence_s
-            lasted = now - float(self._since[ch])
+            lasted = self._stream_s - float(self._since[ch])  # in samples, as seconds
             if lasted >= limit:
                 dead.append(f"channel {ch}: {_DESCRIPTION[kind]} for {lasted:.1f} s")
                 flags.append(f"channel.{ch}.{kind}")

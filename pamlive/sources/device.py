@@ -24,6 +24,8 @@ from pamlive.sources import CaptureCounters
 class DeviceSource:
     """A PortAudio input stream; settings are checked when it is built, before any work."""
 
+    live = True
+
     def __init__(
         self,
         device: str | int | None,
@@ -74,9 +76,13 @@ class DeviceSource:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         try:
+            ring = self._ring
+            if ring is None:  # a bug (called before start): counted below, never raised
+                raise RuntimeError("capture callback before start()")
             if status:
                 self.counters.status_flags += 1
-                if status.input_overflow:
+                if status.input_overflow:  # audio lost before this block: re-anchor here
+                    self.counters.overflow_sample = ring.written
                     self.counters.overflows += 1
             if self._start_wall is None:
                 # Once: wall time of the first sample = now minus its age on the ADC clock.
@@ -84,7 +90,7 @@ class DeviceSource:
                 if not 0.0 <= age < 1.0:  # some host APIs (JACK) report no ADC time
                     age = frames / self.sample_rate
                 self._start_wall = time.time() - age
-            self._ring.write(indata)
+            ring.write(indata)
             self.counters.callbacks += 1
             self.counters.frames += frames
         except Exception:  # nothing may escape into PortAudio

@@ -1,0 +1,166 @@
+"""Merge + publish stage: scored windows -> merger events -> alert bus, clips, hooks.
+
+It runs on the engine's thread. The merger turns scored windows into events; each kind
+of event has a handler in :attr:`Publisher.handlers` (a closed :class:`Detection` today;
+an onset, a later bearing update, ... are new entries). A detection is published at once
+with its UTC from the sample clock, its position and the name of its clip; the clip is
+cut from the ring once its post-roll has arrived and written by the :class:`ClipWorker`
+on its own thread, so nothing slow stands between a window and its alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+import numpy as np
+
+from pamlive.alerts.bus import AlertBus
+from pamlive.alerts.schema import detection_body
+from pamlive.buffers import RingBuffer
+from pamlive.detection import Detection, WindowMerger
+from pamlive.field.clips import ClipWorker, ClipWriter, PendingClips
+from pamlive.field.position import PositionTrack
+from pamlive.inference.package import ModelPackage
+from pamlive.live.health import Part
+from pamlive.live.windowing import END
+from pamlive.pipeline import Window
+
+log = logging.getLogger(__name__)
+
+
+class DetectionHook(Protocol):
+    """Something that follows published detections (e.g. a bearing worker whose result
+    comes later as its own message). ``accepts`` may veto a detection before it is sent."""
+
+    def accepts(self, detection: Detection) -> bool: ...
+
+    def published(self, detection: Detection, body: dict[str, Any], utc: datetime) -> None: ...
+
+
+class Evidence:
+    """Clip plans waiting for their post-roll, cut from the ring and handed to the worker."""
+
+    def __init__(self, writer: ClipWriter, max_pending: int, ring: RingBuffer) -> None:
+        self.writer = writer
+        self.pending = PendingClips(max_pending)
+        self.worker = ClipWorker(writer)
+        self.ring = ring
+
+    def plan(self, detection: Detection, utc: datetime) -> str | None:
+        """The clip's path for the detection body, or None when too many wait (counted)."""
+        job = self.writer.plan(detection, utc)
+        return str(job.audio_path) if self.pending.add(job) else None
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def cut_due(self, written: int | None) -> None:
+        """Clips whose post-roll has arrived (all of them at shutdown: ``written=None``)."""
+        for job in self.pending.pop_due(2**62 if written is None else written):
+            got = self.ring.peek(job.start_sample, job.end_sample)  # a copy: a memcpy
+            if got is None:
+                self.worker.fail(job, "the ring no longer holds it")
+            else:
+                self.worker.submit(job, got.data, got.start_sample)
+
+    def close(self) -> None:
+        self.cut_due(None)
+        self.worker.close()
+
+    def part(self) -> Part:
+        stats = {**self.worker.stats(), "pending": len(self.pending),
+                 "pending_dropped": self.pending.dropped}
+        flags = self.worker.flags
+        if self.pending.dropped and "clips.drops" not in flags:
+            flags.append("clips.drops")
+        return Part("clips", stats, tuple(flags))
+
+
+class Publisher:
+    """Drains the score queue through the merger and publishes what it emits."""
+
+    def __init__(self, merger: WindowMerger, scores: queue.Queue[object], bus: AlertBus, *,
+                 package: ModelPackage, station: str, utc: Callable[[int], datetime],
+                 ring: RingBuffer, resampler_delay: Callable[[], int],
+                 evidence: Evidence | None, track: PositionTrack | None,
+                 hooks: Sequence[DetectionHook] = (),
+                 on_detection: Callable[[Detection], None] | None = None) -> None:
+        self.merger = merger
+        self.scores = scores
+        self.bus = bus
+        self.package = package
+        self.station = station
+        self.utc = utc
+        self.ring = ring
+        self.resampler_delay = resampler_delay
+        self.evidence = evidence
+        self.track = track
+        self.hooks = list(hooks)
+        self.on_detection = on_detection
+        self.detections = 0
+        self.ended = False  # the end-of-stream marker came through the score queue
+        # event type -> handler(event, ready_monotonic); the merger's events go here
+        self.handlers: dict[type, Callable[[Any, float], None]] = {
+            Detection: self.publish_detection,
+        }
+
+    def drain(self, timeout: float) -> None:
+        """Merge what the inference thread scored within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            try:
+                item = self.scores.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            if item is END:
+                self.ended = True
+                return
+            w, scores = cast(tuple[Window, np.ndarray], item)
+            self._merge(w, scores)
+
+    def _merge(self, w: Window, scores: np.ndarray) -> None:
+        events = self.merger.push(w.index, w.start_sample, w.end_sample, scores)
+        if events:
+            # The window was computable once its resampler support had arrived.
+            self.emit(events, min(w.ready_sample, w.end_sample + self.resampler_delay()))
+
+    def flush(self, end_sample: int) -> None:
+        """End of stream: close and publish what is still open."""
+        self.emit(self.merger.flush(end_sample), end_sample)
+
+    def emit(self, events: Sequence[object], needed_sample: int) -> None:
+        """Publish each event; alert latency counts from the arrival of ``needed_sample - 1``."""
+        if not events:
+            return
+        arrival = self.ring.arrival_time(needed_sample - 1)
+        ready = time.monotonic() if arrival is None else arrival
+        for event in events:
+            self.handlers[type(event)](event, ready)
+
+    def publish_detection(self, det: Detection, ready: float) -> None:
+        if not all(hook.accepts(det) for hook in self.hooks):
+            return
+        self.detections += 1
+        det_utc = self.utc(det.start_sample)
+        position = self.track.at(det_utc.timestamp()) if self.track else None
+        clip = self.evidence.plan(det, det_utc) if self.evidence else None
+        body = detection_body(
+            run_id=self.bus.run_id, station=self.station, class_name=det.class_name,
+            score=det.score, scores=det.scores, channels=det.channels,
+            start_sample=det.start_sample, end_sample=det.end_sample,
+            sample_rate=det.sample_rate, utc_at=self.utc,
+            model_name=self.package.name, model_version=self.package.version,
+            position=position.as_dict() if position else None, clip=clip,
+        )
+        self.bus.publish_detection(body, ready_monotonic=ready)
+        for hook in self.hooks:
+            hook.published(det, body, det_utc)
+        log.info("detection %s score %.2f at %s (channels %s)", det.class_name, det.score,
+                 body["start_utc"], ",".join(map(str, det.channels)))
+        if self.on_detection is not None:
+            self.on_detection(det)
