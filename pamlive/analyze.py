@@ -98,12 +98,13 @@ def analyze_files(
                 error = str(exc)
                 _report(exc)
             found.extend(detector.finish())
-            table: Path | None = table_path(outdir, path)
+            table = table_path(outdir, path)
+            written: Path | None = table
             try:
                 write_selection_table(table, found)
             except OSError as exc:  # e.g. disk full: report it, keep analysing the others
                 error = f"{table}: cannot write selection table ({exc.strerror or exc})"
                 print(f"pamlive: error: {error}", file=sys.stderr)
-                table = None
-            result.files.append(FileResult(path, table, found, info.duration_s, error))
+                written = None
+            result.files.append(FileResult(path, written, found, info.duration_s, error))
     return result

@@ -143,7 +143,8 @@ class LogReader:
         ``after``/``until`` are exclusive ``(run_id, seq)`` bounds; ``since_epoch`` keeps
         detections that started at or after that UTC time (sample clock).
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int | float] = []
         if after is not None:
             ord_ = self._ord(after[0])
             where.append("(run_ord > ? OR (run_ord = ? AND seq > ?))")

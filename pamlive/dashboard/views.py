@@ -97,7 +97,7 @@ def _frequency_labels(fmax: float, lines: int) -> dict[int, str]:
     raw = fmax / max(1, lines // 3)
     step = next(s for s in (10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10**9)
                 if s >= raw)
-    labels = {}
+    labels: dict[int, str] = {}
     for f in np.arange(0.0, fmax + 1e-9, step):
         line = min(lines - 1, int((1 - f / fmax) * lines))
         labels.setdefault(line, f"{f:.0f}")

@@ -114,7 +114,7 @@ class Step:
 
     def __init__(self, spec: TransformSpec, params: dict[str, Any]) -> None:
         tdef = REGISTRY[spec.name]
-        self.specs = (spec,)
+        self.specs: tuple[TransformSpec, ...] = (spec,)
         self.streams = tdef.streams(params)
         self._func, self.params = tdef.func, params
 
@@ -245,7 +245,8 @@ class TransformChain:
                 continue
             if tdef.stage == "spec" and not stft_seen:
                 raise TransformError(f"{spec.name} needs a spectrogram before it in the chain")
-            if isinstance(steps[-1] if steps else None, SpectrumStep) and steps[-1].absorb(spec, p):
+            last = steps[-1] if steps else None
+            if isinstance(last, SpectrumStep) and last.absorb(spec, p):
                 i += 1
                 continue
             if spec.name == "filter_wav":  # design now: bad cut-offs fail before any work

@@ -120,19 +120,20 @@ class ChainStream:
             else:
                 self._wave.append(self._wave_processor(step))
         self.segment_steps: list[Step] = steps
-        self.freqs = self._framer.step.freqs if self._framer else None
+        self.freqs: np.ndarray | None = self._framer.step.freqs if self._framer else None
         for step in self._spec_steps:
-            self.freqs = step.run(self._probe()).freqs
+            self.freqs = step.run(self._probe(self.freqs)).freqs
 
     @property
     def segment_specs(self) -> list[TransformSpec]:
         """The transforms left for :meth:`finish_segment` (they need whole segments)."""
         return [s for step in self.segment_steps for s in step.specs]
 
-    def _probe(self) -> Features:
-        return Features(
-            np.zeros((1, 1, self.freqs.size), np.float32), float(self.chain.sample_rate), self.freqs
-        )
+    def _probe(self, freqs: np.ndarray | None) -> Features:
+        if freqs is None:
+            raise TransformError("a spectrum transform needs a spectrogram before it")
+        return Features(np.zeros((1, 1, freqs.size), np.float32), float(self.chain.sample_rate),
+                        freqs)
 
     def _wave_processor(self, step: Step) -> _PreEmphasis | _SosFilter:
         spec = step.specs[0]
@@ -149,15 +150,16 @@ class ChainStream:
             x = np.asarray(x, dtype=np.float64)
         for proc in self._wave:
             x = proc(x)
-        if self._framer is None:
+        framer = self._framer
+        if framer is None:
             return x.astype(np.float32)
-        frames = self._framer(x)
+        frames = framer(x)
         if final:
-            frames = np.concatenate([frames, self._framer.flush()], axis=1)
-        return self._spec_stage(frames)
+            frames = np.concatenate([frames, framer.flush()], axis=1)
+        return self._spec_stage(frames, framer.step.freqs)
 
-    def _spec_stage(self, frames: np.ndarray) -> np.ndarray:
-        f = Features(frames, float(self.chain.sample_rate), self._framer.step.freqs)
+    def _spec_stage(self, frames: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        f = Features(frames, float(self.chain.sample_rate), freqs)
         for step in self._spec_steps:
             f = step.run(f)
         return np.ascontiguousarray(f.data, dtype=np.float32)

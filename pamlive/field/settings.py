@@ -36,7 +36,9 @@ def parse_section(cls: type[T], table: dict[str, Any] | None, section: str) -> T
         if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
             kinds = " or ".join(t.__name__ for t in accepted)
             raise ConfigError(f"{name} must be {kinds}, got {value!r}")
-        values[key] = float(value) if float in accepted and not isinstance(value, bool) else value
+        if float in accepted and isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        values[key] = value
     settings = cls(**values)
     check = getattr(settings, "check", None)
     if check is not None:

@@ -94,7 +94,7 @@ def resnet_function(recipe: Mapping[str, Any], weights: Weights, where: str) -> 
     def conv(x: Any, path: str, stride: int) -> Any:
         return tf.nn.conv2d(x, const(f"{path}/kernel"), strides=stride, padding="SAME")
 
-    blocks = []
+    blocks: list[tuple[str, int, bool]] = []
     for set_id, count in enumerate(block_sets):
         for block_id in range(count):
             path = f"blocks/layer-{len(blocks)}"
