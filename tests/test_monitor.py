@@ -427,3 +427,30 @@ def wait_until(condition, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def test_the_dashboard_shows_every_counted_fault() -> None:
+    """Clip failures, archive drops, sd_notify and GPS errors reach the operator's screen."""
+    import io
+
+    from rich.console import Console
+
+    from pamlive.alerts.client import BusEvent
+    from pamlive.dashboard.state import DashboardState
+    from pamlive.dashboard.views import render
+
+    def screen(extra: dict) -> str:
+        state = DashboardState()
+        body = {"schema": "pamlive.health/1", "run_id": "r", "seq": 1, "status": "degraded",
+                "flags": ["clips.write_failed"], "sample_rate": 2000, "channels": 1, **extra}
+        state.apply(BusEvent("message", "health", body), now=1.0)
+        console = Console(record=True, width=120, height=40, file=io.StringIO())
+        console.print(render(state, 1.0, 40))
+        return console.export_text()
+
+    healthy = screen({"clips": {"written": 3, "failed": 0, "dropped": 0}})
+    assert re.search(r"faults\s+0", healthy)
+    text = screen({"clips": {"written": 1, "failed": 2, "dropped": 1, "last_error": "x"},
+                   "position": {"errors": 4, "connected": True}})
+    assert "clips failed 2" in text and "clips dropped 1" in text
+    assert "position errors 4" in text and "clips.write_failed" in text
