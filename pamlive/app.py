@@ -21,10 +21,11 @@ from pamlive.alerts.bus import AlertBus
 from pamlive.config import Config, data_path
 from pamlive.detection import Detection
 from pamlive.errors import PamliveError
+from pamlive.field.recovery import DeviceRecovery
 from pamlive.field.reexec import inherited_outage, reexec
 from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
 from pamlive.field.settings import parse_section
-from pamlive.field.watchdog import DeviceRecovery, WatchdogSettings
+from pamlive.field.watchdog import WatchdogSettings
 from pamlive.inference.package import load_model_package
 from pamlive.live import Engine
 from pamlive.sources import LiveSource

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from pamlive.errors import ConfigError
+from pamlive.field.recovery import DeviceRecovery, find_input_device
 from pamlive.field.settings import parse_section
-from pamlive.field.watchdog import (
-    DeviceRecovery,
-    LivenessWatchdog,
-    State,
-    WatchdogSettings,
-    find_input_device,
-)
+from pamlive.field.watchdog import LivenessWatchdog, State, WatchdogSettings
 
 RATE = 1000
 SETTINGS = WatchdogSettings(
