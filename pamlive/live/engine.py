@@ -105,13 +105,13 @@ class Engine:
         self.publisher = Publisher(
             make_merger(package, rate, config.model.max_merge, config.model.thresholds),
             self.inference.queue, bus, package=package, station=config.station,
-            utc=self.capture.utc, ring=self.capture.ring,
-            resampler_delay=lambda: windows.resampler_delay, evidence=self.evidence,
+            utc=self.capture.utc, ring=self.capture.ring, evidence=self.evidence,
             track=track, on_detection=on_detection)
         self.services: list[Service] = [position_source] if position_source else []
         self.health_parts: list[Callable[[], Part | None]] = [
             lambda: Part("clock", self.capture.clock.stats()),
             self.supervisor.part,
+            self._log_part,
         ]
         if self.evidence is not None:
             self.health_parts.append(self.evidence.part)
@@ -241,6 +241,15 @@ class Engine:
             source_failed=self.source.error is not None,
             watchdog_status=self.supervisor.watchdog.status,
             watchdog_flags=tuple(self.supervisor.watchdog.flags), parts=parts)
+
+    def _log_part(self) -> Part | None:
+        """The detection log's state when the bus reports one: a failing log (disk full)
+        degrades, never deafens: alerts still go out."""
+        state = self.bus.stats().get("log")
+        if not isinstance(state, dict):
+            return None
+        stats = {k: state.get(k) for k in ("rows", "unlogged", "error")}
+        return Part("log", stats, tuple(state.get("flags", ())), degrades=True)
 
     def _archive_part(self) -> Part | None:
         archive = self.archive.archive if self.archive else None

@@ -5,7 +5,8 @@ turns it (and the snapshot of the previous health message, for "new since then" 
 and the level meter's change) into the message. Calling it twice gives the same answer.
 
 Extending health is adding a :class:`Part` to the snapshot: a name (a top-level key of
-the body, e.g. ``clips``), its stats, and its flags (shown, not changing ``status``).
+the body, e.g. ``clips``), its stats, and its flags (shown; with ``degrades`` they also
+make the status at least ``degraded``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Part:
     name: str
     stats: Mapping[str, Any]
     flags: tuple[str, ...] = ()
+    degrades: bool = False  # its flags make the status "degraded" (never "deaf")
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,12 @@ def health_body(now: Snapshot, before: Snapshot | None) -> dict[str, Any]:
         flags.append("pipeline_stopped")
     if now.source_failed:
         flags.append("source_failed")
+    flags += [f for part in now.parts if part.degrades for f in part.flags]
     deaf = {"no_audio", "pipeline_stopped", "source_failed"} & set(flags)
     status = "deaf" if deaf else ("degraded" if flags else "ok")
     status = max(status, now.watchdog_status, key=SEVERITY.index)
     flags = list(now.watchdog_flags) + flags
-    for part in now.parts:
-        flags += part.flags
+    flags += [f for part in now.parts if not part.degrades for f in part.flags]
     rate = now.sample_rate
     body: dict[str, Any] = {
         "uptime_s": round(now.now - now.started, 3),
@@ -107,7 +109,7 @@ def health_body(now: Snapshot, before: Snapshot | None) -> dict[str, Any]:
                       "queue_fill": round(now.window_queue_fill, 4),
                       "mean_batch_ms": (None if now.mean_batch_ms is None
                                         else round(now.mean_batch_ms, 3))},
-        "latency_ms": {k: now.latency_ms.get(k) for k in ("last", "median", "p95")},
+        "latency_ms": dict(now.latency_ms),  # percentiles over recent alerts (the bus's)
         "drops": {"ring_samples": now.ring_lost, "window_queue": now.window_drops,
                   "detection_queue": now.score_drops, "publish": now.publish_drops},
         "level_dbfs": _levels(now, before),

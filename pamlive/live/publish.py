@@ -86,8 +86,7 @@ class Publisher:
 
     def __init__(self, merger: WindowMerger, scores: queue.Queue[object], bus: AlertBus, *,
                  package: ModelPackage, station: str, utc: Callable[[int], datetime],
-                 ring: RingBuffer, resampler_delay: Callable[[], int],
-                 evidence: Evidence | None, track: PositionTrack | None,
+                 ring: RingBuffer, evidence: Evidence | None, track: PositionTrack | None,
                  hooks: Sequence[DetectionHook] = (),
                  on_detection: Callable[[Detection], None] | None = None) -> None:
         self.merger = merger
@@ -97,7 +96,6 @@ class Publisher:
         self.station = station
         self.utc = utc
         self.ring = ring
-        self.resampler_delay = resampler_delay
         self.evidence = evidence
         self.track = track
         self.hooks = list(hooks)
@@ -125,19 +123,18 @@ class Publisher:
 
     def _merge(self, w: Window, scores: np.ndarray) -> None:
         events = self.merger.push(w.index, w.start_sample, w.end_sample, scores)
-        if events:
-            # The window was computable once its resampler support had arrived.
-            self.emit(events, min(w.ready_sample, w.end_sample + self.resampler_delay()))
+        self.emit(events, w.end_sample)
 
     def flush(self, end_sample: int) -> None:
         """End of stream: close and publish what is still open."""
         self.emit(self.merger.flush(end_sample), end_sample)
 
-    def emit(self, events: Sequence[object], needed_sample: int) -> None:
-        """Publish each event; alert latency counts from the arrival of ``needed_sample - 1``."""
+    def emit(self, events: Sequence[object], last_sample: int) -> None:
+        """Publish each event; ``last_sample`` ends (exclusive) the window that triggered
+        them: their ``latency_ms`` runs from that sample's arrival."""
         if not events:
             return
-        arrival = self.ring.arrival_time(needed_sample - 1)
+        arrival = self.ring.arrival_time(last_sample - 1)
         ready = time.monotonic() if arrival is None else arrival
         for event in events:
             self.handlers[type(event)](event, ready)

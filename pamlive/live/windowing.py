@@ -40,10 +40,6 @@ class GapTolerantWindows:
         self._expected = 0
         self._last_index = -1
 
-    @property
-    def resampler_delay(self) -> int:
-        return self._windower.resampler.delay_in_samples
-
     def push(self, start_sample: int, block: np.ndarray) -> list[Window]:
         if start_sample != self._expected:
             self._windower = self._make()
