@@ -79,11 +79,11 @@ class Engine:
         windows = GapTolerantWindows(
             lambda: Windower(chain, rate, channels, package.segment_s, config.model.hop_s))
         extra = config.extra
-        self.outage = inherited_outage()
+        outage = inherited_outage()  # this process was re-executed to reopen the device
         watchdog = LivenessWatchdog(
             channels, parse_section(WatchdogSettings, extra.get("watchdog"), "watchdog"),
-            time.monotonic(), state=State.DEAF if self.outage else State.OK)
-        self.supervisor = Supervisor(watchdog, bus.publish, self.outage)
+            time.monotonic(), state=State.DEAF if outage else State.OK)
+        self.supervisor = Supervisor(watchdog, bus.publish, outage)
         self.levels = LevelMeter(channels)
         fmax = min(package.sample_rate / 2, SPECTRUM_FMAX_HZ)  # the model's band, at most
         observers: list[BlockObserver] = [
