@@ -87,3 +87,55 @@ def test_a_lasting_large_error_steps_a_stalled_thread_does_not() -> None:
 def test_an_unanchored_clock_refuses() -> None:
     with pytest.raises(RuntimeError, match="no anchor"):
         SampleClock(RATE).utc_s(0)
+
+
+class FakeCard:
+    """A live source whose blocks the test writes itself, at chosen host times."""
+
+    live = True
+    name = "fake card"
+    sample_rate = RATE
+    channels = 1
+    finished = False
+    error = None
+
+    def __init__(self, start_utc: datetime) -> None:
+        from pamlive.sources import CaptureCounters
+
+        self.counters = CaptureCounters()
+        self.start_utc = start_utc
+
+    def start(self, ring) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_capture_re_anchors_the_clock_at_the_first_sample_after_an_overflow() -> None:
+    """The engine's capture stage: blocks arrive 10 ms after they were taken; two seconds
+    of audio are lost upstream at t = 10 s (PortAudio flags the next block)."""
+    import time as _time
+
+    from pamlive.live.capture import Capture
+
+    card = FakeCard(datetime.fromtimestamp(T0, UTC))
+    capture = Capture(card, ring_seconds=30.0)
+    mono_minus_wall = _time.monotonic() - _time.time()
+    block, taken, samples = RATE // 10, 0.0, []
+    for k in range(300):  # 30 s of blocks of 0.1 s
+        if k == 100:
+            taken += 2.0  # the loss: these samples never reach us
+            card.counters.overflow_sample = capture.ring.written
+            card.counters.overflows += 1
+        first = capture.ring.written
+        taken += 0.1
+        capture.ring.write(np.zeros((block, 1), np.float32),
+                           arrival=T0 + taken + 0.01 + mono_minus_wall)
+        capture.sync_clock()
+        samples.append((first, T0 + taken - 0.1))  # first sample of the block, its truth
+    errors = [capture.utc(s).timestamp() - truth for s, truth in samples]
+    assert max(abs(e) for e in errors) < 0.05, max(errors, key=abs)
+    nominal = [T0 + s / RATE - truth for s, truth in samples]
+    assert max(abs(e) for e in nominal) > 1.9  # without the re-anchor: two seconds late
+    assert capture.clock.anchors == 2

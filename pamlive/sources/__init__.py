@@ -23,7 +23,8 @@ class CaptureCounters:
     overflows: int = 0  # blocks the device flagged as input overflow (audio lost upstream)
     status_flags: int = 0  # blocks with any PortAudio status flag
     errors: int = 0  # exceptions caught inside the callback (never raised into PortAudio)
-    overflow_sample: int = 0  # first sample after the newest overflow (set before `overflows`)
+    overflow_sample: int = 0  # first sample after the newest overflow (set before `overflows`,
+    # once that block is in the ring)
 
     def as_dict(self) -> dict[str, int]:
         return {"callbacks": self.callbacks, "frames": self.frames, "overflows": self.overflows,
