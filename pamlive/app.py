@@ -91,11 +91,16 @@ def open_bus(config: Config) -> AlertBus:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop_event`` (clean shutdown) while the monitor runs."""
+    """SIGINT/SIGTERM/SIGHUP set ``stop_event`` (clean shutdown) while the monitor runs.
+
+    SIGHUP is what a foreground monitor gets when its SSH session drops: it must flush
+    (pending clips, log, final health) and say it stopped, like any other stop.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop_event.set())
     try:
@@ -134,9 +139,10 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
         bus.close()
     h = engine.health()
     log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
-             "window(s), %d score(s), %d message(s)", h["stream_time_s"],
-             engine.detections, h["drops"]["ring_samples"],
-             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"])
+             "window(s), %d score(s), %d message(s); %d detection(s) could not be logged",
+             h["stream_time_s"], engine.detections, h["drops"]["ring_samples"],
+             h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
+             bus.stats()["log_errors"])
     if engine.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")
         reexec(engine.restart)

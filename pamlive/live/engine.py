@@ -199,19 +199,26 @@ class Engine:
         for service in self.services:
             service.stop()
         self.supervisor.forward_alerts()  # failures while the last clips were written
-        self._publish_health()
+        # the goodbye: "final" tells subscribers this stop is deliberate (or, with a deaf
+        # status, why it died), not a lost link; a re-exec to reopen the device is none
+        final = self.restart is None
+        self._publish_health(final=final)
         if self.failure is not None:
             # a dying monitor says why once more, a health period later, for
             # subscribers that (re)joined in the meantime
             time.sleep(HEALTH_EVERY_S)
-            self._publish_health()
+            self._publish_health(final=final)
         self.supervisor.stopping()
 
     # -- health --------------------------------------------------------------------------
 
-    def _publish_health(self) -> None:
+    def _publish_health(self, final: bool | None = None) -> None:
+        """Send health; ``final`` (the last message of the run) only at shutdown."""
         snap = self.snapshot()
-        self.bus.publish_health(health_body(snap, self._published))
+        body = health_body(snap, self._published)
+        if final is not None:
+            body["final"] = final
+        self.bus.publish_health(body)
         self._published = snap
 
     def health(self, now: float | None = None) -> dict[str, Any]:
