@@ -183,14 +183,14 @@ def test_a_full_disk_fails_the_clip_not_the_writer(tmp_path, stream):
         worker.start()
         try:
             assert worker.submit(job, stream[job.start_sample:job.end_sample], job.start_sample)
-            wait_for(lambda: writer.failed == 2)
-            assert worker.flags == ["clips.write_failed"]
+            wait_for(lambda: worker.flags == ["clips.write_failed"])
+            assert writer.failed == 2
             [(cls, message)] = worker.drain_events()
             assert cls == "clips.write_failed" and job.audio_path.name in message
             filler.unlink()  # space is back: the next clip is written
             assert worker.submit(job, stream[job.start_sample:job.end_sample], job.start_sample)
-            wait_for(lambda: writer.written == 1)
-            assert worker.flags == [] and job.audio_path.exists()
+            wait_for(lambda: worker.flags == [])
+            assert writer.written == 1 and job.audio_path.exists()
             assert worker.drain_events() == [("clips.recovered", "clips are written again")]
         finally:
             worker.close()

@@ -187,10 +187,13 @@ class ClipWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> bool:
-        """Queue ``samples`` (owned by the worker from now on); False if dropped."""
+    def submit(self, job: ClipJob, samples: np.ndarray, start_sample: int,
+               wait_s: float = 0.0) -> bool:
+        """Queue ``samples`` (owned by the worker from now on); False if dropped. Only a
+        shutdown waits (``wait_s``) for room: no alert is behind it any more."""
         try:
-            self._queue.put_nowait((job, samples, start_sample))
+            self._queue.put((job, samples, start_sample), timeout=wait_s or None,
+                            block=wait_s > 0)
         except queue.Full:
             self.dropped += 1
             log.error("clip %s dropped: %d clip(s) already wait for the disk",
