@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pamlive.alerts.bus import AlertBus
 from pamlive.config import Config, data_path
 from pamlive.detection import Detection
-from pamlive.errors import PamliveError
+from pamlive.errors import ConfigError, PamliveError
 from pamlive.field.recovery import DeviceRecovery
 from pamlive.field.reexec import inherited_outage, reexec
 from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
@@ -120,6 +120,9 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
               stop_event: threading.Event | None,
               on_detection: Callable[[Detection], None] | None = None) -> int:
     """Build the engine and the bus (all checks first), then run with or without dashboard."""
+    if getattr(config.model, "members", None):  # never run another model than asked for
+        raise ConfigError("[[model.members]]: model ensembles run in `pamlive analyze` only, "
+                          "not yet in the live monitor")
     package = load_model_package(config.model.path)
     bus = open_bus(config)
     engine = Engine(config, source, package, bus, on_detection=on_detection)
