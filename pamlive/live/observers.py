@@ -64,10 +64,13 @@ class SpectrumPublisher:
         self.feed = feed
         self.publish = publish
         self._fed = 0
-        self._started = time.monotonic()
+        self._started: float | None = None  # wall time of the first block
 
     def observe(self, start_sample: int, block: np.ndarray) -> None:
-        if self._fed / self.feed.sample_rate > time.monotonic() - self._started + 1:
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        if self._fed / self.feed.sample_rate > now - self._started + 1:
             return
         self._fed += block.shape[0]
         for body in self.feed.push(block):
