@@ -454,3 +454,35 @@ def test_the_dashboard_shows_every_counted_fault() -> None:
                    "position": {"errors": 4, "connected": True}})
     assert "clips failed 2" in text and "clips dropped 1" in text
     assert "position errors 4" in text and "clips.write_failed" in text
+
+
+def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -> None:
+    """Counted failures of the field helpers reach health: a notification systemd never got,
+    an NMEA sentence that did not parse (sent over a real UDP socket)."""
+    from pamlive.alerts.bus import AlertBus
+    from pamlive.live import Engine
+    from pamlive.sources.playback import PacedSource
+
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "no-systemd-here"))
+    port = free_port(socket.SOCK_DGRAM)
+    cfg = load_config(write_config(tmp_path, model, 'kind = "replay"\nfiles = ["x.wav"]',
+                                   f'[position]\nsource = "udp"\nudp_host = "127.0.0.1"\n'
+                                   f"udp_port = {port}\n"))
+    engine = Engine(cfg, PacedSource("idle", 8000, 1, lambda: iter(())),
+                    load_model_package(model), AlertBus(station="t"))
+    [gps] = engine.services
+    gps.start()
+    try:
+        assert gps.wait_bound(5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"$GPRMC,garbage*00\r\n", ("127.0.0.1", port))
+        engine.supervisor.ready(1, "listening")  # READY=1 into a socket that is not there
+        deadline = time.monotonic() + 5
+        while engine.health()["position"]["errors"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        gps.stop()
+    h = engine.health()
+    assert h["position"]["errors"] == 1 and h["position"]["fixes"] == 0
+    assert h["sd_notify"] == {"sent": 0, "failed": 1}
+    assert {"sd_notify.failed", "position.no_fix"} <= set(h["flags"])
