@@ -8,6 +8,7 @@ One module per stage, each owning its thread, its bounded queue and its counters
     inference.py  thread: window queue -> ONNX batches -> score queue
     publish.py    engine's thread: score queue -> merger -> events -> bus, clips, hooks
     supervise.py  liveness watchdog alerts, systemd notifications, device-restart decision
+    field.py      clips (evidence), raw archive, GPS: built from the config, their health
     health.py     a pure function: counter snapshot -> ``pamlive.health/1`` body
     engine.py     builds the stages and runs the loop that ties them together
     spectrum.py   the ``spectrum`` topic's producer (for the dashboard's strip)

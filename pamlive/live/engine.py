@@ -17,16 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.buffers import RingBuffer
-from pamlive.config import Config, data_path
+from pamlive.config import Config
 from pamlive.detection import Detection
-from pamlive.errors import ConfigError
-from pamlive.field.archive import ArchiveSettings
-from pamlive.field.clips import ClipSettings, ClipWriter
 from pamlive.field.position import PositionSettings, open_position_source
 from pamlive.field.reexec import Outage, inherited_outage
 from pamlive.field.settings import parse_section
@@ -34,16 +30,16 @@ from pamlive.field.watchdog import LivenessWatchdog, State, WatchdogSettings
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.live.capture import Capture
+from pamlive.live.field import archive_part, log_part, open_archive, open_evidence, position_part
 from pamlive.live.health import Part, Snapshot, health_body
 from pamlive.live.inference import Inference
 from pamlive.live.observers import (
-    ArchiveFeed,
     BlockObserver,
     LevelMeter,
     SpectrumPublisher,
     WatchdogFeed,
 )
-from pamlive.live.publish import Evidence, Publisher
+from pamlive.live.publish import Publisher
 from pamlive.live.spectrum import SpectrumFeed
 from pamlive.live.supervise import Supervisor
 from pamlive.live.windowing import GapTolerantWindows, Windowing
@@ -91,8 +87,8 @@ class Engine:
             self.levels,
             SpectrumPublisher(SpectrumFeed(rate, channels, fmax_hz=fmax), bus.publish),
         ]
-        self.evidence = _evidence(config, self.capture.ring)
-        self.archive = _archive(config, self.capture, self.evidence)
+        self.evidence = open_evidence(config, self.capture.ring)
+        self.archive = open_archive(config, self.capture, self.evidence)
         if self.archive is not None:
             observers.insert(1, self.archive)
         self.windowing = Windowing(self.capture.ring, windows, observers,
@@ -111,16 +107,17 @@ class Engine:
         self.health_parts: list[Callable[[], Part | None]] = [
             lambda: Part("clock", self.capture.clock.stats()),
             self.supervisor.part,
-            self._log_part,
+            lambda: log_part(bus),
         ]
         if self.evidence is not None:
             self.health_parts.append(self.evidence.part)
             self.supervisor.alert_sources.append(self.evidence.worker)
         if self.archive is not None:
-            self.health_parts.append(self._archive_part)
+            archive = self.archive
+            self.health_parts.append(lambda: archive_part(archive))
             self.supervisor.alert_sources.append(self.archive)
         if track is not None and position_source is not None:
-            self.health_parts.append(lambda: _position_part(track, position_source))
+            self.health_parts.append(lambda: position_part(track, position_source))
         self.restart: Outage | None = None
         self._input_done = threading.Event()
         self._started = time.monotonic()
@@ -248,53 +245,3 @@ class Engine:
             source_failed=self.source.error is not None,
             watchdog_status=self.supervisor.watchdog.status,
             watchdog_flags=tuple(self.supervisor.watchdog.flags), parts=parts)
-
-    def _log_part(self) -> Part | None:
-        """The detection log's state when the bus reports one: a failing log (disk full)
-        degrades, never deafens: alerts still go out."""
-        state = self.bus.stats().get("log")
-        if not isinstance(state, dict):
-            return None
-        stats = {k: state.get(k) for k in ("rows", "unlogged", "error")}
-        return Part("log", stats, tuple(state.get("flags", ())), degrades=True)
-
-    def _archive_part(self) -> Part | None:
-        archive = self.archive.archive if self.archive else None
-        if archive is None:
-            return None
-        return Part("archive", archive.stats(), tuple(archive.flags))
-
-
-def _evidence(config: Config, ring: RingBuffer) -> Evidence | None:
-    settings = parse_section(ClipSettings, config.extra.get("clips"), "clips")
-    if not settings.enabled:
-        return None
-    log_dir = (data_path(config, config.alerts.log).parent if config.alerts.log
-               else config.data_dir)
-    return Evidence(ClipWriter(log_dir / settings.directory, settings), settings.max_pending,
-                    ring)
-
-
-def _archive(config: Config, capture: Capture, evidence: Evidence | None) -> ArchiveFeed | None:
-    settings = parse_section(ArchiveSettings, config.extra.get("archive"), "archive")
-    if not settings.enabled:
-        return None
-    directory = data_path(config, Path(settings.directory))
-    try:  # made now: later, a failure would stop the run
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"[archive] cannot create {directory}: "
-                          f"{exc.strerror or exc}") from None
-    source = capture.source
-    return ArchiveFeed(directory, evidence.writer.directory if evidence else None,
-                       source.sample_rate, source.channels, capture.clock, capture.anchored,
-                       settings)
-
-
-def _position_part(track: Any, source: Any) -> Part:
-    """Fixes taken and refused, sentences or reports that did not parse, reconnects."""
-    parser = getattr(source, "parser", source)  # NMEA readers parse with a NmeaParser
-    stats = {"fixes": track.fixes, "rejected": track.rejected,
-             "errors": getattr(parser, "errors", 0), "reconnects": source.reconnects,
-             "connected": source.connected}
-    return Part("position", stats, tuple(track.flags(time.time())))

@@ -4,8 +4,8 @@ It runs on the engine's thread. The merger turns scored windows into events; eac
 of event has a handler in :attr:`Publisher.handlers` (a closed :class:`Detection` today;
 an onset, a later bearing update, ... are new entries). A detection is published at once
 with its UTC from the sample clock, its position and the name of its clip; the clip is
-cut from the ring once its post-roll has arrived and written by the :class:`ClipWorker`
-on its own thread, so nothing slow stands between a window and its alert.
+cut from the ring once its post-roll has arrived and written on the clip thread
+(``live/field.py``), so nothing slow stands between a window and its alert.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import detection_body
 from pamlive.buffers import RingBuffer
 from pamlive.detection import Detection, WindowMerger
-from pamlive.field.clips import ClipWorker, ClipWriter, PendingClips
 from pamlive.field.position import PositionTrack
 from pamlive.inference.package import ModelPackage
-from pamlive.live.health import Part
+from pamlive.live.field import Evidence
 from pamlive.live.windowing import END
 from pamlive.pipeline import Window
 
@@ -40,47 +39,6 @@ class DetectionHook(Protocol):
     def accepts(self, detection: Detection) -> bool: ...
 
     def published(self, detection: Detection, body: dict[str, Any], utc: datetime) -> None: ...
-
-
-class Evidence:
-    """Clip plans waiting for their post-roll, cut from the ring and handed to the worker."""
-
-    def __init__(self, writer: ClipWriter, max_pending: int, ring: RingBuffer) -> None:
-        self.writer = writer
-        self.pending = PendingClips(max_pending)
-        self.worker = ClipWorker(writer)
-        self.ring = ring
-
-    def plan(self, detection: Detection, utc: datetime) -> str | None:
-        """The clip's path for the detection body, or None when too many wait (counted)."""
-        job = self.writer.plan(detection, utc)
-        return str(job.audio_path) if self.pending.add(job) else None
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def cut_due(self, written: int | None) -> None:
-        """Clips whose post-roll has arrived (all of them at shutdown: ``written=None``,
-        then waiting for room in the worker's queue rather than dropping)."""
-        wait_s = 30.0 if written is None else 0.0
-        for job in self.pending.pop_due(2**62 if written is None else written):
-            got = self.ring.peek(job.start_sample, job.end_sample)  # a copy: a memcpy
-            if got is None:
-                self.worker.fail(job, "the ring no longer holds it")
-            else:
-                self.worker.submit(job, got.data, got.start_sample, wait_s)
-
-    def close(self) -> None:
-        self.cut_due(None)
-        self.worker.close()
-
-    def part(self) -> Part:
-        stats = {**self.worker.stats(), "pending": len(self.pending),
-                 "pending_dropped": self.pending.dropped}
-        flags = self.worker.flags
-        if self.pending.dropped and "clips.drops" not in flags:
-            flags.append("clips.drops")
-        return Part("clips", stats, tuple(flags))
 
 
 class Publisher:
