@@ -26,7 +26,7 @@ from pamlive.alerts.simulate import spawn
 
 
 def subscriber(args: argparse.Namespace) -> int:
-    from pamlive.client import AlertClient
+    from pamlive.alerts.client import AlertClient
 
     resume = None
     if args.resume:

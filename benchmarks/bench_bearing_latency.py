@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from pamlive.app import run_demo
 from pamlive.config import load_config
-from pamlive.monitor import run_demo
 
 SQUARE = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]
 

@@ -2,7 +2,7 @@
 
 The stream is a real recording (the PAMGuard right whale tutorial, 8 kHz, resampled to
 48 kHz), tiled to one hour, on four channels with small per-channel delays and gains.
-It is replayed through the threaded monitor (ring -> windows -> ONNX -> merge -> a real
+It is played back through the live engine (ring -> windows -> ONNX -> merge -> a real
 ZeroMQ bus) at ``--speed`` times real time, while a subscriber counts every message.
 
 Printed: wall time and achieved speed; samples overwritten in the ring, windows and
@@ -33,9 +33,9 @@ from pamlive.alerts.bus import AlertBus
 from pamlive.config import load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.monitor import Monitor
+from pamlive.live import Engine
 from pamlive.pipeline import StreamDetector
-from pamlive.sources.replay import PacedSource
+from pamlive.sources.playback import PacedSource
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = "data/pamguard-tutorial/PAM_20010327_091800.wav"
@@ -139,7 +139,7 @@ def main() -> None:
         speed=args.speed,
     )
     bus = AlertBus(cfg.alerts.publish, station="bench", log_path=tmp / "detections.sqlite")
-    monitor = Monitor(cfg, source, package, bus)
+    monitor = Engine(cfg, source, package, bus)
     bus.start()
     counter = Counter(bus.endpoint)
     time.sleep(0.5)  # the subscriber joins before the first message

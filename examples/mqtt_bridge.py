@@ -18,7 +18,7 @@ import json
 
 import paho.mqtt.client as mqtt
 
-from pamlive.client import AlertClient
+from pamlive.alerts.client import AlertClient
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pamlive.client import AlertClient
+from pamlive.alerts.client import AlertClient
 
 
 def post(url: str, payload: dict, attempts: int = 5) -> None:

@@ -148,6 +148,13 @@ class RingBuffer:
 
     def arrival_time(self, sample: int) -> float | None:
         """``time.monotonic()`` when sample index ``sample`` arrived (None if unknown/too old)."""
+        found = self.arrival_of(sample)
+        return None if found is None else found[1]
+
+    def arrival_of(self, sample: int) -> tuple[int, float] | None:
+        """(end sample, ``time.monotonic()``) of the write that brought ``sample``, or None
+        if unknown or too old. The host time of any sample ``s`` of that write is about
+        ``time - (end - s) / rate`` (the sample clock uses it against drift)."""
         count = self._arrivals
         slots = self._arrival_end.shape[0]
         oldest_entry = max(0, count - slots)
@@ -163,4 +170,11 @@ class RingBuffer:
         if lo == oldest_entry and oldest_entry > 0:
             # The entry before it was overwritten: we cannot tell when this block began.
             return None
-        return float(self._arrival_time[lo % slots])
+        return int(self._arrival_end[lo % slots]), float(self._arrival_time[lo % slots])
+
+    def last_arrival(self) -> float | None:
+        """``time.monotonic()`` of the newest write (None before the first)."""
+        count = self._arrivals
+        if count == 0:
+            return None
+        return float(self._arrival_time[(count - 1) % self._arrival_end.shape[0]])

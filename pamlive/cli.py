@@ -1,6 +1,6 @@
 """pamlive: real-time bioacoustic deep-learning monitor for live hydrophone arrays.
 
-Command line (CONTRACTS §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
+Command line (docs/contracts.md §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
 (``config`` prints a shipped example config).
 
 A user error (bad file, config, model, device) prints one line and exits 2 before any
@@ -214,9 +214,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
+    from pamlive.app import run_demo, run_monitor
     from pamlive.builtin import resolve_config
     from pamlive.config import load_config
-    from pamlive.monitor import run_demo, run_monitor
 
     if args.duration is not None and args.duration <= 0:
         raise PamliveError(f"--duration must be positive, got {args.duration}")

@@ -107,7 +107,7 @@ class WindowMerger:
             if not positive.size:
                 continue
             is_new = current is None
-            if is_new:
+            if current is None:
                 current = self._open[ci] = _Open(self._new(ci, start_sample), window_index)
             self._extend(current, ci, window_index, end_sample, scores, positive)
             if is_new:

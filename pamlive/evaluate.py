@@ -106,7 +106,7 @@ def read_annotations(path: str | Path) -> dict[str, list[Event]]:
 
 
 def read_raven_table(path: str | Path, class_name: str | None = None) -> list[Event]:
-    """Detections of one Raven selection table (CONTRACTS §3), optionally of one class."""
+    """Detections of one Raven selection table (docs/contracts.md §3), optionally of one class."""
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as fh:

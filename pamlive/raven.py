@@ -1,4 +1,4 @@
-"""Raven selection tables (CONTRACTS §3): write detections, read tables back."""
+"""Raven selection tables (docs/contracts.md §3): write detections, read tables back."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _freq(value: float | None) -> str:
 
 
 def read_selection_table(path: Path) -> list[dict[str, str]]:
-    """Rows as dicts keyed by column name (at least the CONTRACTS §3 columns)."""
+    """Rows as dicts keyed by column name (at least the docs/contracts.md §3 columns)."""
     with Path(path).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     if rows and not set(COLUMNS) <= set(rows[0]):

@@ -44,6 +44,7 @@ case "$MODE" in
     ;;
   test)
     "$ROOT/.venv/bin/ruff" check pamlive tests benchmarks training examples
+    "$ROOT/.venv/bin/mypy" pamlive
     exec "$VENV_PY" -m pytest -q "$@"
     ;;
   *)

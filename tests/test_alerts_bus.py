@@ -1,7 +1,7 @@
 """Issue 5 acceptance with real sockets and real processes.
 
 The monitor side is ``python -m pamlive.alerts.simulate`` (a real AlertBus in its own
-process, killable with SIGKILL); the subscriber side is ``pamlive.client.AlertClient``.
+process, killable with SIGKILL); the subscriber side is ``pamlive.alerts.client.AlertClient``.
 The durable log, read back with SQLite, is the independent record of what was published.
 """
 
@@ -17,9 +17,9 @@ import time
 import pytest
 import zmq
 
+from pamlive.alerts.client import AlertClient
 from pamlive.alerts.log import read_all
 from pamlive.alerts.simulate import spawn
-from pamlive.client import AlertClient
 
 LOCAL = "tcp://127.0.0.1:*"
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import zmq
 
+from pamlive.alerts.client import AlertClient
 from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader
 from pamlive.alerts.replay import ReplayServer
 from pamlive.alerts.schema import detection_body, parse_utc
-from pamlive.client import AlertClient
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 

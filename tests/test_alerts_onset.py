@@ -20,6 +20,7 @@ from test_monitor import (  # noqa: F401
 )
 
 from pamlive.alerts.bus import AlertBus
+from pamlive.alerts.client import AlertClient
 from pamlive.alerts.latency import LatencyTracker
 from pamlive.alerts.log import LogReader, read_all
 from pamlive.alerts.replay import ReplayServer, error_reply
@@ -30,11 +31,10 @@ from pamlive.alerts.schema import (
     validate_detection,
     validate_onset,
 )
-from pamlive.client import AlertClient
+from pamlive.app import run_monitor
 from pamlive.config import data_path, load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.monitor import run_monitor
 from pamlive.pipeline import Windower, classify_windows, make_merger
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)

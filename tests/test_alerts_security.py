@@ -15,10 +15,10 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from pamlive.alerts.bus import AlertBus
+from pamlive.alerts.client import AlertClient
 from pamlive.alerts.keys import main as keys_main
 from pamlive.alerts.security import is_loopback_endpoint
 from pamlive.alerts.simulate import spawn
-from pamlive.client import AlertClient
 from pamlive.errors import ConfigError
 
 

@@ -225,7 +225,7 @@ def test_raven_bearing_columns_come_after_the_others(tmp_path: Path) -> None:
 
 
 def test_dashboard_fills_the_bearing_in_when_its_message_arrives() -> None:
-    from pamlive.client import BusEvent
+    from pamlive.alerts.client import BusEvent
     from pamlive.dashboard.state import DashboardState
     from pamlive.dashboard.views import bearing_text, compass_arrow
 

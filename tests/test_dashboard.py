@@ -14,13 +14,13 @@ import zmq
 from rich.console import Console
 from scipy import signal
 
+from pamlive.alerts.client import BusEvent
 from pamlive.alerts.schema import detection_body
 from pamlive.cli import main as cli_main
-from pamlive.client import BusEvent
 from pamlive.dashboard import run_dashboard
-from pamlive.dashboard.spectrum import SPECTRUM_SCHEMA, SpectrumFeed
 from pamlive.dashboard.state import ALARM_HOLD_S, MAX_PENDING_BELLS, DashboardState
 from pamlive.dashboard.views import render, spectrogram_pixels
+from pamlive.live.spectrum import SPECTRUM_SCHEMA, SpectrumFeed
 
 RUN = "20261124T000000Z-abc"
 

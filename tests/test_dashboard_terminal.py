@@ -21,7 +21,7 @@ import zmq
 from rich.console import Console
 from test_dashboard import RUN, Seq, _detection, _fed_state, _health, _spectrum
 
-from pamlive.client import BusEvent
+from pamlive.alerts.client import BusEvent
 from pamlive.dashboard import run_dashboard
 from pamlive.dashboard.views import render
 

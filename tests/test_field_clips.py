@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +19,7 @@ from scipy.signal import chirp, correlate
 from pamlive.config import load_config
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
-from pamlive.field.clips import ClipSettings, ClipWriter, PendingClips
+from pamlive.field.clips import ClipSettings, ClipWorker, ClipWriter, PendingClips
 
 RATE = 2000
 CALL_AT = 50_000  # first sample of the synthetic upcall
@@ -128,6 +134,87 @@ def test_pending_clips_wait_for_the_post_roll_and_are_bounded(tmp_path):
     assert not pending.add(job) and pending.dropped == 1
     assert pending.pop_due(job.end_sample - 1) == []
     assert pending.pop_due(job.end_sample) == [job, job] and len(pending) == 0
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(directory: Path, size: str = "2m") -> Iterator[Path]:
+    """A real small filesystem (a full disk for real), unmounted afterwards."""
+    directory.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(directory)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros until the filesystem refuses; returns the filler file."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    return filler
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_full_disk_fails_the_clip_not_the_writer(tmp_path, stream):
+    """Issue 13 fault 1: libsndfile reports ENOSPC as a RuntimeError (LibsndfileError), not
+    an OSError; it must be counted like any refused write, and the worker goes on."""
+    with tiny_tmpfs(tmp_path / "tiny") as disk:
+        writer = ClipWriter(disk / "clips", ClipSettings(pre_s=3.0, post_s=2.0))
+        job = writer.plan(detection(), START)
+        (disk / "clips").mkdir()
+        filler = fill(disk)
+        with pytest.raises((OSError, RuntimeError)):
+            writer.write(job, stream[job.start_sample:job.end_sample], job.start_sample)
+        assert writer.failed == 1 and not list((disk / "clips").iterdir())
+
+        worker = ClipWorker(writer)
+        worker.start()
+        try:
+            assert worker.submit(job, stream[job.start_sample:job.end_sample], job.start_sample)
+            wait_for(lambda: worker.flags == ["clips.write_failed"])
+            assert writer.failed == 2
+            [(cls, message)] = worker.drain_events()
+            assert cls == "clips.write_failed" and job.audio_path.name in message
+            filler.unlink()  # space is back: the next clip is written
+            assert worker.submit(job, stream[job.start_sample:job.end_sample], job.start_sample)
+            wait_for(lambda: worker.flags == [])
+            assert writer.written == 1 and job.audio_path.exists()
+            assert worker.drain_events() == [("clips.recovered", "clips are written again")]
+        finally:
+            worker.close()
+
+
+def test_a_busy_clip_worker_drops_and_counts(tmp_path, stream, monkeypatch):
+    writer = ClipWriter(tmp_path, ClipSettings(spectrogram=False))
+    job = writer.plan(detection(), START)
+    release = threading.Event()
+    real_write = writer.write
+    monkeypatch.setattr(writer, "write", lambda *a: (release.wait(10), real_write(*a))[1])
+    worker = ClipWorker(writer, max_queued=1)
+    worker.start()
+    data = stream[job.start_sample:job.end_sample]
+    try:
+        assert worker.submit(job, data, job.start_sample)
+        wait_for(lambda: worker.stats()["queued"] == 0)  # the worker holds the first one
+        assert worker.submit(job, data, job.start_sample)
+        assert not worker.submit(job, data, job.start_sample)
+        assert worker.dropped == 1 and worker.flags == ["clips.drops"]
+    finally:
+        release.set()
+        worker.close()
+    assert writer.written == 2
 
 
 def test_settings_validation():

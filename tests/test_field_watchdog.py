@@ -7,13 +7,8 @@ import pytest
 
 from pamlive.config import load_config
 from pamlive.errors import ConfigError
-from pamlive.field.watchdog import (
-    DeviceRecovery,
-    LivenessWatchdog,
-    State,
-    WatchdogSettings,
-    find_input_device,
-)
+from pamlive.field.recovery import DeviceRecovery, find_input_device
+from pamlive.field.watchdog import LivenessWatchdog, State, WatchdogSettings
 
 RATE = 1000
 SETTINGS = WatchdogSettings(

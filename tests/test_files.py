@@ -24,7 +24,7 @@ def test_expand_inputs_orders_by_time_in_name(tmp_path: Path) -> None:
 def test_archive_file_names_keep_milliseconds() -> None:
     from datetime import UTC, datetime
 
-    from pamlive.alerts.schema import file_stamp
+    from pamlive.utc import file_stamp
 
     t = datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=UTC)
     assert start_time_from_name(Path(f"raw_{file_stamp(t)}.flac")) == t

@@ -1,4 +1,4 @@
-"""The threaded monitor against the synchronous analyze path, real sockets, real model."""
+"""The live engine against the synchronous analyze path, real sockets, real model."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ import zmq
 from jack_helpers import live_model
 
 from pamlive.alerts.schema import parse_utc
+from pamlive.app import run_demo, run_monitor
 from pamlive.config import load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.monitor import _GapTolerantWindows, run_demo, run_monitor
+from pamlive.live.windowing import GapTolerantWindows
 from pamlive.pipeline import StreamDetector, Windower
 
 TUTORIAL = "data/pamguard-tutorial/PAM_20010327_091800.wav"
@@ -175,7 +176,7 @@ def test_windows_after_a_gap_stay_on_the_sample_clock(tutorial, model) -> None:
     def make() -> Windower:
         return Windower(chain, rate, 1, package.segment_s, 1.0)
 
-    windows = _GapTolerantWindows(make)
+    windows = GapTolerantWindows(make)
     before = windows.push(0, audio[:40000])
     gap_at = 52000
     after = windows.push(gap_at, audio[gap_at:120000]) + windows.flush()
@@ -283,16 +284,19 @@ def _no_leaked_threads() -> Iterator[None]:
 def test_health_says_deaf_when_audio_stops(model, tmp_path) -> None:
     """No audio for more than two seconds while running is 'deaf', never 'ok'."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.monitor import DEAF_AFTER_S, Monitor
-    from pamlive.sources.replay import PacedSource
+    from pamlive.live import Engine
+    from pamlive.live.health import DEAF_AFTER_S
+    from pamlive.sources.playback import PacedSource
 
     cfg = load_config(write_config(tmp_path, model, 'kind = "replay"\nfiles = ["x.wav"]'))
     silent = PacedSource("stalled", 8000, 2, lambda: iter(()))
-    monitor = Monitor(cfg, silent, load_model_package(model), AlertBus(station="t"))
-    first = monitor.health()
+    engine = Engine(cfg, silent, load_model_package(model), AlertBus(station="t"))
+    first = engine.health()
     assert first["status"] == "ok" and first["flags"] == []
-    monitor._last_frames_at -= DEAF_AFTER_S + 0.5  # as if the last block came 2.5 s ago
-    later = monitor.health()
+    again = engine.health()  # health changes nothing: asking twice gives the same answer
+    assert {k: v for k, v in again.items() if k != "uptime_s"} == {
+        k: v for k, v in first.items() if k != "uptime_s"}
+    later = engine.health(now=time.monotonic() + DEAF_AFTER_S + 0.5)  # no block for 2.5 s
     assert later["status"] == "deaf" and "no_audio" in later["flags"]
     assert later["level_dbfs"] == [None, None]
 
@@ -304,7 +308,7 @@ def test_a_crashed_processing_thread_is_reported_and_shutdown_still_completes(
     def broken(self, start_sample, block):
         raise RuntimeError("simulated bug in the windowing stage")
 
-    monkeypatch.setattr(_GapTolerantWindows, "push", broken)
+    monkeypatch.setattr(GapTolerantWindows, "push", broken)
     cfg = load_config(write_config(tmp_path, model,
                                    f'kind = "replay"\nfiles = ["{path}"]\nspeed = 1.0'))
     sub = Subscriber(cfg.alerts.publish)
@@ -314,3 +318,181 @@ def test_a_crashed_processing_thread_is_reported_and_shutdown_still_completes(
     assert rc == 1 and time.monotonic() - t0 < 20  # exits (for its supervisor) at once
     final = sub.of("health")[-1]
     assert final["status"] == "deaf" and "pipeline_stopped" in final["flags"]
+
+
+# -- the engine's real-time rules (issue 10) ---------------------------------------------
+
+
+def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
+    """A dead channel is flagged after ``silence_s`` seconds of *samples*: at 40x playback
+    that is a quarter of a second of wall time, not ``silence_s`` of it."""
+    from pamlive.alerts.bus import AlertBus
+    from pamlive.live import Engine
+    from pamlive.sources.playback import PacedSource
+
+    rate, silence_s = 8000, 20.0
+    cfg = load_config(write_config(tmp_path, model, 'kind = "replay"\nfiles = ["x.wav"]',
+                                   f"[watchdog]\nsilence_s = {silence_s}\n"))
+    rng = np.random.default_rng(5)
+
+    def blocks() -> Iterator[np.ndarray]:
+        while True:  # channel 0 digital zero (a dead preamp), channel 1 the sea
+            b = np.zeros((1000, 2), np.float32)
+            b[:, 1] = 0.05 * rng.standard_normal(1000)
+            yield b
+
+    source = PacedSource("half-dead array", rate, 2, blocks, speed=40.0,
+                         max_frames=160 * rate)
+    bus = AlertBus(cfg.alerts.publish, station="t")
+    engine = Engine(cfg, source, load_model_package(model), bus)
+    bus.start()
+    sub = Subscriber(cfg.alerts.publish)
+    try:
+        time.sleep(0.3)  # the subscriber joins before the first message
+        assert engine.run(duration_s=30.0) is None
+    finally:
+        bus.close()
+        sub.close()
+    health = sub.of("health")
+    flagged = [h for h in health if "channel.0.zero" in h["flags"]]
+    assert flagged, [h["flags"] for h in health]
+    first = flagged[0]
+    assert first["stream_time_s"] >= silence_s and first["uptime_s"] < silence_s / 4
+    assert all("channel.0.zero" not in h["flags"] for h in health
+               if h["stream_time_s"] < silence_s - 0.2)
+    assert "channel.1.zero" not in first["flags"] and first["status"] == "degraded"
+    assert sub.of("alert.monitor.degraded")
+
+
+def test_a_slow_clip_writer_does_not_delay_alerts(tutorial, model, tmp_path,
+                                                  monkeypatch) -> None:
+    """Clip writing is held up until every detection has reached the bus: had the
+    publisher written clips itself, the first clip would have held back all later alerts."""
+    from pamlive.field.clips import ClipWriter
+
+    path, audio, rate = tutorial
+    expected = analyze_detections(model, audio, rate)
+    assert len(expected) >= 2, "one detection would prove nothing about the next ones"
+    cfg = load_config(write_config(tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\n'
+                                                  "speed = 40.0\nblocksize = 1000"))
+    sub = Subscriber(cfg.alerts.publish)
+    all_published = threading.Event()
+    real_write = ClipWriter.write
+
+    def slow_write(self, job, samples, start_sample):
+        all_published.wait(20)  # slow on purpose: as slow as the test needs
+        return real_write(self, job, samples, start_sample)
+
+    def release_when_all_published() -> None:
+        if wait_until(lambda: len(sub.of("detection.")) >= len(expected), 20):
+            all_published.set()
+
+    monkeypatch.setattr(ClipWriter, "write", slow_write)
+    watcher = threading.Thread(target=release_when_all_published, daemon=True)
+    watcher.start()
+    rc = run_monitor(cfg, headless=True, duration_s=60.0)
+    watcher.join()
+    released = all_published.is_set()
+    all_published.set()
+    sub.close()
+    assert rc == 0
+    assert released, "alerts waited for the clip writer"
+    live = sub.of("detection.")
+    assert [d["start_sample"] for d in live] == [e.start_sample for e in expected]
+    clips = sub.of("health")[-1]["clips"]
+    assert clips["written"] == len(expected) and clips["failed"] == clips["dropped"] == 0
+    assert all(Path(d["clip"]).exists() for d in live)
+
+
+def test_a_full_disk_fails_clips_not_the_monitor(tutorial, model, tmp_path) -> None:
+    """Issue 13 fault 1 in a live run: clips go to a real, full 2 MB tmpfs. Every
+    detection is still published; health and an alert name the problem."""
+    from test_field_clips import fill, tiny_tmpfs
+
+    path, audio, rate = tutorial
+    expected = analyze_detections(model, audio, rate)
+    with tiny_tmpfs(tmp_path / "tiny") as disk:
+        fill(disk)
+        cfg = load_config(write_config(
+            tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\nspeed = 40.0',
+            f'[clips]\ndirectory = "{disk}"\n'))
+        sub = Subscriber(cfg.alerts.publish)
+        rc = run_monitor(cfg, headless=True, duration_s=60.0)
+        sub.close()
+    assert rc == 0
+    assert [d["start_sample"] for d in sub.of("detection.")] == [
+        e.start_sample for e in expected]
+    final = sub.of("health")[-1]
+    assert "clips.write_failed" in final["flags"]
+    assert final["clips"]["failed"] == len(expected) and final["clips"]["written"] == 0
+    assert "not written" in final["clips"]["last_error"]
+    [alert] = sub.of("alert.clips.write_failed")
+    assert alert["class"] == "clips.write_failed" and "not written" in alert["reasons"][0]
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_dashboard_shows_every_counted_fault() -> None:
+    """Clip failures, archive drops, sd_notify and GPS errors reach the operator's screen."""
+    import io
+
+    from rich.console import Console
+
+    from pamlive.alerts.client import BusEvent
+    from pamlive.dashboard.state import DashboardState
+    from pamlive.dashboard.views import render
+
+    def screen(extra: dict) -> str:
+        state = DashboardState()
+        body = {"schema": "pamlive.health/1", "run_id": "r", "seq": 1, "status": "degraded",
+                "flags": ["clips.write_failed"], "sample_rate": 2000, "channels": 1, **extra}
+        state.apply(BusEvent("message", "health", body), now=1.0)
+        console = Console(record=True, width=120, height=40, file=io.StringIO())
+        console.print(render(state, 1.0, 40))
+        return console.export_text()
+
+    healthy = screen({"clips": {"written": 3, "failed": 0, "dropped": 0}})
+    assert re.search(r"faults\s+0", healthy)
+    text = screen({"clips": {"written": 1, "failed": 2, "dropped": 1, "last_error": "x"},
+                   "position": {"errors": 4, "connected": True}})
+    assert "clips failed 2" in text and "clips dropped 1" in text
+    assert "position errors 4" in text and "clips.write_failed" in text
+
+
+def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -> None:
+    """Counted failures of the field helpers reach health: a notification systemd never got,
+    an NMEA sentence that did not parse (sent over a real UDP socket)."""
+    from pamlive.alerts.bus import AlertBus
+    from pamlive.live import Engine
+    from pamlive.sources.playback import PacedSource
+
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "no-systemd-here"))
+    port = free_port(socket.SOCK_DGRAM)
+    cfg = load_config(write_config(tmp_path, model, 'kind = "replay"\nfiles = ["x.wav"]',
+                                   f'[position]\nsource = "udp"\nudp_host = "127.0.0.1"\n'
+                                   f"udp_port = {port}\n"))
+    engine = Engine(cfg, PacedSource("idle", 8000, 1, lambda: iter(())),
+                    load_model_package(model), AlertBus(station="t"))
+    [gps] = engine.services
+    gps.start()
+    try:
+        assert gps.wait_bound(5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"$GPRMC,garbage*00\r\n", ("127.0.0.1", port))
+        engine.supervisor.ready(1, "listening")  # READY=1 into a socket that is not there
+        deadline = time.monotonic() + 5
+        while engine.health()["position"]["errors"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        gps.stop()
+    h = engine.health()
+    assert h["position"]["errors"] == 1 and h["position"]["fixes"] == 0
+    assert h["sd_notify"] == {"sent": 0, "failed": 1}
+    assert {"sd_notify.failed", "position.no_fix"} <= set(h["flags"])

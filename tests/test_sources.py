@@ -1,4 +1,4 @@
-"""Sources: paced replay, the simulated array, device choice, the capture callback."""
+"""Sources: paced playback, the simulated array, device choice, the capture callback."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pamlive.devices import DeviceError, DeviceInfo, resolve_device
 from pamlive.errors import AudioInputError
 from pamlive.sources import CaptureCounters
 from pamlive.sources.device import DeviceSource
-from pamlive.sources.replay import replay_source, simulator_source
+from pamlive.sources.playback import playback_source, simulator_source
 from pamlive.sources.simulator import SimulatedArray
 
 
@@ -43,10 +43,10 @@ def _drain(source, ring: RingBuffer, timeout: float = 20.0) -> np.ndarray:
     return res.data
 
 
-def test_replay_joins_files_in_time_order_on_one_sample_clock(tmp_path) -> None:
+def test_playback_joins_files_in_time_order_on_one_sample_clock(tmp_path) -> None:
     later = _write(tmp_path / "st_20200101_000010.wav", 5000, seed=1)
     first = _write(tmp_path / "st_20200101_000000.wav", 3000, seed=2)
-    src = replay_source([tmp_path], speed=1000.0, blocksize=700)
+    src = playback_source([tmp_path], speed=1000.0, blocksize=700)
     got = _drain(src, RingBuffer(2, 20000))
     np.testing.assert_array_equal(got, np.concatenate([first, later]))
     assert src.start_utc == datetime(2020, 1, 1, tzinfo=UTC)
@@ -54,9 +54,9 @@ def test_replay_joins_files_in_time_order_on_one_sample_clock(tmp_path) -> None:
     assert src.error is None and (src.sample_rate, src.channels) == (8000, 2)
 
 
-def test_replay_loop_until_max_frames(tmp_path) -> None:
+def test_playback_loop_until_max_frames(tmp_path) -> None:
     data = _write(tmp_path / "a.wav", 1000, channels=1)
-    src = replay_source([tmp_path / "a.wav"], speed=1000.0, loop=True, blocksize=300,
+    src = playback_source([tmp_path / "a.wav"], speed=1000.0, loop=True, blocksize=300,
                         max_frames=2500)
     got = _drain(src, RingBuffer(1, 5000))
     np.testing.assert_array_equal(got, np.concatenate([data, data, data[:500]]))
@@ -64,10 +64,10 @@ def test_replay_loop_until_max_frames(tmp_path) -> None:
     assert src.start_utc is not None and src.start_utc <= before  # no time in the name: now
 
 
-def test_replay_never_runs_ahead_of_its_pace(tmp_path) -> None:
+def test_playback_never_runs_ahead_of_its_pace(tmp_path) -> None:
     """At speed s, by wall time t no more than t * s * rate frames (+ one block) exist."""
     _write(tmp_path / "a.wav", 8000, channels=1)
-    src = replay_source([tmp_path / "a.wav"], speed=4.0, blocksize=400)
+    src = playback_source([tmp_path / "a.wav"], speed=4.0, blocksize=400)
     ring = RingBuffer(1, 10000)
     t0 = time.monotonic()
     src.start(ring)
@@ -81,19 +81,19 @@ def test_replay_never_runs_ahead_of_its_pace(tmp_path) -> None:
     assert ring.written == 8000 and time.monotonic() - t0 >= 8000 / (4.0 * 8000)
 
 
-def test_replay_refuses_mixed_formats(tmp_path) -> None:
+def test_playback_refuses_mixed_formats(tmp_path) -> None:
     _write(tmp_path / "a.wav", 100, channels=1, rate=8000)
     _write(tmp_path / "b.wav", 100, channels=1, rate=16000)
     with pytest.raises(AudioInputError, match=r"b\.wav: 16000 Hz x 1 ch differs"):
-        replay_source([tmp_path])
+        playback_source([tmp_path])
 
 
-def test_replay_reports_a_bad_file_after_delivering_what_it_could(tmp_path) -> None:
+def test_playback_reports_a_bad_file_after_delivering_what_it_could(tmp_path) -> None:
     good = _write(tmp_path / "a_20200101_000000.wav", 4000, channels=1)
     bad = _write(tmp_path / "b_20200101_000001.wav", 4000, channels=1, seed=5)
     bad[2500] = np.nan
     sf.write(tmp_path / "b_20200101_000001.wav", bad, 8000, subtype="FLOAT")
-    src = replay_source([tmp_path], speed=1000.0, blocksize=1000)
+    src = playback_source([tmp_path], speed=1000.0, blocksize=1000)
     got = _drain(src, RingBuffer(1, 10000))
     assert isinstance(src.error, AudioInputError) and "NaN or Inf" in str(src.error)
     np.testing.assert_array_equal(got, np.concatenate([good, bad[:2500]]))  # up to the NaN

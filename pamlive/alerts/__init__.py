@@ -1,1 +1,1 @@
-"""The alert bus (CONTRACTS §2): schema, durable log, ZeroMQ publisher and replay server."""
+"""The alert bus (docs/contracts.md §2): schema, durable log, ZeroMQ publisher and replay server."""

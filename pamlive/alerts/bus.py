@@ -57,7 +57,7 @@ _OFF = {"replay": None, "log": None, "retention_days": None}  # absent from a pl
 
 
 class AlertBus:
-    """ZeroMQ PUB bus with a durable detection log and a replay ROUTER (CONTRACTS §2)."""
+    """ZeroMQ PUB bus with a durable detection log and a replay ROUTER (docs/contracts.md §2)."""
 
     def __init__(
         self,
@@ -132,20 +132,22 @@ class AlertBus:
             if self._curve is not None:
                 self._auth = CurveServer(self._context, self._curve)
             self._pub = self._bind(zmq.PUB, self.endpoint)
-            self.endpoint = self._pub.last_endpoint.decode()
+            self.endpoint = _bound_endpoint(self._pub)
             if self._log_path is not None:
                 self._log = DetectionLog(self._log_path)
                 self._log.start_run(self.run_id, self.station)
                 if self._retention_days is not None:
                     self._log.prune(self._retention_days)
             if self.replay_endpoint is not None:
+                # the config checks that a replay server has a log to serve
+                assert self._log_path is not None and self._log is not None
                 reader = LogReader(self._log_path, self._log.backlog)
                 try:
                     router = self._bind(zmq.ROUTER, self.replay_endpoint)
                 except ConfigError:
                     reader.close()
                     raise
-                self.replay_endpoint = router.last_endpoint.decode()
+                self.replay_endpoint = _bound_endpoint(router)
                 self._replay = ReplayServer(router, reader)
         except BaseException:
             self._release()
@@ -156,6 +158,7 @@ class AlertBus:
         self._thread.start()
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+        assert self._context is not None  # made by start() just before
         sock = self._context.socket(kind)
         sock.linger = 2000
         sock.sndhwm = 10000  # per subscriber; beyond it PUB drops and clients heal by replay
@@ -333,6 +336,7 @@ class AlertBus:
             frames.append((topic, text.encode("utf-8")))
         if rows:
             self._write_log(rows)
+        assert self._pub is not None  # this thread runs only between start() and close()
         for topic, payload in frames:
             self._pub.send_multipart([topic.encode("ascii"), payload])
         with self._lock:
@@ -355,3 +359,9 @@ class AlertBus:
             if written:
                 self._commit_ms.append((time.perf_counter() - t0) * 1000.0)
             self._log_state = self._log.state()
+
+
+def _bound_endpoint(sock: zmq.Socket) -> str:
+    """The endpoint a socket is bound to (the real port when bound to ``*``)."""
+    endpoint = sock.last_endpoint
+    return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)

@@ -6,7 +6,7 @@ same fields, times and id, whichever module drives it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ class ModelInfo(Protocol):
 
 
 def alert_body(event: Onset | Detection, *, run_id: str, station: str,
-               stream_start_utc: datetime, model: ModelInfo,
+               utc_at: Callable[[int], datetime], model: ModelInfo,
                position: Mapping[str, float] | None = None,
                clip: str | None = None) -> dict[str, Any]:
     """The ``pamlive.onset/1`` or ``pamlive.detection/1`` body (the bus adds ``seq``,
@@ -32,7 +32,7 @@ def alert_body(event: Onset | Detection, *, run_id: str, station: str,
         run_id=run_id, station=station, class_name=event.class_name, score=event.score,
         scores=event.scores, channels=event.channels, start_sample=event.start_sample,
         end_sample=event.end_sample, sample_rate=event.sample_rate,
-        stream_start_utc=stream_start_utc, model_name=model.name,
+        utc_at=utc_at, model_name=model.name,
         model_version=model.version, position=position,
     )
     if isinstance(event, Onset):

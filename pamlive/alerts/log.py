@@ -262,7 +262,7 @@ class LogReader:
         messages that started at or after that UTC time (sample clock).
         """
         where: list[str] = []
-        args: list[float] = []
+        args: list[str | int | float] = []
         low = high = None
         if after is not None:
             low = (self._ord(after[0]), after[1])

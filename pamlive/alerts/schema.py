@@ -1,4 +1,4 @@
-"""Alert bus message bodies (CONTRACTS §2): pure functions, no sockets.
+"""Alert bus message bodies (docs/contracts.md §2): pure functions, no sockets.
 
 Kept apart from the bus so the monitor, the client, the dashboard and the bridges all
 build and check messages with one definition of the schema.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
+
+from pamlive.clock import utc_at_sample
+from pamlive.utc import parse_utc, utc_iso
 
 DETECTION_SCHEMA = "pamlive.detection/1"
 HEARTBEAT_SCHEMA = "pamlive.heartbeat/1"
@@ -25,34 +28,6 @@ BEARING_TOPIC_PREFIX = "bearing."
 def new_run_id() -> str:
     """A run id unique per process start; the UTC prefix makes runs sort by start time."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-
-
-def utc_iso(t: datetime) -> str:
-    """ISO 8601 in UTC with millisecond precision and a ``Z`` suffix (sorts as text)."""
-    if t.tzinfo is None:
-        raise ValueError("utc_iso needs a timezone-aware datetime, got a naive one")
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utc_at_sample(stream_start_utc: datetime, sample: int, sample_rate: int) -> datetime:
-    """UTC of ``sample`` on the sample clock: the stream's start plus the samples since."""
-    return stream_start_utc + timedelta(seconds=sample / sample_rate)
-
-
-def file_stamp(t: datetime) -> str:
-    """``20260101T120000_250Z``: a UTC time (ms) for file names that sort by time."""
-    return f"{t:%Y%m%dT%H%M%S}_{t.microsecond // 1000:03d}Z"
-
-
-def parse_utc(text: str) -> datetime:
-    """Parse an ISO 8601 time with an explicit offset (``Z`` or ``+hh:mm``) into UTC."""
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"not an ISO 8601 UTC time: {text!r}") from e
-    if t.tzinfo is None:
-        raise ValueError(f"time has no UTC offset: {text!r}")
-    return t.astimezone(UTC)
 
 
 def detection_topic(class_name: str) -> str:
@@ -80,7 +55,8 @@ def detection_body(
     start_sample: int,
     end_sample: int,
     sample_rate: int,
-    stream_start_utc: datetime,
+    stream_start_utc: datetime | None = None,
+    utc_at: Callable[[int], datetime] | None = None,
     model_name: str,
     model_version: str,
     bearing_deg: float | None = None,
@@ -89,13 +65,21 @@ def detection_body(
 ) -> dict[str, Any]:
     """A ``pamlive.detection/1`` body without ``seq``/``latency_ms`` (the bus adds them).
 
-    Times come from the sample clock: ``stream_start_utc + sample / sample_rate``. Its
-    ``id`` is the one its onset carried.
+    Times come from the sample clock: ``utc_at(sample)`` (a :class:`~pamlive.clock.SampleClock`
+    re-anchored after overflows and slewed for drift), or on a nominal clock
+    ``stream_start_utc + sample / sample_rate``. Its ``id`` is the one its onset carried.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if end_sample < start_sample:
         raise ValueError(f"end_sample {end_sample} is before start_sample {start_sample}")
+    if utc_at is not None:
+        start_utc, end_utc = utc_at(start_sample), utc_at(end_sample)
+    elif stream_start_utc is not None:
+        start_utc = utc_at_sample(stream_start_utc, start_sample, sample_rate)
+        end_utc = utc_at_sample(stream_start_utc, end_sample, sample_rate)
+    else:
+        raise ValueError("detection_body needs utc_at or stream_start_utc")
     body: dict[str, Any] = {
         "schema": DETECTION_SCHEMA,
         "run_id": run_id,
@@ -104,8 +88,8 @@ def detection_body(
         "score": float(score),
         "scores": {str(k): float(v) for k, v in scores.items()},
         "channels": [int(c) for c in channels],
-        "start_utc": utc_iso(utc_at_sample(stream_start_utc, start_sample, sample_rate)),
-        "end_utc": utc_iso(utc_at_sample(stream_start_utc, end_sample, sample_rate)),
+        "start_utc": utc_iso(start_utc),
+        "end_utc": utc_iso(end_utc),
         "start_sample": int(start_sample),
         "end_sample": int(end_sample),
         "sample_rate": int(sample_rate),

@@ -94,7 +94,9 @@ def spawn(argv: list[str], *, timeout_s: float = 15.0) -> tuple[subprocess.Popen
         text=True,
     )
     ready: list[dict] = []
-    reader = threading.Thread(target=lambda: ready.append(json.loads(proc.stdout.readline())))
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
+    reader = threading.Thread(target=lambda: ready.append(json.loads(stdout.readline())))
     reader.start()
     reader.join(timeout_s)
     if not ready or not ready[0].get("ready"):

@@ -1,6 +1,6 @@
 """The dashboard loop: bus events -> state -> screen, plus the terminal bell.
 
-It subscribes like any other client (``pamlive.client.AlertClient``), so it works the
+It subscribes like any other client (``pamlive.alerts.client.AlertClient``), so it works the
 same against a monitor in this process, on this machine or across a network.
 """
 
@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.layout import Layout
 from rich.live import Live
 
+from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX
-from pamlive.client import AlertClient, BusEvent
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pamlive.alerts.client import BusEvent
 from pamlive.alerts.schema import (
     BEARING_TOPIC_PREFIX,
     DETECTION_TOPIC_PREFIX,
     ONSET_TOPIC_PREFIX,
     parse_utc,
 )
-from pamlive.client import BusEvent
-from pamlive.dashboard.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
+from pamlive.live.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
 
 ALARM_CLASSES = frozenset({"right_whale"})
 ALARM_HOLD_S = 15.0  # the banner stays this long after the last alarming detection

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from rich.color import Color
@@ -162,6 +163,22 @@ def _fill(value: float | None) -> Text:
     return Text(f"{100 * value:5.1f} %", style=colour)
 
 
+# counted failures reported in the health message's optional sections: (section, counter)
+FAULT_COUNTERS = (
+    ("clips", "failed"), ("clips", "dropped"), ("clips", "pending_dropped"),
+    ("archive", "dropped_blocks"), ("sd_notify", "failed"), ("position", "errors"),
+)
+
+
+def faults_text(health: dict[str, Any]) -> Text:
+    """Every counted failure outside the pipeline's drops: green 0, or each one in red."""
+    faults = [(f"{section} {counter}", value) for section, counter in FAULT_COUNTERS
+              if isinstance(value := (health.get(section) or {}).get(counter), int) and value]
+    if not faults:
+        return Text("0", style="green")
+    return Text(", ".join(f"{name} {value}" for name, value in faults), style="bold red")
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
@@ -192,6 +209,7 @@ def health_panel(state: DashboardState, now: float, levels: bool = False) -> Pan
     if total:
         drop_text.append("  " + ", ".join(f"{k} {v}" for k, v in drops.items() if v), style="red")
     grid.add_row("drops", drop_text)
+    grid.add_row("faults", faults_text(h))
     overflows = (h.get("capture") or {}).get("overflows")
     if overflows:
         grid.add_row("overflows", Text(str(overflows), style="bold red"))

@@ -19,9 +19,9 @@ segment, a segment normalisation) has no frame stage: every step is per window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +173,7 @@ class SpectrumStep(Step):
 
     def absorb(self, spec: TransformSpec, params: dict[str, Any]) -> bool:
         """Fold a per-value transform that follows into the value map, if it can be."""
-        build = cast(Callable[..., ValueMap | None] | None, VALUE_MAPS.get(spec.name))
+        build = VALUE_MAPS.get(spec.name)
         later = build(**params) if build else None
         if later is not None and self.finish is not None:
             later = self.finish.then(later)

@@ -33,9 +33,11 @@ class Features:
         return self.freqs is not None
 
 
-def require_spectrum(f: Features, name: str) -> None:
-    if not f.is_spectrum:
+def require_spectrum(f: Features, name: str) -> np.ndarray:
+    """The bin frequencies of a spectrogram; a TransformError for a waveform."""
+    if f.freqs is None:
         raise TransformError(f"{name} needs a spectrogram before it in the chain")
+    return f.freqs
 
 
 def require_wave(f: Features, name: str) -> None:

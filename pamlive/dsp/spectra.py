@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,22 +73,22 @@ def freq_compression(
 
     ``pamguard_exact``: jpamutils' crop to whole bins then nearest neighbour.
     """
-    require_spectrum(f, "freq_compression")
-    lo, weight, target = interp_plan(f.freqs, bins, fmin, fmax, pamguard_exact, f.sample_rate)
+    freqs = require_spectrum(f, "freq_compression")
+    lo, weight, target = interp_plan(freqs, bins, fmin, fmax, pamguard_exact, f.sample_rate)
     data = np.asarray(f.data, dtype=np.float64)
-    lo1 = np.minimum(lo + 1, f.freqs.size - 1)
+    lo1 = np.minimum(lo + 1, freqs.size - 1)
     out = data[..., lo] * (1 - weight) + data[..., lo1] * weight
     return Features(out.astype(np.float32), f.sample_rate, target)
 
 
 def freq_trim(f: Features, fmin: float, fmax: float) -> Features:
     """Keep the bins whose centre frequency lies in ``[fmin, fmax]`` (no interpolation)."""
-    require_spectrum(f, "freq_trim")
+    freqs = require_spectrum(f, "freq_trim")
     lo, hi = number("freq_trim", "fmin", fmin), number("freq_trim", "fmax", fmax)
-    keep = (f.freqs >= lo) & (f.freqs <= hi)
-    if not keep.any():
+    keep = (freqs >= lo) & (freqs <= hi)
+    if not np.any(keep):
         raise TransformError(f"freq_trim: {lo:g}-{hi:g} Hz holds no spectrum bin")
-    return Features(f.data[..., keep], f.sample_rate, f.freqs[keep])
+    return Features(f.data[..., keep], f.sample_rate, freqs[keep])
 
 
 def norm_row_sum(f: Features, pamguard_exact: bool = False) -> Features:
@@ -187,7 +188,7 @@ def clamp_map(min: float = 0.0, max: float = 1.0) -> ValueMap:
 
 
 # transform name -> its map from its (validated) parameters, or None if it has none
-VALUE_MAPS = {
+VALUE_MAPS: dict[str, Callable[..., ValueMap | None]] = {
     "amplitude_to_decibel": decibel_map,
     "spec_log10": log10_map,
     "normalize": normalize_map,
@@ -288,13 +289,13 @@ def reduce_tonal_noise(f: Features, method: str = "MEDIAN", time_const_len: floa
 
 def spec_resize(f: Features, time_bins: int, freq_bins: int) -> Features:
     """Bilinear resize to ``(time_bins, freq_bins)``, corner pixels kept in place."""
-    require_spectrum(f, "spec_resize")
+    freqs = require_spectrum(f, "spec_resize")
     nt = positive_int("spec_resize", "time_bins", time_bins)
     nf = positive_int("spec_resize", "freq_bins", freq_bins)
     d = np.asarray(f.data, dtype=np.float64)
     d = _linear_resample(d, nt, axis=-2)
     d = _linear_resample(d, nf, axis=-1)
-    new_freqs = np.linspace(f.freqs[0], f.freqs[-1], nf)
+    new_freqs = np.linspace(freqs[0], freqs[-1], nf)
     return Features(d.astype(np.float32), f.sample_rate, new_freqs)
 
 

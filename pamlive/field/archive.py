@@ -30,8 +30,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import soundfile as sf
 
-from pamlive.alerts.schema import file_stamp, utc_at_sample
+from pamlive.clock import utc_at_sample
 from pamlive.config import ArchiveSettings
+from pamlive.field.events import HealthEvents
+from pamlive.utc import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class RawArchive:
         clips_directory: Path | None,
         sample_rate: int,
         channels: int,
-        stream_start_utc: datetime,
+        utc_at: datetime | Callable[[int], datetime],
         settings: ArchiveSettings,
         disk_usage: Callable[[Path], Any] = shutil.disk_usage,
         clock: Callable[[], float] = time.time,
@@ -63,12 +65,17 @@ class RawArchive:
         self.clips_directory = clips_directory
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self.stream_start_utc = stream_start_utc
+        if isinstance(utc_at, datetime):  # a nominal clock from this start
+            start = utc_at
+            self._utc_at: Callable[[int], datetime] = (
+                lambda sample: utc_at_sample(start, sample, self.sample_rate))
+        else:
+            self._utc_at = utc_at  # e.g. SampleClock.utc: re-anchored, slewed
         self.settings = settings
         self._disk_usage = disk_usage
         self._clock = clock
         self._queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(settings.queue_blocks)
-        self._events: deque[tuple[str, str]] = deque(maxlen=64)
+        self.events = HealthEvents()
         self._file: sf.SoundFile | None = None
         self._file_path: Path | None = None
         self._next_sample = -1  # sample expected next in the open file
@@ -119,11 +126,8 @@ class RawArchive:
         }
 
     def drain_events(self) -> list[tuple[str, str]]:
-        """``(alert class, message)`` pairs since the last call, e.g. archive.disk_full."""
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
+        """``(alert class, message)`` pairs since the last call."""
+        return self.events.drain()
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -162,10 +166,10 @@ class RawArchive:
     def _open(self, start_sample: int) -> None:
         self._close_file()
         segment_s = self.settings.segment_minutes * 60.0
-        start_utc = utc_at_sample(self.stream_start_utc, start_sample, self.sample_rate)
+        start_utc = self._utc_at(start_sample)
         next_boundary = (math.floor(start_utc.timestamp() / segment_s) + 1) * segment_s
-        offset_s = next_boundary - self.stream_start_utc.timestamp()
-        self._boundary = max(start_sample + 1, math.ceil(offset_s * self.sample_rate - 1e-6))
+        offset_s = next_boundary - start_utc.timestamp()
+        self._boundary = start_sample + max(1, math.ceil(offset_s * self.sample_rate - 1e-6))
         name = f"{PREFIX}{file_stamp(start_utc)}.flac"
         self._file_path = self.directory / name
         try:
@@ -189,7 +193,7 @@ class RawArchive:
     def _stop(self, reason: str) -> None:
         self._close_file()
         self.stopped_reason = reason
-        self._events.append(("archive.disk_full", f"raw archive stopped: {reason}"))
+        self.events.add("archive.disk_full", f"raw archive stopped: {reason}")
         log.error("archive stopped: %s", reason)
 
     # -- budget ----------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class RawArchive:
         ok = self.enforce_budget(now)
         if ok and self.stopped_reason is not None:
             self.stopped_reason = None
-            self._events.append(("archive.resumed", "raw archive resumed: disk space is back"))
+            self.events.add("archive.resumed", "raw archive resumed: disk space is back")
             log.warning("archive resumed")
         elif not ok and self.stopped_reason is None:
             self._stop("disk budget exhausted (all deletable files deleted)")

@@ -7,11 +7,19 @@ has arrived, and :meth:`ClipWriter.write` takes the samples the caller read from
 ring (any source of ``(frames, channels)`` plus the index of the first frame), so this
 module knows nothing of the ring's internals. Files are written under a temporary name
 and renamed, so a reader never sees half a clip.
+
+Encoding FLAC and drawing the PNG take tens of ms, so the live engine hands due clips to
+a :class:`ClipWorker`: its own thread behind a bounded queue, drops and failures
+counted. A full disk fails a clip (counted, an ``alert.clips.write_failed``), never the
+monitor.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +30,15 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 from scipy.signal import spectrogram
 
-from pamlive.alerts.schema import file_stamp
 from pamlive.config import ClipSettings
 from pamlive.detection import Detection
+from pamlive.field.events import HealthEvents
+from pamlive.utc import file_stamp
+
+log = logging.getLogger(__name__)
 
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
+QUEUED_CLIPS = 8  # clips cut from the ring and waiting for the disk (each holds its audio)
 _BOX_RGB = (255, 40, 40)
 
 
@@ -76,11 +88,12 @@ class ClipWriter:
         The caller passes what the ring still holds of ``[job.start_sample,
         job.end_sample)``; a shorter pre-roll (the ring wrapped) is fine, the evidence
         records the range actually written. Raises ValueError when the samples miss the
-        detection and OSError when the disk refuses; both are counted in ``failed``.
+        detection, OSError or RuntimeError when the disk refuses (libsndfile reports a full
+        disk as ``soundfile.LibsndfileError``, a RuntimeError); all counted in ``failed``.
         """
         try:
             evidence = self._write(job, samples, start_sample)
-        except (OSError, ValueError):
+        except (OSError, RuntimeError, ValueError):
             self.failed += 1
             raise
         self.written += 1
@@ -132,6 +145,88 @@ class PendingClips:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+
+class ClipWorker:
+    """Writes clips on its own thread, so no encoder ever delays an alert.
+
+    ``submit`` never blocks: a full queue drops the clip and counts it. A failed write is
+    counted and logged; the first failure after a success (and the first success after
+    failures) becomes an event for a health alert, drained by :meth:`drain_events`.
+    """
+
+    def __init__(self, writer: ClipWriter, max_queued: int = QUEUED_CLIPS) -> None:
+        self.writer = writer
+        self.dropped = 0
+        self.last_error: str | None = None
+        self._queue: queue.Queue[tuple[ClipJob, np.ndarray, int] | None] = queue.Queue(max_queued)
+        self.events = HealthEvents()
+        self._thread = threading.Thread(target=self._run, name="pamlive-clips", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: ClipJob, samples: np.ndarray, start_sample: int,
+               wait_s: float = 0.0) -> bool:
+        """Queue ``samples`` (owned by the worker from now on); False if dropped. Only a
+        shutdown waits (``wait_s``) for room: no alert is behind it any more."""
+        try:
+            self._queue.put((job, samples, start_sample), timeout=wait_s or None,
+                            block=wait_s > 0)
+        except queue.Full:
+            self.dropped += 1
+            log.error("clip %s dropped: %d clip(s) already wait for the disk",
+                      job.audio_path.name, self._queue.maxsize)
+            return False
+        return True
+
+    def fail(self, job: ClipJob, why: str) -> None:
+        """A clip that could not even be cut (the ring lost its audio): counted as failed."""
+        self.writer.failed += 1
+        self._failed(job, why)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread (if it was started)."""
+        if self._thread.is_alive():
+            self._queue.put(None, timeout=timeout)
+            self._thread.join(timeout)
+
+    @property
+    def flags(self) -> list[str]:
+        """``clips.write_failed`` while the last write failed; ``clips.drops`` after drops."""
+        flags = ["clips.write_failed"] if self.last_error else []
+        return flags + (["clips.drops"] if self.dropped else [])
+
+    def stats(self) -> dict[str, int | str | None]:
+        return {"written": self.writer.written, "failed": self.writer.failed,
+                "dropped": self.dropped, "queued": self._queue.qsize(),
+                "last_error": self.last_error}
+
+    def drain_events(self) -> list[tuple[str, str]]:
+        """``(alert class, message)`` pairs since the last call."""
+        return self.events.drain()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, samples, start_sample = item
+            try:
+                self.writer.write(job, samples, start_sample)
+            except Exception as exc:  # whatever it is, a clip must never stop the worker
+                if not isinstance(exc, OSError | RuntimeError | ValueError):
+                    self.writer.failed += 1
+                self._failed(job, str(exc) or type(exc).__name__)
+            else:
+                if self.last_error is not None:
+                    self.events.add("clips.recovered", "clips are written again")
+                    log.warning("clips are written again")
+                self.last_error = None
+
+    def _failed(self, job: ClipJob, why: str) -> None:
+        message = f"clip {job.audio_path.name} not written: {why}"
+        log.error("%s", message)
+        if self.last_error is None:
+            self.events.add("clips.write_failed", message)
+        self.last_error = message
 
 
 def spectrogram_image(

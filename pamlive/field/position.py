@@ -26,8 +26,8 @@ from typing import Any
 
 import pynmea2
 
-from pamlive.alerts.schema import parse_utc
 from pamlive.config import PositionSettings
+from pamlive.utc import parse_utc
 
 log = logging.getLogger(__name__)
 

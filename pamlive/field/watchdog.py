@@ -12,8 +12,7 @@ A pure state machine (the clock is passed in, so tests drive it with a fake one)
   channel the watchdog announces the recovery and returns to ``ok``.
 
 Each change is a :class:`Transition` with the reasons, for a health alert on the bus.
-:class:`DeviceRecovery` is the separate policy for reopening the device stream:
-exponential backoff, and finding the device again by its stable name.
+When to reopen the device stream is a separate policy (``field/recovery.py``).
 """
 
 from __future__ import annotations
@@ -81,8 +80,11 @@ class LivenessWatchdog:
     """Feed it blocks and capture counters; ``tick`` returns the state changes.
 
     ``observe_block`` runs in the processing thread (it costs a few vector reductions per
-    block); ``observe_capture`` and ``tick`` in the monitor's once-a-second health loop.
-    A lock keeps the two sides consistent; it is never taken in the audio callback.
+    block) and is timed by the *stream*: dead channels are counted in samples, so the
+    timers are right at any playback speed and while a backlog drains. ``observe_capture``
+    and ``tick`` run in the engine's once-a-second health loop on the host's monotonic
+    clock (a missing callback is a wall-time fact). A lock keeps the two sides consistent;
+    it is never taken in the audio callback.
     """
 
     def __init__(self, channels: int, settings: WatchdogSettings, now: float,
@@ -93,7 +95,8 @@ class LivenessWatchdog:
         self.state = state
         self._floor_power = 10.0 ** (settings.silence_floor_dbfs / 10.0)
         self._kind: list[str | None] = [None] * self.channels  # current dead condition
-        self._since = np.full(self.channels, np.nan)  # start of the current dead run
+        self._since = np.full(self.channels, np.nan)  # stream time the dead run started
+        self._stream_s = 0.0  # stream time at the end of the newest block
         self._previous_block: np.ndarray | None = None
         self._last_callback = now
         self._callbacks = 0
@@ -106,8 +109,9 @@ class LivenessWatchdog:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def observe_block(self, block: np.ndarray, now: float) -> None:
-        """Classify each channel of ``block`` (frames, channels) as live or dead."""
+    def observe_block(self, block: np.ndarray, stream_s: float) -> None:
+        """Classify each channel of ``block`` (frames, channels) as live or dead;
+        ``stream_s`` is the stream time (sample index / rate) at the block's end."""
         if block.ndim != 2 or block.shape[1] != self.channels or block.shape[0] == 0:
             raise ValueError(f"expected (frames, {self.channels}) samples, got {block.shape}")
         zero = ~np.any(block, axis=0)
@@ -119,7 +123,8 @@ class LivenessWatchdog:
         power = np.mean(np.square(block, dtype=np.float64), axis=0)
         with self._lock:
             self._previous_block = block.copy()
-            self._classify(zero, constant, power, now)
+            self._stream_s = stream_s
+            self._classify(zero, constant, power, stream_s)
 
     def _classify(self, zero: np.ndarray, constant: np.ndarray, power: np.ndarray,
                   now: float) -> None:
@@ -172,6 +177,7 @@ class LivenessWatchdog:
     def _tick(self, now: float) -> list[Transition]:
         deaf, degraded, flags = self._conditions(now)
         live = not deaf and not degraded and self._all_channels_live(now)
+        reasons: tuple[str, ...] | list[str]
         if deaf:
             target, reasons = State.DEAF, deaf + degraded
         elif degraded:
@@ -183,8 +189,8 @@ class LivenessWatchdog:
                 self._clean_since = None
             elif self._clean_since is None:
                 self._clean_since = now
-            recovered = self._clean_since is not None
-            recovered = recovered and now - self._clean_since >= self.settings.recover_s
+            clean = self._clean_since
+            recovered = clean is not None and now - clean >= self.settings.recover_s
             target = State.OK if recovered else State.RECOVERING
             reasons = ("input live on every channel",) if recovered else self._reasons
         else:
@@ -233,7 +239,7 @@ class LivenessWatchdog:
             if kind is None:
                 continue
             limit = s.stuck_s if kind == _STUCK else s.silence_s
-            lasted = now - float(self._since[ch])
+            lasted = self._stream_s - float(self._since[ch])  # in samples, as seconds
             if lasted >= limit:
                 dead.append(f"channel {ch}: {_DESCRIPTION[kind]} for {lasted:.1f} s")
                 flags.append(f"channel.{ch}.{kind}")
@@ -252,58 +258,3 @@ class LivenessWatchdog:
     def _all_channels_live(self, now: float) -> bool:
         flowing = now - self._last_callback < self.settings.no_callback_s
         return flowing and all(kind is None for kind in self._kind)
-
-
-class DeviceRecovery:
-    """When to try reopening a lost input stream: now, then 1, 2, 4 ... up to 30 s apart.
-
-    The monitor calls ``lost(now)`` when the watchdog says ``needs_restart`` (or the stream
-    reports an error), ``due(now)`` from its health loop, and ``failed``/``succeeded``
-    after each attempt. Reopening re-scans PortAudio (a replugged USB interface or a
-    restarted JACK server is only seen by a fresh PortAudio) and finds the device by its
-    stable name with :func:`find_input_device`, since its index may have changed.
-    """
-
-    def __init__(self, initial_s: float = 1.0, max_s: float = 30.0, factor: float = 2.0) -> None:
-        self.initial_s, self.max_s, self.factor = initial_s, max_s, factor
-        self.active = False
-        self.attempts = 0  # failed attempts in the current outage
-        self.recoveries = 0  # outages ended by a successful reopen
-        self.next_attempt: float | None = None
-
-    def lost(self, now: float) -> None:
-        if not self.active:
-            self.active = True
-            self.attempts = 0
-            self.next_attempt = now
-
-    def due(self, now: float) -> bool:
-        return self.active and self.next_attempt is not None and now >= self.next_attempt
-
-    def failed(self, now: float) -> float:
-        """Record a failed attempt; returns the delay before the next one."""
-        delay = min(self.max_s, self.initial_s * self.factor**self.attempts)
-        self.attempts += 1
-        self.next_attempt = now + delay
-        return delay
-
-    def succeeded(self) -> None:
-        self.active = False
-        self.attempts = 0
-        self.next_attempt = None
-        self.recoveries += 1
-
-
-def find_input_device(name: str, devices: list[dict[str, Any]], channels: int = 1) -> int | None:
-    """Index of the input device called ``name`` (exact, else a unique substring match).
-
-    ``devices`` is ``sounddevice.query_devices()`` (dicts with ``index``, ``name``,
-    ``max_input_channels``). None when it is absent or the name is ambiguous, so the
-    caller retries later rather than opening the wrong interface.
-    """
-    usable = [d for d in devices if d.get("max_input_channels", 0) >= channels]
-    exact = [d for d in usable if d["name"] == name]
-    if len(exact) == 1:
-        return int(exact[0]["index"])
-    partial = [d for d in usable if name.lower() in d["name"].lower()]
-    return int(partial[0]["index"]) if len(partial) == 1 else None

@@ -1,5 +1,5 @@
 """``pamlive import-model``: bring your own model (PAMGuard generic, Ketos, Koogu) as a
-pamlive model package (ONNX + ``pamlive-model.json``, CONTRACTS §4).
+pamlive model package (ONNX + ``pamlive-model.json``, docs/contracts.md §4).
 
 Converting needs the optional ``convert`` extra (TensorFlow CPU, tf2onnx, PyTorch for
 TorchScript); running the package needs only onnxruntime. See ``docs/import-models.md``.

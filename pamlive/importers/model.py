@@ -29,7 +29,7 @@ DEFAULT_THRESHOLD = 0.5
 
 @dataclass
 class ImportedModel:
-    """A converted model before it is written as a package (CONTRACTS §4)."""
+    """A converted model before it is written as a package (docs/contracts.md §4)."""
 
     name: str
     description: str

@@ -54,7 +54,7 @@ class Classifier:
         want = self._input_shape[1:]
         shaped = features.reshape((n, *want)) if all(d > 0 for d in want) else features
         out = self._session.run(None, {self._input_name: shaped.astype(np.float32, copy=False)})
-        scores = np.asarray(out[0], dtype=np.float32).reshape(n, -1)
+        scores: np.ndarray = np.asarray(out[0], dtype=np.float32).reshape(n, -1)
         act = self.package.output_activation
         if act == "softmax":
             e = np.exp(scores - scores.max(axis=1, keepdims=True))

@@ -1,4 +1,4 @@
-"""Model packages (CONTRACTS §4): ``model.onnx`` + ``pamlive-model.json``, or a PAMGuard
+"""Model packages (docs/contracts.md §4): ``model.onnx`` + ``pamlive-model.json``, or a PAMGuard
 ``.pdtf`` beside an ONNX file, as a directory or a ``.zip`` of one.
 """
 

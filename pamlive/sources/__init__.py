@@ -1,4 +1,4 @@
-"""Audio sources: files, live devices, paced replay, the simulated array.
+"""Audio sources: files, live devices, paced playback, the simulated array.
 
 Every live source writes blocks into the same :class:`~pamlive.buffers.RingBuffer` the
 same way (``ring.write(block)``) and counts what it delivered in :class:`CaptureCounters`;
@@ -23,6 +23,8 @@ class CaptureCounters:
     overflows: int = 0  # blocks the device flagged as input overflow (audio lost upstream)
     status_flags: int = 0  # blocks with any PortAudio status flag
     errors: int = 0  # exceptions caught inside the callback (never raised into PortAudio)
+    overflow_sample: int = 0  # first sample after the newest overflow (set before `overflows`,
+    # once that block is in the ring)
 
     def as_dict(self) -> dict[str, int]:
         return {"callbacks": self.callbacks, "frames": self.frames, "overflows": self.overflows,
@@ -36,6 +38,10 @@ class LiveSource(Protocol):
     sample_rate: int
     channels: int
     counters: CaptureCounters
+    # True for a sound card: samples come on its ADC clock (UTC is disciplined against the
+    # host clock), and the stream never ends by itself (a stop is a fault: reopen it).
+    # False for paced playback and the simulator: the file's time is the truth.
+    live: bool
 
     def start(self, ring: RingBuffer) -> None:
         """Begin writing into ``ring``; returns at once."""
@@ -49,7 +55,7 @@ class LiveSource(Protocol):
 
     @property
     def finished(self) -> bool:
-        """True once a finite source (replay) has delivered everything or failed."""
+        """True once a finite source (playback) has delivered everything or failed."""
 
     @property
     def error(self) -> Exception | None:

@@ -24,6 +24,8 @@ from pamlive.sources import CaptureCounters
 class DeviceSource:
     """A PortAudio input stream; settings are checked when it is built, before any work."""
 
+    live = True
+
     def __init__(
         self,
         device: str | int | None,
@@ -74,19 +76,24 @@ class DeviceSource:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         try:
-            if status:
-                self.counters.status_flags += 1
-                if status.input_overflow:
-                    self.counters.overflows += 1
+            ring = self._ring
+            if ring is None:  # a bug (called before start): counted below, never raised
+                raise RuntimeError("capture callback before start()")
             if self._start_wall is None:
                 # Once: wall time of the first sample = now minus its age on the ADC clock.
                 age = time_info.currentTime - time_info.inputBufferAdcTime
                 if not 0.0 <= age < 1.0:  # some host APIs (JACK) report no ADC time
                     age = frames / self.sample_rate
                 self._start_wall = time.time() - age
-            self._ring.write(indata)
+            first = ring.written
+            ring.write(indata)
             self.counters.callbacks += 1
             self.counters.frames += frames
+            if status:
+                self.counters.status_flags += 1
+                if status.input_overflow:  # audio lost before this block, now in the ring:
+                    self.counters.overflow_sample = first  # the clock re-anchors here
+                    self.counters.overflows += 1
         except Exception:  # nothing may escape into PortAudio
             self.counters.errors += 1
 

@@ -1,12 +1,14 @@
 """The ``spectrum`` bus topic: a coarse live spectrogram for the dashboard's strip.
 
-The monitor feeds its input blocks to a :class:`SpectrumFeed` and publishes what comes
-out; the dashboard renders the rows. Keeping the producer next to its only consumer
-keeps the message format in one place. Rows are small (64 bands, 0.1 dB) so four
+The live engine feeds its input blocks to a :class:`SpectrumFeed` (a block observer, see
+``live/observers.py``) and publishes what comes out; the dashboard renders the rows and
+imports the topic and schema names from here. Rows are small (64 bands, 0.1 dB) so four
 messages a second per channel cost a few kB/s even on a satellite link.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +46,7 @@ class SpectrumFeed:
         self._pending = np.zeros((0, channels), np.float32)
         self._rows: list[np.ndarray] = []
 
-    def push(self, block: np.ndarray) -> list[dict]:
+    def push(self, block: np.ndarray) -> list[dict[str, Any]]:
         """Add ``(frames, channels)`` samples; return the message bodies now complete."""
         data = np.concatenate([self._pending, np.asarray(block, np.float32)])
         n_rows = (data.shape[0] - self._nfft) // self._hop + 1 if data.shape[0] >= self._nfft else 0
@@ -54,7 +56,7 @@ class SpectrumFeed:
             banded = np.add.reduceat(power, self._starts, axis=0) / self._counts[:, None]
             self._rows.append(10 * np.log10(banded + 1e-20))
         self._pending = data[n_rows * self._hop :]
-        bodies: list[dict] = []
+        bodies: list[dict[str, Any]] = []
         while len(self._rows) >= self._rows_per_message:
             rows = np.stack(self._rows[: self._rows_per_message])  # (rows, bands, channels)
             del self._rows[: self._rows_per_message]

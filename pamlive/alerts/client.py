@@ -299,6 +299,8 @@ class AlertClient:
         return None, error
 
     def _replay_socket(self) -> zmq.Socket:
+        if self._replay_endpoint is None:
+            raise RuntimeError("no replay endpoint to ask")  # callers check it first
         if self._dealer is None:
             self._dealer = self._context.socket(zmq.DEALER)
             self._dealer.linger = 0

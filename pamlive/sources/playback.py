@@ -1,9 +1,10 @@
-"""Recordings (or any block generator) fed into the live path at a chosen pace.
+"""Playback: recordings (or any block generator) fed into the live path at a chosen pace.
 
-Replay exercises exactly the code a sound card does: a producer thread writes blocks into
-the ring, paced so that block ``k`` is written when the stream clock says it would have
-arrived (``speed`` > 1 replays faster than real time). The simulated array is driven the
-same way.
+Playback exercises exactly the code a sound card does: a producer thread writes blocks
+into the ring, paced so that block ``k`` is written when the stream clock says it would
+have arrived (``speed`` > 1 plays faster than real time). The simulated array is driven
+the same way. (The config keeps its word: ``[source] kind = "replay"`` selects it; in the
+code "replay" means only the alert bus's backfill server.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class PacedSource:
     ``max_frames`` ends the stream after that many frames (benchmarks, bounded demos).
     """
 
+    live = False
+
     def __init__(
         self,
         name: str,
@@ -42,7 +45,7 @@ class PacedSource:
         max_frames: int | None = None,
     ) -> None:
         if speed <= 0:
-            raise PamliveError(f"replay speed must be positive, got {speed}")
+            raise PamliveError(f"playback speed must be positive, got {speed}")
         self.name = name
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
@@ -58,7 +61,7 @@ class PacedSource:
         self._thread: threading.Thread | None = None
 
     def start(self, ring: RingBuffer) -> None:
-        self._thread = threading.Thread(target=self._run, args=(ring,), name="pamlive-replay",
+        self._thread = threading.Thread(target=self._run, args=(ring,), name="pamlive-playback",
                                         daemon=True)
         self._thread.start()
 
@@ -80,7 +83,7 @@ class PacedSource:
                 written += block.shape[0]
                 self.counters.callbacks += 1
                 self.counters.frames += block.shape[0]
-        except Exception as exc:  # reported by the monitor after it flushed
+        except Exception as exc:  # reported by the live engine after it flushed
             self._error = exc
         finally:
             self._done.set()
@@ -103,7 +106,7 @@ class PacedSource:
         return self._error
 
 
-def replay_source(
+def playback_source(
     paths: Sequence[str | Path],
     *,
     speed: float = 1.0,
@@ -114,7 +117,7 @@ def replay_source(
     """Files or folders (WAV/FLAC/AIFF, time order) as one continuous paced stream.
 
     All files must share one rate and channel count. Sample 0 is the first file's start
-    time when its name holds one (``PAM_20010327_091800.wav``), else the moment replay
+    time when its name holds one (``PAM_20010327_091800.wav``), else the moment playback
     starts; later files follow on without gaps (the sample clock counts samples).
     """
     files = expand_inputs(paths)
@@ -126,7 +129,7 @@ def replay_source(
         if (info.sample_rate, info.channels) != (first.sample_rate, first.channels):
             raise AudioInputError(
                 f"{info.path}: {info.sample_rate} Hz x {info.channels} ch differs from "
-                f"{first.path.name} ({first.sample_rate} Hz x {first.channels} ch); replay "
+                f"{first.path.name} ({first.sample_rate} Hz x {first.channels} ch); playback "
                 "needs one rate and channel count"
             )
     size = blocksize or DEFAULT_BLOCKSIZE
@@ -139,7 +142,7 @@ def replay_source(
                 return
 
     return PacedSource(
-        f"replay of {len(files)} file(s) from {first.path.name}", first.sample_rate,
+        f"playback of {len(files)} file(s) from {first.path.name}", first.sample_rate,
         first.channels, blocks, speed=speed, start_utc=start_time_from_name(first.path),
         max_frames=max_frames,
     )

@@ -1,0 +1,117 @@
+"""Field components the engine wires in from the config: evidence clips, the raw
+archive, GPS position, and the health sections they (and the detection log) report.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pamlive.alerts.bus import AlertBus
+from pamlive.buffers import RingBuffer
+from pamlive.config import Config, data_path
+from pamlive.detection import Detection
+from pamlive.errors import ConfigError
+from pamlive.field.clips import ClipWorker, ClipWriter, PendingClips
+from pamlive.live.capture import Capture
+from pamlive.live.health import Part
+from pamlive.live.observers import ArchiveFeed
+
+
+class Evidence:
+    """Clip plans waiting for their post-roll, cut from the ring and handed to the worker."""
+
+    def __init__(self, writer: ClipWriter, max_pending: int, ring: RingBuffer) -> None:
+        self.writer = writer
+        self.pending = PendingClips(max_pending)
+        self.worker = ClipWorker(writer)
+        self.ring = ring
+
+    def plan(self, detection: Detection, utc: datetime) -> str | None:
+        """The clip's path for the detection body, or None when too many wait (counted)."""
+        job = self.writer.plan(detection, utc)
+        return str(job.audio_path) if self.pending.add(job) else None
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def cut_due(self, written: int | None) -> None:
+        """Clips whose post-roll has arrived (all of them at shutdown: ``written=None``,
+        then waiting for room in the worker's queue rather than dropping)."""
+        wait_s = 30.0 if written is None else 0.0
+        for job in self.pending.pop_due(2**62 if written is None else written):
+            got = self.ring.peek(job.start_sample, job.end_sample)  # a copy: a memcpy
+            if got is None:
+                self.worker.fail(job, "the ring no longer holds it")
+            else:
+                self.worker.submit(job, got.data, got.start_sample, wait_s)
+
+    def close(self) -> None:
+        self.cut_due(None)
+        self.worker.close()
+
+    def part(self) -> Part:
+        stats = {**self.worker.stats(), "pending": len(self.pending),
+                 "pending_dropped": self.pending.dropped}
+        flags = self.worker.flags
+        if self.pending.dropped and "clips.drops" not in flags:
+            flags.append("clips.drops")
+        return Part("clips", stats, tuple(flags))
+
+
+def open_evidence(config: Config, ring: RingBuffer) -> Evidence | None:
+    """``[clips]``: the clip writer next to the detection log (None when disabled)."""
+    settings = config.clips
+    if not settings.enabled:
+        return None
+    log_dir = (data_path(config, config.alerts.log).parent if config.alerts.log
+               else config.data_dir)
+    return Evidence(ClipWriter(log_dir / settings.directory, settings), settings.max_pending,
+                    ring)
+
+
+def open_archive(config: Config, capture: Capture,
+                 evidence: Evidence | None) -> ArchiveFeed | None:
+    """``[archive]``: the raw archive's block observer (None when disabled); its folder
+    is made now, since later a failure would stop the run."""
+    settings = config.archive
+    if not settings.enabled:
+        return None
+    directory = data_path(config, Path(settings.directory))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"[archive] cannot create {directory}: "
+                          f"{exc.strerror or exc}") from None
+    source = capture.source
+    return ArchiveFeed(directory, evidence.writer.directory if evidence else None,
+                       source.sample_rate, source.channels, capture.clock, capture.anchored,
+                       settings)
+
+
+def position_part(track: Any, source: Any) -> Part:
+    """Fixes taken and refused, sentences or reports that did not parse, reconnects."""
+    parser = getattr(source, "parser", source)  # NMEA readers parse with a NmeaParser
+    stats = {"fixes": track.fixes, "rejected": track.rejected,
+             "errors": getattr(parser, "errors", 0), "reconnects": source.reconnects,
+             "connected": source.connected}
+    return Part("position", stats, tuple(track.flags(time.time())))
+
+
+def archive_part(feed: ArchiveFeed) -> Part | None:
+    """The raw archive's counters and flags, once it exists (the first block made it)."""
+    if feed.archive is None:
+        return None
+    return Part("archive", feed.archive.stats(), tuple(feed.archive.flags))
+
+
+def log_part(bus: AlertBus) -> Part | None:
+    """The detection log's state when the bus reports one: a failing log (disk full)
+    degrades, never deafens: alerts still go out."""
+    state = bus.stats().get("log")
+    if not isinstance(state, dict):
+        return None
+    stats = {k: state.get(k) for k in ("rows", "unlogged", "error")}
+    return Part("log", stats, tuple(state.get("flags", ())), degrades=True)

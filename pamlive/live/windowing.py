@@ -1,0 +1,121 @@
+"""Windowing stage: its thread reads the ring, shows each block to the observers, and
+cuts model windows into the bounded window queue (full: the window is dropped, counted).
+
+Windows are cut by the same :class:`~pamlive.pipeline.Windower` as ``pamlive analyze``,
+wrapped so that a ring overrun (a gap in the sample indices) does not corrupt the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pamlive.buffers import RingBuffer
+from pamlive.dsp.segment_resample import SegmentWindower
+from pamlive.live.observers import BlockObserver
+from pamlive.pipeline import Window, Windower
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.01  # how often the thread looks at the ring (the callback never signals)
+END = object()  # end-of-stream marker passed down the queues
+
+
+class GapTolerantWindows:
+    """A :class:`Windower` that survives ring overruns without corrupting the sample clock.
+
+    After a gap the windower restarts at the first sample after it; its windows are shifted
+    to stream indices, and the window numbering skips so no detection merges across a gap.
+    """
+
+    def __init__(self, make: Callable[[], Windower | SegmentWindower]) -> None:
+        self._make = make
+        self._windower = make()
+        self._sample_offset = 0
+        self._index_offset = 0
+        self._expected = 0
+        self._last_index = -1
+
+    def push(self, start_sample: int, block: np.ndarray) -> list[Window]:
+        if start_sample != self._expected:
+            self._windower = self._make()
+            self._sample_offset = start_sample
+            self._index_offset = self._last_index + 2
+        self._expected = start_sample + block.shape[0]
+        return self._shift(self._windower.push(block))
+
+    def flush(self) -> list[Window]:
+        return self._shift(self._windower.flush())
+
+    def _shift(self, windows: list[Window]) -> list[Window]:
+        so, io = self._sample_offset, self._index_offset
+        out = [Window(w.index + io, w.start_sample + so, w.end_sample + so, w.ready_sample + so,
+                      w.features) for w in windows]
+        if out:
+            self._last_index = out[-1].index
+        return out
+
+
+class Windowing:
+    """The ``pamlive-windows`` thread. Counters are written by this thread only."""
+
+    def __init__(self, ring: RingBuffer, windows: GapTolerantWindows, observers:
+                 Sequence[BlockObserver], queue_size: int, chunk: int) -> None:
+        self.ring = ring
+        self.windows = windows
+        self.observers = list(observers)
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.chunk = chunk  # at most this many frames per pass: bounded temporaries
+        self.cut = 0  # windows cut
+        self.drops = 0  # windows dropped because the inference queue was full
+        self.processed = 0  # samples taken from the ring (systemd's WATCHDOG=1 progress)
+        self.failure: Exception | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, input_done: threading.Event, downstream_failed: Callable[[], bool]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(input_done, downstream_failed),
+                                        name="pamlive-windows", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self, input_done: threading.Event, downstream_failed: Callable[[], bool]) -> None:
+        try:
+            while True:
+                res = self.ring.read(max_frames=self.chunk)
+                if res.data.shape[0]:
+                    for observer in self.observers:
+                        observer.observe(res.start_sample, res.data)
+                    self.processed += res.data.shape[0]
+                    self._offer(self.windows.push(res.start_sample, res.data))
+                elif input_done.is_set() and self.ring.read_position >= self.ring.written:
+                    break
+                else:
+                    time.sleep(POLL_S)
+            self._offer(self.windows.flush())
+        except Exception as exc:
+            log.exception("windowing thread failed; the monitor is deaf and stops")
+            self.failure = RuntimeError(f"the windowing stage stopped: {exc}")
+        finally:
+            while True:  # the end marker must not be dropped, unless no one is left to read it
+                try:
+                    self.queue.put(END, timeout=0.5)
+                    break
+                except queue.Full:
+                    if downstream_failed():
+                        break
+
+    def _offer(self, windows: list[Window]) -> None:
+        for w in windows:
+            self.cut += 1
+            try:
+                self.queue.put_nowait(w)
+            except queue.Full:
+                self.drops += 1
