@@ -142,12 +142,13 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
     h = engine.health()
     unlogged = bus.stats()["log_errors"]
     log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
-             "window(s), %d score(s), %d message(s); %d detection(s) could not be logged",
+             "window(s), %d score(s), %d message(s); %d alert(s) could not be logged",
              h["stream_time_s"], engine.detections, h["drops"]["ring_samples"],
              h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
              unlogged)
     if unlogged:  # a warning: shown on stderr with the dashboard on, too
-        log.warning("%d detection(s) were published but are not in the detection log (%s)",
+        log.warning("%d alert(s) (detections and onsets) were published but are not in "
+                    "the detection log (%s)",
                     unlogged, (h.get("log") or {}).get("error") or "write failed")
     if engine.restart is not None:
         log.warning("reopening the input device: re-executing pamlive in place")

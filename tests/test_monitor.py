@@ -105,6 +105,8 @@ def analyze_detections(model: str, audio: np.ndarray, rate: int, hop_s: float = 
 # narw 2.x's default (0.999) raises nothing on this recording of another site and year;
 # the replay comparison needs detections, so it runs the built-in model at 0.5.
 TUTORIAL_THRESHOLDS = {"right_whale": 0.5}
+TUTORIAL_THRESHOLD_TABLE = "".join(f"[model.thresholds]\n{k} = {v}\n"
+                                   for k, v in TUTORIAL_THRESHOLDS.items())
 
 
 def test_replay_through_monitor_equals_analyze(tutorial, model, tmp_path) -> None:
@@ -371,10 +373,11 @@ def test_a_slow_clip_writer_does_not_delay_alerts(tutorial, model, tmp_path,
     from pamlive.field.clips import ClipWriter
 
     path, audio, rate = tutorial
-    expected = analyze_detections(model, audio, rate)
+    expected = analyze_detections(model, audio, rate, thresholds=TUTORIAL_THRESHOLDS)
     assert len(expected) >= 2, "one detection would prove nothing about the next ones"
     cfg = load_config(write_config(tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\n'
-                                                  "speed = 40.0\nblocksize = 1000"))
+                                                  "speed = 40.0\nblocksize = 1000",
+                                   TUTORIAL_THRESHOLD_TABLE))
     sub = Subscriber(cfg.alerts.publish)
     all_published = threading.Event()
     real_write = ClipWriter.write
@@ -410,12 +413,13 @@ def test_a_full_disk_fails_clips_not_the_monitor(tutorial, model, tmp_path) -> N
     from test_field_clips import fill, tiny_tmpfs
 
     path, audio, rate = tutorial
-    expected = analyze_detections(model, audio, rate)
+    expected = analyze_detections(model, audio, rate, thresholds=TUTORIAL_THRESHOLDS)
+    assert expected
     with tiny_tmpfs(tmp_path / "tiny") as disk:
         fill(disk)
         cfg = load_config(write_config(
             tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\nspeed = 40.0',
-            f'[clips]\ndirectory = "{disk}"\n'))
+            f'[clips]\ndirectory = "{disk}"\n' + TUTORIAL_THRESHOLD_TABLE))
         sub = Subscriber(cfg.alerts.publish)
         rc = run_monitor(cfg, headless=True, duration_s=60.0)
         sub.close()

@@ -77,7 +77,9 @@ def test_score_rows_are_the_scored_windows(shared_dir: Path, tmp_path: Path) -> 
             assert row["start_utc"] == (t0 + timedelta(seconds=start)).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z")
             got = np.array([row["noise"], row["right_whale"]], np.float32)
-            np.testing.assert_array_equal(got, scores[ch])  # read back, equal to the bit
+            # read back as written; ONNX Runtime may round the last float32 bit differently
+            # for a batch of windows than for one window alone (the reference here)
+            np.testing.assert_allclose(got, scores[ch], rtol=1e-5, atol=1e-8)
     # the detections are the runs of windows over the threshold, as the table shows them
     detections = read_selection_table(tmp_path / "out" / name.replace(".wav",
                                                                        ".selections.txt"))
