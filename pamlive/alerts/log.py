@@ -28,37 +28,32 @@ from pathlib import Path
 
 from pamlive.errors import ConfigError
 
-_SCHEMA = """
+TABLES = {"detection": "detections", "onset": "onsets"}  # message kind -> its table
+
+_RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
     ord INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL UNIQUE,
     station TEXT NOT NULL,
     started_epoch REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS detections (
-    run_ord INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    start_epoch REAL NOT NULL,
-    logged_epoch REAL NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (run_ord, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS detections_by_start ON detections (start_epoch);
-CREATE INDEX IF NOT EXISTS detections_by_logged ON detections (logged_epoch);
-CREATE TABLE IF NOT EXISTS onsets (
-    run_ord INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    start_epoch REAL NOT NULL,
-    logged_epoch REAL NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (run_ord, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS onsets_by_start ON onsets (start_epoch);
-CREATE INDEX IF NOT EXISTS onsets_by_logged ON onsets (logged_epoch);
 """
+# one table per message kind, all of one layout
+_MESSAGES = """
+CREATE TABLE IF NOT EXISTS {table} (
+    run_ord INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    start_epoch REAL NOT NULL,
+    logged_epoch REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_ord, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {table}_by_start ON {table} (start_epoch);
+CREATE INDEX IF NOT EXISTS {table}_by_logged ON {table} (logged_epoch);
+"""
+_SCHEMA = _RUNS + "".join(_MESSAGES.format(table=t) for t in TABLES.values())
 
 MAX_PAGE = 1000
-TABLES = {"detection": "detections", "onset": "onsets"}  # message kind -> its table
 MAX_BACKLOG = 10_000  # unlogged messages kept in memory (~1 KB each) while writes fail
 
 # (run ordinal, seq, start epoch, body, kind) of a message not yet on disk
