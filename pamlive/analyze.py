@@ -23,7 +23,7 @@ from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import StreamDetector, window_hop
+from pamlive.pipeline import StreamDetector, input_hop_frames
 from pamlive.raven import TABLE_SUFFIX, table_paths, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
@@ -47,11 +47,8 @@ def analysis_block_frames(package: ModelPackage | Ensemble, input_rate: int, cha
     target = max(4096, min(1 << 18, BLOCK_SAMPLES // channels))
     if isinstance(package, Ensemble):  # members hop differently: no common boundary
         return target
-    hop_model = window_hop(package.chain(), hop_s)
-    hop_in, rest = divmod(hop_model * input_rate, package.sample_rate)
-    if rest or hop_in <= 0:
-        return target
-    return hop_in * max(1, round(target / hop_in))
+    hop_in = input_hop_frames(package, input_rate, hop_s)
+    return target if hop_in is None else hop_in * max(1, round(target / hop_in))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -39,6 +40,18 @@ def window_hop(chain: TransformChain, hop_s: float) -> int:
     if hop < 1:
         raise ConfigError(f"hop {hop_s} s is shorter than one sample at {chain.sample_rate} Hz")
     return frame_aligned_hop(chain, hop)
+
+
+def input_hop_frames(package: ModelPackage, input_rate: int, hop_s: float) -> int | None:
+    """The window hop in input frames, or None where windows do not start on a grid of
+    whole input frames: the hop is not a whole number of them, or the chain resamples each
+    window on its own. Reads (and cluster chunks) that start on this grid see exactly the
+    windows of a serial run."""
+    chain = package.chain()
+    if needs_segment_resampling(chain, input_rate):
+        return None
+    frames = Fraction(window_hop(chain, hop_s) * input_rate, package.sample_rate)
+    return int(frames) if frames.denominator == 1 and frames > 0 else None
 
 
 class Windower:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zmq
 from test_monitor import (  # noqa: F401
+    TUTORIAL_THRESHOLD_TABLE,
     TUTORIAL_THRESHOLDS,
     Subscriber,
     analyze_detections,
@@ -206,9 +207,9 @@ def test_live_onsets_open_every_detection_at_once_and_match_the_offline_merge_ru
     audio); onsets are logged; health gives latency percentiles."""
     path, audio, rate = tutorial
     # the built-in model at 0.5: the tutorial recording (another site) needs it for detections
-    thresholds = "".join(f"[model.thresholds]\n{k} = {v}\n" for k, v in TUTORIAL_THRESHOLDS.items())
     cfg = load_config(write_config(tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\n'
-                                                  "speed = 40.0\nblocksize = 1000", thresholds))
+                                                  "speed = 40.0\nblocksize = 1000",
+                                   TUTORIAL_THRESHOLD_TABLE))
     sub = Subscriber(cfg.alerts.publish)
     assert run_monitor(cfg, headless=True, duration_s=60.0) == 0
     messages = sub.close()

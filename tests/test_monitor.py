@@ -115,7 +115,7 @@ def test_replay_through_monitor_equals_analyze(tutorial, model, tmp_path) -> Non
     path, audio, rate = tutorial
     narw = "right_whale" in load_model_package(model).class_names
     thresholds = TUTORIAL_THRESHOLDS if narw else None
-    extra = "".join(f"[model.thresholds]\n{k} = {v}\n" for k, v in (thresholds or {}).items())
+    extra = TUTORIAL_THRESHOLD_TABLE if narw else ""
     cfg = load_config(write_config(tmp_path, model, f'kind = "replay"\nfiles = ["{path}"]\n'
                                                   "speed = 40.0\nblocksize = 1000", extra))
     sub = Subscriber(cfg.alerts.publish)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from pamlive.analyze import analysis_block_frames
 from pamlive.dsp.resample import design_antialias_taps
-from pamlive.dsp.segment_resample import needs_segment_resampling
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import window_hop
+from pamlive.pipeline import input_hop_frames
 
 
 @dataclass(frozen=True)
@@ -50,20 +49,6 @@ class Chunk:
         return self.own_end - self.own_start
 
 
-def hop_frames(package: ModelPackage, input_rate: int, hop_s: float) -> int | None:
-    """The window hop in input frames, or None where chunks cannot start on it: the hop
-    is not a whole number of input frames, or the chain resamples each window on its own.
-
-    The windower hops by ``round(hop_s * model_rate)`` model samples; a chunk may start
-    only where a serial window could (a multiple of the hop in input frames).
-    """
-    if needs_segment_resampling(package.chain(), input_rate):
-        return None
-    hop_model = window_hop(package.chain(), hop_s)
-    frames = Fraction(hop_model * input_rate, package.sample_rate)
-    return int(frames) if frames.denominator == 1 and frames > 0 else None
-
-
 def context_frames(package: ModelPackage, input_rate: int, hop_in: int) -> int:
     """Input frames a chunk reads before its own: a window, a hop and the resampler's
     reach, so every window it keeps sees the samples a serial run sees."""
@@ -79,7 +64,7 @@ def plan_file(path: Path, frames: int, sample_rate: int, channels: int,
     """Chunks of about ``chunk_s`` seconds (whole blocks) covering ``frames``."""
     block = analysis_block_frames(package, sample_rate, channels, hop_s)
     n_blocks = max(1, ceil(frames / block))
-    hop_in = hop_frames(package, sample_rate, hop_s)
+    hop_in = input_hop_frames(package, sample_rate, hop_s)
     per_chunk = n_blocks if hop_in is None else max(1, round(chunk_s * sample_rate / block))
     ctx_blocks = 0 if hop_in is None else ceil(context_frames(package, sample_rate, hop_in)
                                                 / block)

@@ -105,10 +105,10 @@ def analyze_on_cluster(
     try:
         pending = _plan(inputs, package, hop_s, chunk_s, model, digest, store, outdir, run)
         futures = {}
-        for order, job in enumerate(pending.values()):
+        for order, (path, job) in enumerate(pending.items()):
             for chunk in job.chunks:
                 fut = client.submit(score_chunk, chunk, spec, pure=False, priority=-order)
-                futures[fut] = chunk
+                futures[fut] = (path, chunk)
         run.chunks = len(futures)
         total = sum(c.own_frames for job in pending.values() for c in job.chunks)
         _gather(futures, pending, total, console, progress, run, store, package, outdir,
@@ -156,21 +156,19 @@ def _plan(inputs: Sequence[str | Path], package: ModelPackage, hop_s: float, chu
     return todo
 
 
-def _gather(futures: dict[Any, Chunk], pending: dict[Path, _FileJob], total: int,
+def _gather(futures: dict[Any, tuple[Path, Chunk]], pending: dict[Path, _FileJob], total: int,
             console: Console, progress: bool, run: ClusterRun, store: ResultStore,
             package: ModelPackage, outdir: Path, max_merge: int,
             thresholds: dict[str, float]) -> None:
     from distributed import as_completed
 
-    by_file = {c.path: p for p in pending for c in pending[p].chunks[:1]}
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
             task = bar.add_task(f"analysing on {len(futures)} chunk task(s)", total=total)
             for fut in as_completed(list(futures)):
-                chunk = futures[fut]
-                path = by_file[chunk.path]
+                path, chunk = futures[fut]
                 job = pending.get(path)
                 scores = _outcome(fut, chunk)
                 bar.advance(task, chunk.own_frames)
