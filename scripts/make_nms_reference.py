@@ -4,8 +4,9 @@
 
 The heatmaps are made here from a seeded generator (no recording, no checkpoint), on a
 grid of exactly representable values (k / 65536), so that the test rebuilds the very
-float32 inputs batdetect2 saw. Cases: smooth blobs, flat-topped plateaus with many equal
-values (ties in the suppression and at the top-k boundary), peaks exactly at the threshold, a window with nothing above the threshold, and a 3 s window with more peaks
+float32 inputs batdetect2 saw. Cases: smooth blobs; flat-topped plateaus with many
+equal values (ties in the suppression and at the top-k boundary); peaks exactly at the
+threshold; a window with nothing above the threshold; a 3 s window with more peaks
 than its top-k.
 
     /work/venv-bats/bin/python scripts/make_nms_reference.py
