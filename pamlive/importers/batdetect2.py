@@ -12,18 +12,22 @@ batdetect2 nor librosa is needed; PyTorch is (the ``bats`` extra).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import pickle
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pamlive.dsp.chain import TransformSpec
+from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.errors import ModelError, first_line
+from pamlive.importers.model import ImportedModel
+from pamlive.importers.writer import ensure_writable, write_package
 
 SOURCE_NAME = "batdetect2"  # on the command line: the installed package
 CHECKPOINT_SUFFIX = ".pth.tar"
@@ -184,4 +188,130 @@ def run_onnx(onnx_model: bytes, spec: np.ndarray) -> dict[str, np.ndarray]:
     return {o.name: np.asarray(v) for o, v in zip(session.get_outputs(), outs, strict=True)}
 
 
-__all__ = ["TransformSpec", "find_checkpoint", "is_batdetect2_source", "load_checkpoint"]
+@dataclass(frozen=True)
+class Framing:
+    """batdetect2's STFT framing at its model rate, as its own code rounds it."""
+
+    sample_rate: int
+    fft: int
+    hop: int
+
+    @property
+    def overlap(self) -> int:
+        return self.fft - self.hop
+
+
+def framing(params: Mapping[str, Any], where: Path) -> Framing:
+    rate = int(param(params, "target_samp_rate"))
+    fft = int(float(param(params, "fft_win_length")) * rate)  # int(), as batdetect2
+    overlap = int(float(param(params, "fft_overlap")) * fft)
+    if rate <= 0 or fft <= 0 or not 0 <= overlap < fft:
+        raise ModelError(f"{where}: impossible spectrogram settings in the checkpoint "
+                         f"(rate {rate}, fft {fft}, overlap {overlap})")
+    return Framing(rate, fft, fft - overlap)
+
+
+def front_end(params: Mapping[str, Any], where: Path) -> list[TransformSpec]:
+    """batdetect2's ``compute_spectrogram`` (before its resize) as pamlive transforms."""
+    unsupported = [k for k in ("max_scale_spec", "scale_raw_audio") if param(params, k)]
+    scale = param(params, "spec_scale")
+    if scale not in ("pcen", "none"):
+        unsupported.append(f"spec_scale={scale!r}")
+    if unsupported:
+        raise ModelError(f"{where}: batdetect2 setting(s) pamlive does not reproduce: "
+                         f"{', '.join(unsupported)}")
+    fr = framing(params, where)
+    chain = [
+        TransformSpec("load_audio", {"sr": fr.sample_rate}),
+        TransformSpec("batdetect2_pad", {
+            "fft": fr.fft, "hop": fr.hop, "resize_factor": float(param(params, "resize_factor")),
+            "divide_factor": int(param(params, "spec_divide_factor"))}),
+        TransformSpec("batdetect2_spectrogram", {"fft": fr.fft, "hop": fr.hop}),
+        TransformSpec("batdetect2_crop", {"fmin": float(param(params, "min_freq")),
+                                          "fmax": float(param(params, "max_freq"))}),
+    ]
+    if scale == "pcen":  # librosa.pcen(S * 2**31, sr=rate / 10), its default hop 512
+        chain.append(TransformSpec("pcen", {"sr": fr.sample_rate / 10, "hop": 512,
+                                            "scale": float(2**31)}))
+    if param(params, "denoise_spec_avg"):
+        chain.append(TransformSpec("batdetect2_denoise", {}))
+    return chain
+
+
+def output_spec(params: Mapping[str, Any], where: Path) -> dict[str, Any]:
+    """The package's ``"output"`` object: what the event decoder needs (HELPERS/contracts)."""
+    fr = framing(params, where)
+    return {
+        "kind": "events",
+        "decoder": "batdetect2",
+        "min_freq_hz": _number(param(params, "min_freq")),
+        "max_freq_hz": _number(param(params, "max_freq")),
+        "frame_step_s": fr.hop / fr.sample_rate,
+        "frame_offset_s": fr.overlap / fr.sample_rate,
+        "resize_factor": float(param(params, "resize_factor")),
+        "nms_kernel_size": int(param(params, "nms_kernel_size")),
+        "nms_top_k_per_sec": _number(param(params, "nms_top_k_per_sec")),
+        "detection_threshold": float(param(params, "detection_threshold")),
+        "width_multiple": int(param(params, "spec_divide_factor")),
+    }
+
+
+def convert(source: str | Path, name: str | None = None) -> ImportedModel:
+    """The package for a batdetect2 checkpoint, checked: the front end runs and ONNX
+    Runtime gives the three outputs the rebuilt network gives."""
+    path = find_checkpoint(source)
+    params, state = load_checkpoint(path)
+    transforms = front_end(params, path)
+    fr = framing(params, path)
+    net = build_network(params, state, path)
+    onnx_model = export_onnx(net, spec_rows(params), path)
+    classes = [str(c) for c in params["class_names"]]
+    chain = TransformChain(transforms)
+    noise = np.random.default_rng(0).standard_normal((1, round(CHUNK_S * fr.sample_rate)))
+    spec = chain.apply((noise * 0.01).astype(np.float32))
+    want, got = run_torch(net, spec), run_onnx(onnx_model, spec)
+    for key, ref in want.items():
+        if got[key].shape != ref.shape or not np.allclose(got[key], ref, rtol=1e-3, atol=1e-3):
+            raise ModelError(f"{path}: the ONNX export's {key} output differs from the "
+                             "rebuilt network's")
+    model_name = str(params["model_name"])
+    return ImportedModel(
+        name=name or path.name.removesuffix(CHECKPOINT_SUFFIX),
+        description=f"batdetect2 {model_name} ({path.name}): bat echolocation call "
+                    f"detection and classification, {len(classes)} species",
+        class_names=classes,
+        segment_s=CHUNK_S,
+        sample_rate=fr.sample_rate,
+        transforms=transforms,
+        input_shape=[-1, 1, *spec.shape[1:]],
+        onnx_model=onnx_model,
+        reference=lambda x: run_torch(net, x)["detection"],
+        freq_range=(float(param(params, "min_freq")), float(param(params, "max_freq"))),
+        provenance={"framework": "batdetect2", "checkpoint": path.name,
+                    "model_name": model_name, "sha256": _sha256(path),
+                    "licence": "the weights are batdetect2's (CC-BY-NC-4.0): converted from "
+                               "the user's own installation, not for redistribution"},
+        output=output_spec(params, path),
+    )
+
+
+def import_package(source: str | Path, out_dir: str | Path, name: str | None = None,
+                   force: bool = False) -> Path:
+    """Convert ``source`` and write the package folder ``out_dir``."""
+    out = Path(out_dir)
+    ensure_writable(out, force)  # before the slow part
+    return write_package(convert(source, name), out, force=force)
+
+
+def _number(value: Any) -> int | float:
+    """A whole number as an int (as the checkpoint and the contract write it)."""
+    v = float(value)
+    return int(v) if v.is_integer() else v
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+__all__ = ["convert", "find_checkpoint", "import_package", "is_batdetect2_source",
+           "load_checkpoint"]
