@@ -115,16 +115,16 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     want_mag = np.array(sp["cropped_magnitude"]).T
     np.testing.assert_allclose(cropped[:, frames], want_mag, rtol=1e-4,
                                atol=1e-6 * want_mag.max())
-    np.testing.assert_allclose(final[:, frames], np.array(sp["final"]).T, rtol=0, atol=2e-4)
+    np.testing.assert_allclose(final[:, frames], np.array(sp["final"]).T, rtol=0, atol=5e-5)
     assert np.sum(final, dtype=np.float64) == pytest.approx(sp["final_sum"], rel=1e-5)
 
     net = ex["network"]
     got = bd.run_onnx(package.onnx_path.read_bytes(), final[None])
     assert list(got["detection"].shape[2:]) == net["shape"]
     ys, xs = np.array(net["positions"]).T
-    np.testing.assert_allclose(got["detection"][0, 0, ys, xs], net["detection"], atol=1e-4)
-    np.testing.assert_allclose(got["classes"][0][:, ys, xs].T, net["classes"], atol=1e-4)
-    np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(got["detection"][0, 0, ys, xs], net["detection"], atol=1e-5)
+    np.testing.assert_allclose(got["classes"][0][:, ys, xs].T, net["classes"], atol=1e-5)
+    np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-5, atol=1e-3)
 
 
 def test_fixtures_are_batdetect2s_own_and_small():
