@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from bats_parity import config_hop, parity
 
-from pamlive.events.match import FREQ_TOL_HZ, PROB_TOL, START_TOL_S, Parity
+from pamlive.events.match import FREQ_TOL_HZ, PROB_TOL, START_TOL_S, Parity, match_calls
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.raven import COLUMNS, read_selection_table
 
@@ -139,3 +139,34 @@ def test_calls_seen_by_two_windows_are_reported_once(bat_package: ModelPackage,
     assert detector.dedup.merged >= 30  # measured 52
     assert abs(len(calls) - 78) <= 4  # measured 79
     assert calls == sorted(calls, key=lambda c: c.start_s)
+
+
+def test_each_channel_has_its_own_calls(bat_package: ModelPackage, shared_dir: Path) -> None:
+    """Two recordings as the two channels of one stream (batched together) give each
+    recording's own calls, on its channel."""
+    import dataclasses
+
+    import numpy as np
+    import soundfile as sf
+
+    from pamlive.events.stream import EventDetector
+    from pamlive.inference.events import EventModel
+
+    model = EventModel(bat_package)
+    names = ("20200817_011342", "20200817_011352")
+    audio = [sf.read(shared_dir / "data" / "bats" / f"{n}.wav", dtype="float32", start=750000,
+                     stop=1750000) for n in names]  # 3 .. 7 s: calls in both, two windows
+    rate = audio[0][1]
+
+    def run(x: np.ndarray) -> list:
+        detector = EventDetector(model, rate, x.shape[1], hop_s=2.5, threshold=0.3)
+        return detector.push(x) + detector.finish()
+
+    both = run(np.stack([a for a, _ in audio], axis=1))
+    for ch, (x, _) in enumerate(audio):
+        alone = [dataclasses.replace(c, channel=ch) for c in run(x[:, None])]
+        mine = [c for c in both if c.channel == ch]
+        p = match_calls(mine, alone)  # a batch of two rounds the last float bits otherwise
+        assert len(alone) == len(mine) == len(p.pairs) == p.within_prob_tol > 0
+        dev = p.max_dev()
+        assert dev["start_s"] < 1e-6 and dev["class_prob"] < 1e-4 and dev["det_prob"] < 1e-4
