@@ -96,6 +96,12 @@ def test_analyze_with_the_bats_config(bat_package_dir: Path, shared_dir: Path,
         assert float(row["Begin Time (s)"]) < float(row["End Time (s)"])
         assert row["Class"] in load_model_package(bat_package_dir).class_names
         assert 0.3 < float(row["Det Prob"]) <= 1 and 0 < float(row["Score"]) <= 1
+    r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "HIGH",
+                 "--no-progress", "--threshold", "0.5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    high = read_selection_table(tmp_path / "HIGH" / "20200817_011342.selections.txt")
+    assert 0 < len(high) < len(rows)
+    assert all(float(row["Det Prob"]) > 0.5 for row in high)
 
 
 @pytest.mark.parametrize(("flags", "fragment"), [
@@ -170,3 +176,15 @@ def test_each_channel_has_its_own_calls(bat_package: ModelPackage, shared_dir: P
         assert len(alone) == len(mine) == len(p.pairs) == p.within_prob_tol > 0
         dev = p.max_dev()
         assert dev["start_s"] < 1e-6 and dev["class_prob"] < 1e-4 and dev["det_prob"] < 1e-4
+
+
+def test_window_score_thresholds_are_refused_for_an_event_model(bat_package_dir: Path,
+                                                                tmp_path: Path) -> None:
+    cfg = tmp_path / "b.toml"
+    text = (REPO / "configs" / "bats.toml").read_text(encoding="utf-8")
+    cfg.write_text(text.replace("threads = 1", 'threads = 1\nthresholds = { "Myotis '
+                                'daubentonii" = 0.5 }'), encoding="utf-8")
+    (tmp_path / "batdetect2-uk").symlink_to(bat_package_dir)
+    r = _pamlive("analyze", "x.wav", "-c", str(cfg), "-o", "OUT", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "set [model] detection_threshold instead" in r.stderr
