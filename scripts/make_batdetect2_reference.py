@@ -17,6 +17,11 @@ It writes ``tests/fixtures/batdetect2/<recording>.json`` (small: no audio, no we
 
 CI has torch and batdetect2's checkpoint but not librosa, so the tests check pamlive's
 transforms and ONNX model against these numbers without running batdetect2.
+
+With ``--figures`` it writes nothing and prints the parity figures of
+docs/import-models.md ("Bats"): max |difference| between batdetect2's own code and
+pamlive's resampling, each front-end transform, the rebuilt network and its ONNX export,
+on every recording (it needs this repository's pamlive and onnxruntime importable).
 """
 
 from __future__ import annotations
@@ -133,10 +138,104 @@ def excerpt(path: Path, model, config) -> dict:
     }
 
 
+def _maxdiff(a, b) -> float:
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def figures(files: list[Path], model, config) -> None:
+    """Print max |d| per stage: batdetect2 vs pamlive, on every recording."""
+    import librosa
+    import numpy as np
+    import soundfile as sf
+    import torch
+    import torch.nn.functional as F
+    from batdetect2.utils import audio_utils as au
+
+    sys.path.insert(0, str(REPO))
+    from pamlive.dsp import bat_frontend as bf
+    from pamlive.dsp.features import Features
+    from pamlive.dsp.resample import StreamResampler
+    from pamlive.dsp.segment_resample import resample_segment
+    from pamlive.importers import batdetect2 as bd
+
+    path = bd.find_checkpoint(Path(au.__file__).parents[1])
+    params, state = bd.load_checkpoint(path)
+    net = bd.build_network(params, state, path)
+    onnx_model = bd.export_onnx(net, bd.spec_rows(params), path)
+    rate = int(config["target_samp_rate"])
+    win, ovl = config["fft_win_length"], config["fft_overlap"]
+    fft, hop = int(win * rate), int(win * rate) - int(ovl * int(win * rate))
+    print("recording | in rate | resample: load_audio (stream) / load_audio_scipy (per 3 s) | "
+          "pad, |STFT|, crop, pcen, denoise, chain | width: batdetect2 net vs rebuilt, "
+          "rebuilt vs ONNX (detection, classes, size)")
+    for wav in files:
+        y, file_rate = sf.read(str(wav), dtype="float32")
+        ref_audio = librosa.resample(y, orig_sr=file_rate, target_sr=rate, res_type="polyphase")
+        stream = StreamResampler(file_rate, rate, 1)
+        ours = np.concatenate([stream.process(y[:, None]), stream.flush()])[:, 0]
+        chunk_in, chunk = int(file_rate * CHUNK_S), int(rate * CHUNK_S)
+        per_chunk = np.concatenate([
+            resample_segment(y[None, a:a + chunk_in], file_rate, rate, chunk)[0]
+            for a in range(0, y.shape[0], chunk_in)])[:ref_audio.shape[0]]
+        d_rs = (_maxdiff(ours, ref_audio), _maxdiff(per_chunk, ref_audio))
+        x = ref_audio[:chunk]
+        padded = au.pad_audio(x, rate, win, ovl, config["resize_factor"],
+                              config["spec_divide_factor"])
+        f = bf.batdetect2_pad(Features(x[None], float(rate)), fft, hop,
+                              config["resize_factor"], config["spec_divide_factor"])
+        d_pad = _maxdiff(f.data[0], padded)
+        mag = au.gen_mag_spectrogram(padded, rate, win, ovl)
+        f = bf.batdetect2_spectrogram(f, fft, hop)
+        d_stft = _maxdiff(f.data[0], mag)
+        top = round(config["max_freq"] * win)
+        bottom = round(config["min_freq"] * win)
+        cropped = mag[-top:mag.shape[0] - bottom]
+        f = bf.batdetect2_crop(f, config["min_freq"], config["max_freq"])
+        d_crop = _maxdiff(f.data[0], cropped)
+        scaled = au.pcen(cropped, rate)
+        f = bf.pcen(f, rate / 10, 512, float(2**31))
+        d_pcen = _maxdiff(f.data[0], scaled)
+        den = scaled - np.mean(scaled, 1)[:, np.newaxis]
+        den.clip(min=0, out=den)
+        f = bf.batdetect2_denoise(f)
+        d_den = _maxdiff(f.data[0], den)
+        spec_params = {k: config[k] for k in (
+            "fft_win_length", "fft_overlap", "spec_height", "resize_factor",
+            "spec_divide_factor", "max_freq", "min_freq", "spec_scale", "denoise_spec_avg",
+            "max_scale_spec")}
+        final, _ = au.generate_spectrogram(padded, rate, spec_params)
+        d_chain = _maxdiff(f.data[0], final)
+        nets = []
+        for width in sorted({256, min(2048, final.shape[1]), final.shape[1]}):
+            spec = final[None, :, :width]
+            resized = F.interpolate(torch.from_numpy(spec)[None], size=(128, width // 2),
+                                    mode="bilinear", align_corners=False)
+            with torch.no_grad():
+                out = model(resized)
+            rebuilt, exported = bd.run_torch(net, spec), bd.run_onnx(onnx_model, spec)
+            own = {"detection": out.pred_det.numpy(), "size": out.pred_size.numpy(),
+                   "classes": out.pred_class.numpy()}
+            keys = ("detection", "classes", "size")
+            nets.append(f"{width}: " + "/".join(f"{_maxdiff(rebuilt[k], own[k]):.1e}"
+                                                for k in keys)
+                        + ", " + "/".join(f"{_maxdiff(exported[k], rebuilt[k]):.1e}"
+                                          for k in keys))
+        print(f"{wav.name} | {file_rate} | {d_rs[0]:.1e} / {d_rs[1]:.1e} | "
+              f"{d_pad:.0e}, {d_stft:.1e}, {d_crop:.0e}, {d_pcen:.1e}, {d_den:.1e}, "
+              f"{d_chain:.1e} | " + "; ".join(nets))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    p.add_argument("--figures", action="store_true",
+                   help="print the parity figures instead of writing fixtures")
     args = p.parse_args()
+    args.shared = args.shared.resolve()
     os.chdir("/")  # batdetect2's package folder holds a types.py that shadows the stdlib's
     import batdetect2
     import librosa
@@ -158,11 +257,14 @@ def main() -> int:
         "detection_threshold": THRESHOLD, "chunk_size_s": CHUNK_S,
         "made_by": "scripts/make_batdetect2_reference.py",
     }
-    OUT.mkdir(parents=True, exist_ok=True)
     files = recordings(args.shared)
     if not files:
         print(f"no recordings under {args.shared}/data", file=sys.stderr)
         return 2
+    if args.figures:
+        figures(files, model, config)
+        return 0
+    OUT.mkdir(parents=True, exist_ok=True)
     for path in files:
         doc = {"meta": meta,
                "recording": str(path.relative_to(args.shared)),
