@@ -79,7 +79,8 @@ def test_package_metadata(package):
     assert package.sample_rate == 256000 and package.segment_s == 3.0
     assert len(package.class_names) == 17 and package.class_names[0] == "Barbastellus barbastellus"
     assert package.input_shape == [-1, 1, 220, 6016]
-    out = package.extra["output"]
+    out = json.loads((package.path / "pamlive-model.json").read_text())["output"]
+    assert package.events is not None and package.events.nms_kernel_size == 9  # parsed
     assert out == {"kind": "events", "decoder": "batdetect2", "min_freq_hz": 10000,
                    "max_freq_hz": 120000, "frame_step_s": 128 / 256000,
                    "frame_offset_s": 384 / 256000, "resize_factor": 0.5, "nms_kernel_size": 9,
