@@ -184,6 +184,12 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-5, atol=1e-3)
 
 
+@needs_batdetect2
+def test_installed_checkpoint_is_the_one_the_fixtures_came_from(package):
+    want = {_reference(p)["meta"]["checkpoint_sha256"] for p in REFERENCES}
+    assert {package.extra["imported_from"]["sha256"]} == want
+
+
 def test_fixtures_are_batdetect2s_own_and_small():
     assert len(REFERENCES) == 6
     assert sum(p.stat().st_size for p in REFERENCES) < 1_000_000
