@@ -19,28 +19,26 @@ its model and post-processing code, run as they are).
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
-import json
 import statistics
 import sys
 import tempfile
 import time
-import types
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
 from pamlive.dsp.chain import TransformChain
-from pamlive.dsp.resample import StreamResampler
 from pamlive.importers import batdetect2 as bd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import batdetect2_own as own  # tests/: batdetect2's own code, call parity
 
 CALIBRATION_WIDTH = 1024  # columns per calibration crop: ranges, not whole windows
 FIRST_LAST = ("conv_dn_0", "conv_size_op", "conv_classes_op")
@@ -94,27 +92,7 @@ def quantize(onnx_model: bytes, spectrograms: Sequence[np.ndarray], tmp: Path,
 
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures" / "batdetect2"
-START_TOL_S, FREQ_TOL_HZ, PROB_TOL = 1e-3, 1000.0, 0.01
-
-
-def batdetect2_modules() -> tuple[Any, Any]:
-    """batdetect2's ``detector.models`` and ``detector.post_process``, importable without its
-    audio dependencies: only ``batdetect2.types`` is replaced by the names they use."""
-    class ModelOutput(NamedTuple):
-        pred_det: Any
-        pred_size: Any
-        pred_class: Any
-        pred_class_un_norm: Any
-        features: Any
-
-    stub = types.ModuleType("batdetect2.types")
-    for name, value in (("ModelOutput", ModelOutput), ("NonMaximumSuppressionConfig", dict),
-                        ("PredictionResults", dict)):
-        setattr(stub, name, value)
-    sys.modules["batdetect2.types"] = stub
-    return (importlib.import_module("batdetect2.detector.models"),
-            importlib.import_module("batdetect2.detector.post_process"))
+LIVE_HOP_S = 2.5  # configs/bats.toml: a 3 s window every 2.5 s
 
 
 class Theirs(torch.nn.Module):
@@ -181,90 +159,18 @@ def cpu_per_window(sessions: Sequence[ort.InferenceSession], variants: Sequence[
     return [statistics.median(t) for t in times]
 
 
-class Recording(NamedTuple):
-    name: str
-    chunks: list[np.ndarray]  # the front end's (220, W) per 3 s chunk
-    calls: list[dict[str, Any]]  # batdetect2's
-
-
-def recordings(shared: Path, chain: TransformChain) -> list[Recording]:
-    """The fixtures' recordings resampled whole (as batdetect2 does), cut into its chunks."""
-    out = []
-    for path in sorted(FIXTURES.glob("*.json")):
-        ref = json.loads(path.read_text(encoding="utf-8"))
-        x, rate = sf.read(shared / ref["recording"], dtype="float32")
-        resampler = StreamResampler(rate, 256000, 1)
-        y = np.concatenate([resampler.process(x[:, None]), resampler.flush()])[:, 0]
-        n = round(bd.CHUNK_S * 256000)
-        chunks = [chain.apply(y[None, a:a + n])[0] for a in range(0, y.shape[0], n)]
-        out.append(Recording(path.stem, chunks, ref["calls"]))
-    return out
-
-
-def calls(s: ort.InferenceSession, rec: Recording, run_nms: Callable[..., Any],
-          nms: dict[str, Any], classes: list[str]) -> list[dict[str, Any]]:
-    """The variant's calls on one recording, decoded by batdetect2's ``run_nms``."""
-    found = []
-    for i, chunk in enumerate(rec.chunks):
-        det, size, cls = (torch.from_numpy(o) for o in
-                          s.run(None, {"spectrogram": chunk[None, None]}))
-        pred = run_nms((det, size, cls, None, None), nms, np.array([256000.0]))[0][0]
-        for k in range(len(pred["det_probs"])):
-            probs = pred["class_probs"][:-1, k]
-            best = int(np.argmax(probs))
-            found.append({"start_s": float(pred["start_times"][k]) + i * bd.CHUNK_S,
-                          "low_hz": float(pred["low_freqs"][k]),
-                          "high_hz": float(pred["high_freqs"][k]), "species": classes[best],
-                          "det_prob": float(pred["det_probs"][k]), "probs": probs})
-    return found
-
-
-class Parity(NamedTuple):
-    reference: int = 0  # batdetect2's calls
-    paired: int = 0  # with a found call at the same time and frequency bounds
-    same_species: int = 0  # ... of the same species
-    matching: int = 0  # ... whose probabilities are all within PROB_TOL
-    max_dprob: float = 0.0  # over the paired calls
-    max_dstart_s: float = 0.0
-
-    def __add__(self, b: tuple[Any, ...]) -> Parity:
-        a, b = self, Parity(*b)
-        return Parity(a.reference + b.reference, a.paired + b.paired,
-                      a.same_species + b.same_species, a.matching + b.matching,
-                      max(a.max_dprob, b.max_dprob), max(a.max_dstart_s, b.max_dstart_s))
-
-
-def parity(found: list[dict[str, Any]], reference: list[dict[str, Any]]) -> Parity:
-    """batdetect2's calls against the found ones: paired by start (1 ms) and frequency
-    bounds (1 kHz), then compared for species and probabilities (0.01)."""
-    p = Parity(reference=len(reference))
-    for ref in reference:
-        near = [c for c in found if abs(c["start_s"] - ref["start_s"]) <= START_TOL_S
-                and abs(c["low_hz"] - ref["low_hz"]) <= FREQ_TOL_HZ
-                and abs(c["high_hz"] - ref["high_hz"]) <= FREQ_TOL_HZ]
-        if not near:
-            continue
-        c = min(near, key=lambda c: abs(c["start_s"] - ref["start_s"]))
-        dp = max(abs(c["det_prob"] - ref["det_prob"]),
-                 float(np.max(np.abs(c["probs"] - np.asarray(ref["probs"])))))
-        same = c["species"] == ref["species"]
-        p = p + Parity(0, 1, int(same), int(same and dp <= PROB_TOL), dp,
-                       abs(c["start_s"] - ref["start_s"]))
-    return p
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(1)
-    models, post_process = batdetect2_modules()
+    models, post_process = own.modules()
     path = bd.find_checkpoint("batdetect2")
     params, state = bd.load_checkpoint(path)
     rows = bd.spec_rows(params)
     chain = TransformChain(bd.front_end(params, path))
-    recs = recordings(args.shared.resolve(), chain)
+    recs = own.recordings(args.shared.resolve(), chain)
     window = recs[-1].chunks[0]  # a full 3 s window
 
     theirs = models.Net2DFast(params["num_filters"], num_classes=len(params["class_names"]),
@@ -282,6 +188,7 @@ def main() -> int:
         Variant("baseline: batdetect2's graph, ORT_ENABLE_ALL", base),
         Variant("baseline, ORT_ENABLE_EXTENDED (no NCHWc)", base,
                 level=level.ORT_ENABLE_EXTENDED),
+        Variant("baseline, batch of 4 windows", base, batch=4),
         Variant("baseline, 2 threads, spinning", base, threads=2),
         Variant("baseline, 2 threads, no spinning", base, threads=2, spinning=False),
         Variant("rewritten graph (pamlive's export)", fast),
@@ -290,11 +197,7 @@ def main() -> int:
         Variant("rewritten + int8 QDQ, batch of 4", int8, batch=4),
         Variant("rewritten + int8 QDQ of conv_up_4 only", int8_one),
     ]
-    nms = {k: bd.param(params, k) for k in (
-        "nms_kernel_size", "max_freq", "min_freq", "fft_win_length", "fft_overlap",
-        "resize_factor", "nms_top_k_per_sec")}
-    nms["detection_threshold"] = json.loads(
-        next(FIXTURES.glob("*.json")).read_text(encoding="utf-8"))["meta"]["detection_threshold"]
+    nms = own.nms_config(params)
     classes = [str(c) for c in params["class_names"]]
     sessions = [session(v) for v in variants]
     cpu = cpu_per_window(sessions, variants, window, args.repeats)
@@ -303,14 +206,16 @@ def main() -> int:
     print(f"one 3 s window: {frames} spectrogram frames, padded to W = {window.shape[1]} "
           f"(network width {window.shape[1] // 2}); CPU s per window: median of "
           f"{args.repeats} runs, variants interleaved; parity on {len(recs)} recordings")
-    print("| variant | CPU s / window | vs baseline | same call | + same species | "
-          "+ probs within 0.01 | max Δprob | max Δstart ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | CPU s / window | vs baseline | cores, 4 ch at hop 2.5 s | same call | "
+          "+ same species | + probs within 0.01 | max Δprob | max Δstart ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for v, s, t in zip(variants, sessions, cpu, strict=True):
-        q = Parity()
+        q = own.Parity()
         for r in recs:
-            q = q + parity(calls(s, r, post_process.run_nms, nms, classes), r.calls)
-        print(f"| {v.name} | {t:.3f} | {cpu[0] / t:.2f}× | {q.paired}/{q.reference} | "
+            q = q + own.parity(own.calls(lambda x, s=s: s.run(None, {"spectrogram": x}), r,
+                                         post_process.run_nms, nms, classes), r.calls)
+        print(f"| {v.name} | {t:.3f} | {cpu[0] / t:.2f}× | {4 * t / LIVE_HOP_S:.2f} | "
+              f"{q.paired}/{q.reference} | "
               f"{q.same_species} | {q.matching} ({q.matching / q.reference:.3f}) | "
               f"{q.max_dprob:.1e} | {q.max_dstart_s * 1e3:.3f} |", flush=True)
     return 0

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import batdetect2_own as own
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,6 +76,31 @@ def test_onnx_matches_the_rebuilt_network_at_any_width(package, network, width):
 
 
 @needs_batdetect2
+def test_exported_graph_has_none_of_the_slow_forms(package, tmp_path):
+    """What made ONNX Runtime slow on batdetect2's graph as written (a quarter of its CPU:
+    benchmarks/bench_bat_network.py) is gone: no Softmax over the class axis of a feature
+    map, no Tile (x.repeat), and no conv past the first takes a coordinate channel that
+    leaves its input channels off ONNX Runtime's blocks of 8 (33, 65, 257)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "folded.onnx")
+    ort.InferenceSession(str(package.onnx_path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "folded.onnx")).graph
+    weights = {w.name: list(w.dims) for w in graph.initializer}
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    channels = sorted({weights[n.input[1]][1] for n in convs})
+    assert channels[0] == 2  # the first: spectrogram and coordinate
+    assert all(c % 8 == 0 for c in channels[1:]), channels
+    assert not [n for n in graph.node if n.op_type == "Tile"]
+    assert [producer.get(n.input[0]) for n in graph.node if n.op_type == "Softmax"] == \
+        ["Div"]  # the attention's only (scores / att_dim, (N, T, T))
+
+
+@needs_batdetect2
 def test_package_metadata(package):
     assert package.sample_rate == 256000 and package.segment_s == 3.0
     assert len(package.class_names) == 17 and package.class_names[0] == "Barbastellus barbastellus"
@@ -88,28 +114,6 @@ def test_package_metadata(package):
     assert package.chain().output_shape(package.segment_samples) == (220, 6016)
 
 
-def _batdetect2_models(monkeypatch):
-    """batdetect2's own ``detector.models`` (its layer code, run as it is), importable
-    without its heavy dependencies: only ``batdetect2.types`` (audioread, soundfile ...)
-    is replaced by the one NamedTuple the models use."""
-    import types
-    from typing import Any, NamedTuple
-
-    class ModelOutput(NamedTuple):
-        pred_det: Any
-        pred_size: Any
-        pred_class: Any
-        pred_class_un_norm: Any
-        features: Any
-
-    stub = types.ModuleType("batdetect2.types")
-    setattr(stub, "ModelOutput", ModelOutput)  # noqa: B010
-    monkeypatch.setitem(sys.modules, "batdetect2.types", stub)
-    for name in ("batdetect2.detector.models", "batdetect2.detector.model_helpers"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return importlib.import_module("batdetect2.detector.models")
-
-
 @needs_batdetect2
 @pytest.mark.parametrize("model_name", ["Net2DFast", "Net2DFastNoAttn", "Net2DFastNoCoordConv"])
 def test_rebuild_matches_batdetect2s_own_classes(monkeypatch, model_name):
@@ -120,7 +124,7 @@ def test_rebuild_matches_batdetect2s_own_classes(monkeypatch, model_name):
 
     from pamlive.importers import batdetect2_net
 
-    models = _batdetect2_models(monkeypatch)
+    models, _ = own.modules(monkeypatch)
     torch.manual_seed(0)
     theirs = getattr(models, model_name)(32, num_classes=3, emb_dim=0, ip_height=128)
     with torch.no_grad():
@@ -182,6 +186,30 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     np.testing.assert_allclose(got["detection"][0, 0, ys, xs], net["detection"], atol=1e-5)
     np.testing.assert_allclose(got["classes"][0][:, ys, xs].T, net["classes"], atol=1e-5)
     np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-5, atol=1e-3)
+
+
+@needs_batdetect2
+def test_calls_match_batdetect2s_own(package, shared_dir, monkeypatch):
+    """The package's network on every 3 s chunk of the six recordings, decoded by
+    batdetect2's own run_nms: batdetect2's calls, every one, far inside issue 16's
+    tolerances (1 ms, 1 kHz, 0.01)."""
+    import onnxruntime as ort
+
+    _, post_process = own.modules(monkeypatch)
+    params, _ = bd.load_checkpoint(bd.find_checkpoint("batdetect2"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(package.onnx_path), options,
+                                   providers=["CPUExecutionProvider"])
+    total, found_n = own.Parity(), 0
+    for rec in own.recordings(shared_dir, package.chain()):
+        found = own.calls(lambda x: session.run(None, {"spectrogram": x}), rec,
+                          post_process.run_nms, own.nms_config(params), package.class_names)
+        total = total + own.parity(found, rec.calls)
+        found_n += len(found)
+    assert total.reference > 100 and found_n == total.reference
+    assert total.matching == total.reference
+    assert total.max_dprob < 1e-4 and total.max_dstart_s < 1e-6
 
 
 @needs_batdetect2
