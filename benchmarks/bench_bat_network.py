@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -159,6 +159,30 @@ def cpu_per_window(sessions: Sequence[ort.InferenceSession], variants: Sequence[
     return [statistics.median(t) for t in times]
 
 
+def network_gflop(net: torch.nn.Module, window: np.ndarray) -> float:
+    """Floating-point operations of one window through the network (PyTorch's count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.from_numpy(window[None, None]))
+    return counter.get_total_flops() / 1e9
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate per CPU second (numpy's BLAS): about the
+    most a float32 convolution can reach here."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_cpu(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _cpu(f: Callable[[], object]) -> float:
+    start = time.process_time()
+    f()
+    return time.process_time() - start
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
@@ -178,7 +202,8 @@ def main() -> int:
                               resize_factor=params["resize_factor"])
     theirs.load_state_dict(state)
     base = export(Theirs(theirs.eval(), params["ip_height"], params["resize_factor"]), rows)
-    fast = bd.export_onnx(bd.build_network(params, state, path), rows, path)
+    net = bd.build_network(params, state, path)
+    fast = bd.export_onnx(net, rows, path)
     calibration = [c for r in recs[3:4] for c in r.chunks]  # one 8 s AudioMoth recording
     with tempfile.TemporaryDirectory() as tmp:
         int8 = quantize(fast, calibration, Path(tmp))
@@ -206,6 +231,10 @@ def main() -> int:
     print(f"one 3 s window: {frames} spectrogram frames, padded to W = {window.shape[1]} "
           f"(network width {window.shape[1] // 2}); CPU s per window: median of "
           f"{args.repeats} runs, variants interleaved; parity on {len(recs)} recordings")
+    gflop, rate = network_gflop(net, window), sgemm_gflops()
+    print(f"the network: {gflop:.1f} GFLOP per window; float32 matrix multiply here: "
+          f"{rate:.0f} GFLOP per CPU second, so no float32 variant can go below "
+          f"{gflop / rate:.2f} s per window")
     print("| variant | CPU s / window | vs baseline | cores, 4 ch at hop 2.5 s | same call | "
           "+ same species | + probs within 0.01 | max Δprob | max Δstart ms |")
     print("|---|---|---|---|---|---|---|---|---|")
