@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import batdetect2_own as own
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,6 +76,31 @@ def test_onnx_matches_the_rebuilt_network_at_any_width(package, network, width):
 
 
 @needs_batdetect2
+def test_exported_graph_has_none_of_the_slow_forms(package, tmp_path):
+    """What made ONNX Runtime slow on batdetect2's graph as written (a quarter of its CPU:
+    benchmarks/bench_bat_network.py) is gone: no Softmax over the class axis of a feature
+    map, no Tile (x.repeat), and no conv past the first takes a coordinate channel that
+    leaves its input channels off ONNX Runtime's blocks of 8 (33, 65, 257)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "folded.onnx")
+    ort.InferenceSession(str(package.onnx_path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "folded.onnx")).graph
+    weights = {w.name: list(w.dims) for w in graph.initializer}
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    channels = sorted({weights[n.input[1]][1] for n in convs})
+    assert channels[0] == 2  # the first: spectrogram and coordinate
+    assert all(c % 8 == 0 for c in channels[1:]), channels
+    assert not [n for n in graph.node if n.op_type == "Tile"]
+    assert [producer.get(n.input[0]) for n in graph.node if n.op_type == "Softmax"] == \
+        ["Div"]  # the attention's only (scores / att_dim, (N, T, T))
+
+
+@needs_batdetect2
 def test_package_metadata(package):
     assert package.sample_rate == 256000 and package.segment_s == 3.0
     assert len(package.class_names) == 17 and package.class_names[0] == "Barbastellus barbastellus"
@@ -87,6 +113,41 @@ def test_package_metadata(package):
                    "nms_top_k_per_sec": 200, "detection_threshold": 0.01,
                    "width_multiple": 32}
     assert package.chain().output_shape(package.segment_samples) == (220, 6016)
+
+
+@needs_batdetect2
+@pytest.mark.parametrize("model_name", ["Net2DFast", "Net2DFastNoAttn", "Net2DFastNoCoordConv"])
+def test_rebuild_matches_batdetect2s_own_classes(monkeypatch, model_name):
+    """Every architecture batdetect2 1.3.1 can load, with random weights and batch-norm
+    statistics, against batdetect2's own class: the state_dict loads strictly and the
+    outputs agree."""
+    import torch
+
+    from pamlive.importers import batdetect2_net
+
+    models, _ = own.modules(monkeypatch)
+    torch.manual_seed(0)
+    theirs = getattr(models, model_name)(32, num_classes=3, emb_dim=0, ip_height=128)
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.Linear):  # attention far from uniform, as trained
+                m.weight.normal_(0.0, 8.0)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    theirs.eval()
+    params = {"model_name": model_name, "num_filters": 32, "class_names": ["a", "b", "c"],
+              "ip_height": 128, "resize_factor": 0.5, "emb_dim": 0}
+    ours = batdetect2_net.build(params, theirs.state_dict())
+    spec = 4.0 * torch.rand((2, 1, 220, 192))  # PCEN-like values: 0 to 4
+    with torch.no_grad():
+        resized = torch.nn.functional.interpolate(spec, size=(128, 96), mode="bilinear",
+                                                  align_corners=False)
+        want = theirs(resized)
+        det, size, classes = ours(spec)
+    torch.testing.assert_close(det, want.pred_det, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(size, want.pred_size, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(classes, want.pred_class, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------- against batdetect2 itself
@@ -126,6 +187,36 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     np.testing.assert_allclose(got["detection"][0, 0, ys, xs], net["detection"], atol=1e-5)
     np.testing.assert_allclose(got["classes"][0][:, ys, xs].T, net["classes"], atol=1e-5)
     np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-5, atol=1e-3)
+
+
+@needs_batdetect2
+def test_calls_match_batdetect2s_own(package, shared_dir, monkeypatch):
+    """The package's network on every 3 s chunk of the six recordings, decoded by
+    batdetect2's own run_nms: batdetect2's calls, every one, far inside issue 16's
+    tolerances (1 ms, 1 kHz, 0.01)."""
+    import onnxruntime as ort
+
+    _, post_process = own.modules(monkeypatch)
+    params, _ = bd.load_checkpoint(bd.find_checkpoint("batdetect2"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(package.onnx_path), options,
+                                   providers=["CPUExecutionProvider"])
+    total, found_n = own.Parity(), 0
+    for rec in own.recordings(shared_dir, package.chain()):
+        found = own.calls(lambda x: session.run(None, {"spectrogram": x}), rec,
+                          post_process.run_nms, own.nms_config(params), package.class_names)
+        total = total + own.parity(found, rec.calls)
+        found_n += len(found)
+    assert total.reference > 100 and found_n == total.reference
+    assert total.matching == total.reference
+    assert total.max_dprob < 1e-4 and total.max_dstart_s < 1e-6
+
+
+@needs_batdetect2
+def test_installed_checkpoint_is_the_one_the_fixtures_came_from(package):
+    want = {_reference(p)["meta"]["checkpoint_sha256"] for p in REFERENCES}
+    assert {package.extra["imported_from"]["sha256"]} == want
 
 
 def test_fixtures_are_batdetect2s_own_and_small():

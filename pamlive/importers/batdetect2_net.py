@@ -7,6 +7,11 @@ exported graph also does batdetect2's bilinear resize of the spectrogram
 (``compute_spectrogram``): it takes the ``(220, W)`` spectrogram the pamlive front end makes
 and returns ``detection``, ``size`` and ``classes`` (softmax, last = background).
 
+A few layers are written in an equivalent form that ONNX Runtime runs faster on the CPU
+(:func:`coord_conv`, :func:`channel_softmax`, the bottleneck broadcast, the detection map
+as one minus the background): the same arithmetic up to float rounding (tests check them
+against batdetect2's own classes; benchmarks/bench_bat_network.py measures them).
+
 Torch is imported here only: the monitor never needs it.
 """
 
@@ -27,6 +32,24 @@ def _coords(height: int) -> nn.Parameter:
     return nn.Parameter(torch.linspace(-1, 1, height)[None, None, :, None], requires_grad=False)
 
 
+SPLIT_FROM = 8  # fewer input channels (the spectrogram's one): concatenating is cheaper
+
+
+def coord_conv(conv: nn.Conv2d, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """``conv(cat(x, coords))`` for a 3×3 conv with padding 1, computed as the conv of ``x``
+    alone plus the coordinate channel's share. That share depends on the row only, except
+    in the first and last column (the zero padding), so it is computed on three columns
+    and widened: the same sums in another order (float rounding apart), and ``x`` keeps a
+    channel count ONNX Runtime's blocked convolution takes (33, 65, 257 are not)."""
+    c = conv.in_channels - 1  # a constant, so that the weight slices fold
+    if c < SPLIT_FROM:
+        return conv(torch.cat((x, coords.expand(x.shape[0], 1, -1, x.shape[3])), 1))
+    y = F.conv2d(x, conv.weight[:, :c], conv.bias, padding=1)
+    share = F.conv2d(coords.expand(1, 1, -1, 3), conv.weight[:, c:], padding=1)
+    inner = share[..., 1:2].expand(-1, -1, -1, x.shape[3] - 2)
+    return y + torch.cat((share[..., :1], inner, share[..., 2:]), 3)
+
+
 class ConvDown(nn.Module):
     """Conv (with the frequency coordinate as an extra channel if ``coord``), max-pool 2,
     batch norm, ReLU: ``ConvBlockDownCoordF`` / ``ConvBlockDownStandard``."""
@@ -40,9 +63,8 @@ class ConvDown(nn.Module):
         self.conv_bn = nn.BatchNorm2d(out_chn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.coord:
-            x = torch.cat((x, self.coords.expand(x.shape[0], 1, -1, x.shape[3])), 1)
-        return F.relu(self.conv_bn(F.max_pool2d(self.conv(x), 2, 2)))
+        y = coord_conv(self.conv, x, self.coords) if self.coord else self.conv(x)
+        return F.relu(self.conv_bn(F.max_pool2d(y, 2, 2)))
 
 
 class ConvUp(nn.Module):
@@ -59,9 +81,16 @@ class ConvUp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        if self.coord:
-            x = torch.cat((x, self.coords.expand(x.shape[0], 1, -1, x.shape[3])), 1)
-        return F.relu(self.conv_bn(self.conv(x)))
+        y = coord_conv(self.conv, x, self.coords) if self.coord else self.conv(x)
+        return F.relu(self.conv_bn(y))
+
+
+def channel_softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 written out: ONNX Runtime's Softmax on a non-last axis of a 4-d
+    tensor transposes and costs a quarter of the network's time; these elementwise ops
+    cost a tenth of that."""
+    e = torch.exp(x - x.amax(1, keepdim=True))
+    return e / e.sum(1, keepdim=True)
 
 
 class SelfAttention(nn.Module):
@@ -132,13 +161,12 @@ class Net2DFast(nn.Module):
         x = F.relu(self.conv_1d_bn(self.conv_1d(x3)))
         if self.att is not None:
             x = self.att(x)
-        x = x.repeat(1, 1, self.bneck_height * 4, 1)
-        x = self.conv_up_2(x + x3)
+        x = self.conv_up_2(x + x3)  # broadcast over rows: batdetect2's x.repeat, unmade
         x = self.conv_up_3(x + x2)
         x = self.conv_up_4(x + x1)
         x = F.relu(self.conv_op_bn(self.conv_op(x)))
-        classes = torch.softmax(self.conv_classes_op(x), 1)
-        detection = classes[:, :-1].sum(1, keepdim=True)
+        classes = channel_softmax(self.conv_classes_op(x))
+        detection = 1 - classes[:, -1:]
         return detection, F.relu(self.conv_size_op(x)), classes
 
     def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
