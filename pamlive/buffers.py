@@ -1,7 +1,8 @@
 """The capture ring: where the audio callback hands samples to the processing threads.
 
-One preallocated row per channel, all written by one producer (the audio callback, or
-the replay/simulator thread) and read by one consumer. Positions are absolute sample
+One preallocated array in the sources' own layout (frames, channels), so a write and a
+read are each one plain copy; written by one producer (the audio callback, or the
+replay/simulator thread) and read by one consumer. Positions are absolute sample
 counters of the input stream, so the reader always knows which sample index it holds
 (the sample clock) and exactly how many samples it never saw. The producer never waits
 for the reader: when the reader falls behind by more than the capacity, the oldest audio
@@ -43,7 +44,7 @@ class RingBuffer:
             raise ValueError(f"ring needs >= 1 channel and >= 1 sample, got {channels}, {capacity}")
         self.channels = int(channels)
         self.capacity = int(capacity)
-        self._rows = np.zeros((self.channels, self.capacity), dtype=np.float32)
+        self._frames = np.zeros((self.capacity, self.channels), dtype=np.float32)
         self._written = 0  # samples ever written (producer's counter)
         self._read = 0  # samples consumed or skipped (consumer's counter)
         self._lost = 0  # samples overwritten unread (consumer's count)
@@ -70,9 +71,9 @@ class RingBuffer:
         n = src.shape[0]
         pos = start % self.capacity
         first = min(n, self.capacity - pos)
-        np.copyto(self._rows[:, pos : pos + first], src[:first].T, casting="same_kind")
+        np.copyto(self._frames[pos : pos + first], src[:first], casting="same_kind")
         if first < n:
-            np.copyto(self._rows[:, : n - first], src[first:].T, casting="same_kind")
+            np.copyto(self._frames[: n - first], src[first:], casting="same_kind")
         self._written += frames
         slot = self._arrivals % self._arrival_end.shape[0]
         self._arrival_end[slot] = self._written
@@ -140,9 +141,9 @@ class RingBuffer:
         out = np.empty((n, self.channels), dtype=np.float32)
         pos = start % self.capacity
         first = min(n, self.capacity - pos)
-        out[:first] = self._rows[:, pos : pos + first].T
+        out[:first] = self._frames[pos : pos + first]
         if first < n:
-            out[first:] = self._rows[:, : n - first].T
+            out[first:] = self._frames[: n - first]
         torn = min(max(self._written - self.capacity - start, 0), n)
         return torn, out[torn:]
 
