@@ -47,6 +47,10 @@ class SpectrumFeed:
         # frames of a row are contiguous for the FFT (one row costs an FFT, not a block)
         self._pending = np.zeros((channels, 2 * self._nfft), np.float32)
         self._held = 0
+        # one row's frames and FFT, reused: fresh 2 MB arrays eight times a second would
+        # each be fresh pages from the kernel (page faults: a third of this stage's CPU)
+        self._frame = np.empty((channels, self._nfft), np.float64)
+        self._spectrum = np.empty((channels, self._nfft // 2 + 1), np.complex128)
         self._rows: list[np.ndarray] = []
 
     def push(self, block: np.ndarray) -> list[dict[str, Any]]:
@@ -61,8 +65,9 @@ class SpectrumFeed:
         self._held = end
         n_rows = (end - self._nfft) // self._hop + 1 if end >= self._nfft else 0
         for i in range(n_rows):
-            frame = self._pending[:, i * self._hop : i * self._hop + self._nfft] * self._window
-            spectrum = np.fft.rfft(frame, axis=1)[:, : self._stop]
+            np.multiply(self._pending[:, i * self._hop : i * self._hop + self._nfft],
+                        self._window, out=self._frame)
+            spectrum = np.fft.rfft(self._frame, axis=1, out=self._spectrum)[:, : self._stop]
             power = (np.abs(spectrum) ** 2 * self._scale).T  # (bins, channels)
             banded = np.add.reduceat(power, self._starts, axis=0) / self._counts[:, None]
             self._rows.append(10 * np.log10(banded + 1e-20))
