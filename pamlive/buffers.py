@@ -1,7 +1,8 @@
 """The capture ring: where the audio callback hands samples to the processing threads.
 
-One preallocated row per channel, all written by one producer (the audio callback, or
-the replay/simulator thread) and read by one consumer. Positions are absolute sample
+One preallocated array in the sources' own layout (frames, channels), so a write and a
+read are each one plain copy; written by one producer (the audio callback, or the
+replay/simulator thread) and read by one consumer. Positions are absolute sample
 counters of the input stream, so the reader always knows which sample index it holds
 (the sample clock) and exactly how many samples it never saw. The producer never waits
 for the reader: when the reader falls behind by more than the capacity, the oldest audio
@@ -9,14 +10,30 @@ is overwritten, and the reader counts every sample it lost and skips forward.
 
 Each write also records ``(end_sample, time.monotonic())`` in a preallocated arrival
 table, so alert latency can be measured from the moment a window's last sample arrived.
+
+The reader may sleep until a given sample has been written (:meth:`RingBuffer.wait`):
+the write that brings it puts one byte into a non-blocking pipe (no lock, no
+allocation), so the reader wakes when its next window is complete rather than polling
+a hundred times a second (each wake-up from idle costs CPU of its own).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
+
+_NEVER = 1 << 62  # no reader waits
+
+
+def _close(fds: tuple[int, int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -43,13 +60,15 @@ class RingBuffer:
             raise ValueError(f"ring needs >= 1 channel and >= 1 sample, got {channels}, {capacity}")
         self.channels = int(channels)
         self.capacity = int(capacity)
-        self._rows = np.zeros((self.channels, self.capacity), dtype=np.float32)
+        self._frames = np.zeros((self.capacity, self.channels), dtype=np.float32)
         self._written = 0  # samples ever written (producer's counter)
         self._read = 0  # samples consumed or skipped (consumer's counter)
         self._lost = 0  # samples overwritten unread (consumer's count)
         self._arrival_end = np.zeros(arrival_slots, dtype=np.int64)
         self._arrival_time = np.zeros(arrival_slots, dtype=np.float64)
         self._arrivals = 0  # entries ever recorded
+        self._wake_at = _NEVER  # the sample a waiting reader needs (see wait)
+        self._wake: tuple[int, int] | None = None  # the pipe (read, write), made by wait
 
     # -- producer side -------------------------------------------------------------------
 
@@ -70,14 +89,23 @@ class RingBuffer:
         n = src.shape[0]
         pos = start % self.capacity
         first = min(n, self.capacity - pos)
-        np.copyto(self._rows[:, pos : pos + first], src[:first].T, casting="same_kind")
+        np.copyto(self._frames[pos : pos + first], src[:first], casting="same_kind")
         if first < n:
-            np.copyto(self._rows[:, : n - first], src[first:].T, casting="same_kind")
+            np.copyto(self._frames[: n - first], src[first:], casting="same_kind")
         self._written += frames
         slot = self._arrivals % self._arrival_end.shape[0]
         self._arrival_end[slot] = self._written
         self._arrival_time[slot] = time.monotonic() if arrival is None else arrival
         self._arrivals += 1
+        if self._written >= self._wake_at:
+            self._wake_at = _NEVER
+            self._signal()
+
+    def _signal(self) -> None:
+        """Wake the waiting reader: one byte, never blocking (a full pipe already wakes it)."""
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake[1], b"\0")
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -121,6 +149,24 @@ class RingBuffer:
         self._lost += lost
         return ReadResult(start, out, lost)
 
+    def wait(self, until: int, timeout: float) -> None:
+        """Sleep until ``until`` samples have been written in all (``written >= until``)
+        or ``timeout`` seconds have passed; the reader's side."""
+        if self._wake is None:
+            self._wake = os.pipe()
+            for fd in self._wake:
+                os.set_blocking(fd, False)
+            weakref.finalize(self, _close, self._wake)
+        try:
+            while os.read(self._wake[0], 64):  # wake-ups meant for an earlier wait
+                pass
+        except BlockingIOError:
+            pass
+        self._wake_at = until
+        if self._written < until:  # the producer sees _wake_at from now on
+            select.select([self._wake[0]], [], [], timeout)
+        self._wake_at = _NEVER
+
     def peek(self, start: int, end: int) -> ReadResult | None:
         """A copy of ``[start, end)`` as far as the ring still holds it; the reader's
         position is untouched (for evidence clips). ``lost`` = samples missing before."""
@@ -140,9 +186,9 @@ class RingBuffer:
         out = np.empty((n, self.channels), dtype=np.float32)
         pos = start % self.capacity
         first = min(n, self.capacity - pos)
-        out[:first] = self._rows[:, pos : pos + first].T
+        out[:first] = self._frames[pos : pos + first]
         if first < n:
-            out[first:] = self._rows[:, : n - first].T
+            out[first:] = self._frames[: n - first]
         torn = min(max(self._written - self.capacity - start, 0), n)
         return torn, out[torn:]
 

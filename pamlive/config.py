@@ -136,7 +136,8 @@ class ModelConfig(Section):
 @dataclass(frozen=True)
 class BufferConfig(Section):
     SECTION = "buffers"
-    # the windowing thread looks at the ring every 10 ms: less than 50 ms cannot hold a block
+    # the windowing thread reads the ring once half of it is full, at the latest: less than
+    # 50 ms cannot hold a block
     ring_seconds: Annotated[float, Range(ge=0.05, le=600, unit=" s")] = 30.0
     window_queue: PositiveInt = 256
     detection_queue: PositiveInt = 1024

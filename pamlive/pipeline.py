@@ -83,6 +83,11 @@ class Windower:
         self._append(self.resampler.process(block))
         return self._cut(final=False)
 
+    def frames_needed(self) -> int:
+        """Input frames (counted from the first pushed) that complete the next window:
+        the live windowing thread sleeps until the ring holds them."""
+        return self.resampler.inputs_for(self._next * self.hop + self.segment)
+
     def flush(self) -> list[Window]:
         """End of stream: the remaining windows, plus one aligned to the end if the tail
         after the last full window would otherwise never be looked at."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -109,3 +110,34 @@ def test_concurrent_producer_consumer_accounts_for_every_sample() -> None:
         got += res.data.shape[0]
     t.join()
     assert got + ring.lost_samples == total
+
+
+def test_wait_wakes_when_the_write_that_brings_the_sample_lands() -> None:
+    """The reader sleeps until the sample it needs is written (not a poll, not the
+    timeout); it returns at once when the sample is already there, and at the timeout
+    when no write comes."""
+    ring = RingBuffer(channels=1, capacity=1000)
+    ring.write(np.zeros((100, 1), np.float32))
+    t0 = time.monotonic()
+    ring.wait(100, timeout=30.0)  # already written
+    assert time.monotonic() - t0 < 5.0
+    t0 = time.monotonic()
+    ring.wait(101, timeout=0.2)  # nothing comes
+    assert time.monotonic() - t0 >= 0.19 and ring.written == 100
+    writes_before = threading.Event()
+
+    def produce() -> None:
+        for _ in range(3):  # 150 samples: not yet what the reader needs
+            ring.write(np.zeros((50, 1), np.float32))
+        writes_before.set()
+        time.sleep(0.3)
+        ring.write(np.zeros((50, 1), np.float32))  # sample 299: the one awaited
+
+    t = threading.Thread(target=produce)
+    t0 = time.monotonic()
+    t.start()
+    ring.wait(300, timeout=30.0)
+    woke = time.monotonic() - t0
+    t.join()
+    assert writes_before.is_set() and ring.written == 300
+    assert 0.29 <= woke < 15.0  # woken by the write, long before the timeout

@@ -6,6 +6,7 @@ signal at once."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import resample_poly
@@ -13,6 +14,7 @@ from scipy.signal import resample_poly
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.resample import StreamResampler
 from pamlive.dsp.stream import FrameStream
+from pamlive.live.windowing import GapTolerantWindows
 from pamlive.pipeline import Windower
 
 S = TransformSpec
@@ -224,6 +226,48 @@ def test_stream_resampler_equals_resample_poly(rates, n, sizes):
     ref = resample_poly(x[:, 0], res.up, res.down, window=res.taps) if n else np.zeros(0)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, atol=1e-6 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(96000, 2000), (44100, 2000), (8000, 2000),
+                                               (2000, 2000), (1000, 250), (2000, 8000)])
+def test_inputs_for_is_the_fewest_inputs_that_give_the_outputs(in_rate, out_rate):
+    """Fed one sample at a time, the resampler has given ``k`` outputs exactly when
+    ``inputs_for(k)`` inputs are in (the live windowing thread sleeps until then)."""
+    res = StreamResampler(in_rate, out_rate, 1)
+    first_with = {}  # outputs -> inputs when they were first all out
+    given = 0
+    for n_in in range(1, 3 * res.taps.size + 400):
+        given += res.process(np.zeros((1, 1))).shape[0]
+        first_with.setdefault(given, n_in)
+    for k in range(1, given + 1):
+        want = min(n for got, n in first_with.items() if got >= k)
+        assert res.inputs_for(k) == want, k
+    assert res.inputs_for(0) == 0
+
+
+@pytest.mark.parametrize("name", ["right_whale_from_8k", "ultrasonic_fused", "waveform_only"])
+def test_frames_needed_is_exactly_when_the_next_window_is_cut(name):
+    """The live windowing thread sleeps until ``frames_needed`` samples are in: one fewer
+    cuts no window, exactly that many cuts the next one (also after a gap, on the stream's
+    sample indices)."""
+    rate, specs = CHAINS[name]
+    segment_s, hops = SHAPES[name]
+    chain = TransformChain(specs)
+    x = np.random.default_rng(5).standard_normal((int(rate * segment_s * 4), 1))
+    x = x.astype(np.float32)
+    windows = GapTolerantWindows(lambda: Windower(chain, rate, 1, segment_s, hops[0]))
+    gap = 123  # samples lost after the third window: the windower restarts at fed + gap
+    fed, cut = 0, 0
+    for _ in range(6):
+        needed = windows.frames_needed()
+        assert needed is not None and needed > fed
+        assert windows.push(fed, x[: needed - 1 - fed]) == []
+        got = windows.push(needed - 1, x[: 1])
+        assert len(got) == 1 and got[0].end_sample <= needed
+        fed, cut = needed, cut + 1
+        if cut == 3:
+            windows.push(fed + gap, x[:1])
+            fed += gap + 1
 
 
 def test_a_hop_within_one_percent_of_the_frame_grid_moves_onto_it():

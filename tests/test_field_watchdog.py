@@ -8,7 +8,7 @@ import pytest
 from pamlive.config import load_config
 from pamlive.errors import ConfigError
 from pamlive.field.recovery import DeviceRecovery, find_input_device
-from pamlive.field.watchdog import LivenessWatchdog, State, WatchdogSettings
+from pamlive.field.watchdog import LivenessWatchdog, State, WatchdogSettings, _channel_stats
 
 RATE = 1000
 SETTINGS = WatchdogSettings(
@@ -111,6 +111,33 @@ def test_stuck_and_repeated_samples():
     # channel 0 stuck from t=1; channel 1 repeats its buffer (a wedged driver) from t=2
     assert h.states() == [(6.0, "degraded"), (7.0, "deaf")]
     assert set(h.dog.flags) == {"monitor.deaf", "channel.0.stuck", "channel.1.stuck"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_channel_stats_equal_numpys_reductions(dtype):
+    """The compiled pass gives what numpy's any / ptp / block equality / mean square give,
+    bit for bit (several channels: numpy sums those in frame order too), NaN included."""
+    gen = np.random.default_rng(3)
+    previous = None
+    for trial in range(300):
+        frames = int(gen.choice([1, 3, 960, 1024]))
+        block = (gen.standard_normal((frames, 4)) * 10.0 ** gen.uniform(-6, 0)).astype(dtype)
+        block[:, trial % 4] = 0.0 if trial % 3 == 0 else block[0, trial % 4]
+        if trial % 5 == 0 and previous is not None and previous.shape == block.shape:
+            block[:, 1] = previous[:, 1]  # a repeated buffer
+        if trial % 7 == 0:
+            block[gen.integers(frames), 2] = np.nan
+        repeat = previous is not None and previous.shape == block.shape
+        zero, constant = np.empty(4, np.bool_), np.empty(4, np.bool_)
+        power = np.empty(4)
+        _channel_stats(block, previous if repeat else block, repeat, zero, constant, power)
+        want_constant = np.ptp(block, axis=0) == 0
+        if repeat:
+            want_constant |= np.all(block == previous, axis=0)
+        np.testing.assert_array_equal(zero, ~np.any(block, axis=0))
+        np.testing.assert_array_equal(constant, want_constant)
+        np.testing.assert_array_equal(power, np.mean(np.square(block, dtype=np.float64), axis=0))
+        previous = block
 
 
 def test_sustained_overflows_degrade_isolated_ones_do_not():

@@ -19,7 +19,7 @@ from pamlive.devices import DeviceError, DeviceInfo, resolve_device
 from pamlive.errors import AudioInputError
 from pamlive.sources import CaptureCounters
 from pamlive.sources.device import DeviceSource
-from pamlive.sources.playback import playback_source, simulator_source
+from pamlive.sources.playback import READ_FRAMES, playback_source, simulator_source
 from pamlive.sources.simulator import SimulatedArray
 
 
@@ -52,6 +52,15 @@ def test_playback_joins_files_in_time_order_on_one_sample_clock(tmp_path) -> Non
     assert src.start_utc == datetime(2020, 1, 1, tzinfo=UTC)
     assert src.counters.frames == 8000 and src.counters.callbacks == 5 + 8
     assert src.error is None and (src.sample_rate, src.channels) == (8000, 2)
+
+
+def test_playback_reads_files_in_large_chunks_but_hands_on_whole_blocks(tmp_path) -> None:
+    """A file longer than one read (READ_FRAMES) still arrives in blocks of the asked size."""
+    data = _write(tmp_path / "a.wav", READ_FRAMES + 4321, channels=1)
+    src = playback_source([tmp_path / "a.wav"], speed=1000.0, blocksize=1000)
+    got = _drain(src, RingBuffer(1, data.shape[0]))
+    np.testing.assert_array_equal(got, data)
+    assert src.counters.callbacks == -(-data.shape[0] // 1000)  # every block full but the last
 
 
 def test_playback_loop_until_max_frames(tmp_path) -> None:

@@ -144,6 +144,12 @@ class StreamResampler:
             self._history_start += drop
         return out
 
+    def inputs_for(self, outputs: int) -> int:
+        """Input samples after which ``process`` has returned ``outputs`` samples."""
+        if self.passthrough or outputs <= 0:
+            return max(outputs, 0)
+        return -(-((outputs - 1) * self.down + self.half_len + 1) // self.up)
+
     def input_index(self, output_index: int) -> int:
         """The input sample index at the same instant as ``output_index``."""
         return (output_index * self.down) // self.up

@@ -22,7 +22,9 @@ from pamlive.pipeline import Window, Windower
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.01  # how often the thread looks at the ring (the callback never signals)
+POLL_S = 0.01  # how often the thread looks at the ring when it cannot tell when to
+WAIT_S = 0.1  # otherwise it sleeps until the write that completes the next window wakes
+# it, at most this long (the observers' blocks) and until half the ring is full
 END = object()  # end-of-stream marker passed down the queues
 
 
@@ -51,6 +53,11 @@ class GapTolerantWindows:
 
     def flush(self) -> list[Window]:
         return self._shift(self._windower.flush())
+
+    def frames_needed(self) -> int | None:
+        """Stream samples after which the next window can be cut (None: cannot tell)."""
+        needed = getattr(self._windower, "frames_needed", None)
+        return None if needed is None else self._sample_offset + needed()
 
     def _shift(self, windows: list[Window]) -> list[Window]:
         so, io = self._sample_offset, self._index_offset
@@ -97,8 +104,12 @@ class Windowing:
                     self._offer(self.windows.push(res.start_sample, res.data))
                 elif input_done.is_set() and self.ring.read_position >= self.ring.written:
                     break
-                else:
+                elif (needed := self.windows.frames_needed()) is None:
                     time.sleep(POLL_S)
+                else:  # at least one new sample (no busy loop), at most half the ring
+                    ring = self.ring
+                    ring.wait(max(min(needed, ring.read_position + ring.capacity // 2),
+                                  ring.written + 1), WAIT_S)
             self._offer(self.windows.flush())
         except Exception as exc:
             log.exception("windowing thread failed; the monitor is deaf and stops")

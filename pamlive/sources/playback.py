@@ -23,6 +23,10 @@ from pamlive.sources import CaptureCounters
 from pamlive.sources.files import expand_inputs, iter_blocks, open_audio, start_time_from_name
 
 DEFAULT_BLOCKSIZE = 1024
+# frames read from a file at once and handed on in blocks: one small read per block
+# costs several times more CPU, woken from idle ~100 times a second
+READ_FRAMES = 1 << 16
+SHORT_SLEEP_S = 0.05  # a stop waits at most this long for a sleeping block
 
 
 class PacedSource:
@@ -74,8 +78,8 @@ class PacedSource:
                     block = block[: self._max_frames - written]
                 if block.shape[0] == 0:
                     break
-                due = t0 + (written + block.shape[0]) / (self.sample_rate * self.speed)
-                if self._stop.wait(max(0.0, due - time.monotonic())):
+                if self._sleep_until(t0 + (written + block.shape[0])
+                                     / (self.sample_rate * self.speed)):
                     break
                 if self._start_utc is None:
                     self._start_utc = self._fixed_start or datetime.now(UTC)
@@ -87,6 +91,16 @@ class PacedSource:
             self._error = exc
         finally:
             self._done.set()
+
+    def _sleep_until(self, due: float) -> bool:
+        """Sleep until ``due`` (monotonic); True once stopped. A short sleep is a plain
+        sleep: ``Event.wait`` costs twice its CPU, and it comes ~100 times a second."""
+        delay = due - time.monotonic()
+        if delay > SHORT_SLEEP_S:
+            return self._stop.wait(delay)
+        if delay > 0:
+            time.sleep(delay)
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -133,11 +147,14 @@ def playback_source(
                 "needs one rate and channel count"
             )
     size = blocksize or DEFAULT_BLOCKSIZE
+    read = size * max(1, READ_FRAMES // size)
 
     def blocks() -> Iterator[np.ndarray]:
         while True:
             for info in infos:
-                yield from iter_blocks(info.path, size)
+                for chunk in iter_blocks(info.path, read):
+                    for i in range(0, chunk.shape[0], size):
+                        yield chunk[i : i + size]
             if not loop:
                 return
 
