@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -21,10 +22,13 @@ from pamlive.array.settings import ArraySettings
 from pamlive.detection import Detection
 from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
+from pamlive.events.call import Call
+from pamlive.events.stream import EventDetector
 from pamlive.inference.classifier import Classifier
+from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.pipeline import StreamDetector, input_hop_frames
-from pamlive.raven import TABLE_SUFFIX, table_paths, write_selection_table
+from pamlive.raven import TABLE_SUFFIX, table_paths, write_call_table, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
     AudioFileInfo,
@@ -58,6 +62,7 @@ class FileResult:
     detections: list[Detection]
     duration_s: float
     error: str | None = None
+    calls: list[Call] = field(default_factory=list)  # an event model's output
 
 
 @dataclass
@@ -97,14 +102,41 @@ def analyze_files(
     scores: bool = False,
     array: ArraySettings | None = None,
     raven_rows: str = "detection",
+    detection_threshold: float | None = None,
 ) -> AnalyzeResult:
     """Analyse every input with a model package or an ensemble of them; with ``scores``,
     also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
     bearings and channel agreement (``[array]``); ``raven_rows``: ``detection`` (one row
-    each) or ``channel`` (Raven's multichannel convention, one row per channel)."""
+    each) or ``channel`` (Raven's multichannel convention, one row per channel).
+
+    An event model (``package.events``) writes one row per call instead (its own box and
+    species; ``detection_threshold`` replaces the package's); it has no window scores and
+    no bearings, so ``scores`` and ``array`` are refused with it."""
     outputs = Outputs(scores, array, raven_rows)
+    if isinstance(package, ModelPackage) and package.events is not None:
+        refuse_event_model(package, scores=scores, array=array is not None)
+        return _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
+                        _event_detectors(package, hop_s, detection_threshold, threads))
     new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
                               thresholds=thresholds or {}, threads=threads)
+    return _analyze(inputs, outdir, console, progress, package, hop_s, outputs, new_detector)
+
+
+def refuse_event_model(package: ModelPackage, *, scores: bool = False, array: bool = False,
+                       cluster: bool = False) -> None:
+    """One line for what an event model cannot do (it has calls, not window scores)."""
+    what = ("--scores (window scores)" if scores else "[array] bearings" if array
+            else "--cluster" if cluster else None)
+    if what is not None:
+        raise PamliveError(f"{package.path} is an event model: it reports calls, and "
+                           f"{what} is for window-score models; run analyze without it")
+
+
+def _analyze(inputs: Sequence[str | Path], outdir: Path, console: Console | None,
+             progress: bool, package: ModelPackage | Ensemble, hop_s: float,
+             outputs: Outputs, new_detector: Callable[[int, int, ScoreTable | None], Detector]
+             ) -> AnalyzeResult:
+    """Every input through a detector from ``new_detector`` into its table."""
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -175,19 +207,27 @@ def _report_interrupt(result: AnalyzeResult, paths: list[Path]) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _read(path: Path, block: int, push: Callable[[np.ndarray], None],
+          advance: Callable[[int], None]) -> str | None:
+    """Every block of ``path`` through ``push``; a read error is reported and returned."""
+    try:
+        for samples in iter_blocks(path, block):
+            push(samples)
+            advance(samples.shape[0])
+    except PamliveError as exc:
+        _report(exc)
+        return str(exc)
+    return None
+
+
 def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detector,
                  score_table: ScoreTable | None, block: int,
                  advance: Callable[[int], None], outputs: Outputs) -> FileResult:
     """One input through the detector into its table (written whole, or not at all)."""
+    if isinstance(detector, EventDetector):
+        return _analyze_calls(path, info, table, detector, block, advance)
     found: list[Detection] = []
-    error = None
-    try:
-        for samples in iter_blocks(path, block):
-            found.extend(detector.push(samples))
-            advance(samples.shape[0])
-    except PamliveError as exc:
-        error = str(exc)
-        _report(exc)
+    error = _read(path, block, lambda x: found.extend(detector.push(x)), advance)
     found.extend(detector.finish())
     if outputs.array is not None:
         try:
@@ -201,18 +241,33 @@ def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detecto
     if score_error:
         error = score_error
         _report(error)
-    written: Path | None = table
+    written, write_error = _write(table, lambda: write_selection_table(
+        table, found, outputs.raven_rows, bearings=outputs.array is not None))
+    return FileResult(path, written, found, info.duration_s, error or write_error)
+
+
+def _analyze_calls(path: Path, info: AudioFileInfo, table: Path, detector: EventDetector,
+                   block: int, advance: Callable[[int], None]) -> FileResult:
+    """One input through an event model: one row per call."""
+    calls: list[Call] = []
+    error = _read(path, block, lambda x: calls.extend(detector.push(x)), advance)
+    calls.extend(detector.finish())
+    written, write_error = _write(table, lambda: write_call_table(table, calls))
+    return FileResult(path, written, [], info.duration_s, error or write_error, calls)
+
+
+def _write(table: Path, write: Callable[[], None]) -> tuple[Path | None, str | None]:
+    """The table written whole; a failure (e.g. disk full) reported, the others go on."""
     try:
-        write_selection_table(table, found, outputs.raven_rows,
-                              bearings=outputs.array is not None)
-    except OSError as exc:  # e.g. disk full: report it, keep analysing the others
+        write()
+    except OSError as exc:
         error = f"{table}: cannot write selection table ({exc.strerror or exc})"
         _report(error)
-        written = None
-    return FileResult(path, written, found, info.duration_s, error)
+        return None, error
+    return table, None
 
 
-Detector = StreamDetector | EnsembleDetector
+Detector = StreamDetector | EnsembleDetector | EventDetector
 
 
 def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int,
@@ -229,6 +284,14 @@ def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int
     return lambda rate, channels, sink: StreamDetector(
         model, classifier, rate, channels, hop_s=hop_s, max_merge=max_merge,
         thresholds=thresholds, on_scores=sink)
+
+
+def _event_detectors(package: ModelPackage, hop_s: float, threshold: float | None,
+                     threads: int) -> Callable[[int, int, ScoreTable | None], Detector]:
+    """An event detector per input (rate, channels); the model is loaded once, here."""
+    model = EventModel(package, threads=threads)
+    return lambda rate, channels, _sink: EventDetector(model, rate, channels, hop_s=hop_s,
+                                                       threshold=threshold)
 
 
 def _open_score_table(table: Path, path: Path, package: ModelPackage | Ensemble,

@@ -151,7 +151,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pamlive.analyze import analyze_files
+    from pamlive.analyze import analyze_files, refuse_event_model
     from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.ensemble import Ensemble, load_ensemble
@@ -169,6 +169,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         package = load_ensemble(model)
     else:
         package = load_model_package(model.path)
+    events = isinstance(package, ModelPackage) and package.events is not None
+    if events and model.thresholds:
+        raise PamliveError(f"{model.path} is an event model: [model] thresholds are per-class "
+                           "window-score thresholds; set [model] detection_threshold instead")
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
             raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
@@ -180,6 +184,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if address:
         from pamlive.cluster.run import analyze_on_cluster, connect
 
+        if events:
+            assert isinstance(package, ModelPackage)
+            refuse_event_model(package, cluster=True)
         if array is not None or args.scores or isinstance(package, Ensemble) \
                 or raven_rows != "detection":
             raise PamliveError("--cluster runs one model with one row per detection, without "
@@ -202,10 +209,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             args.paths, package, args.outdir, hop_s=model.hop_s, max_merge=model.max_merge,
             thresholds=thresholds, threads=model.threads, scores=args.scores,
             progress=progress, array=array, raven_rows=raven_rows,
+            detection_threshold=model.detection_threshold if args.threshold is None
+            else args.threshold,
         )
     for f in result.files:
         if f.table is not None:
-            print(f"{f.path}: {len(f.detections)} detection(s) -> {f.table}")
+            found = f"{len(f.calls)} call(s)" if events else f"{len(f.detections)} detection(s)"
+            print(f"{f.path}: {found} -> {f.table}")
     if result.failed:
         print(f"pamlive: {len(result.failed)} of {len(result.files)} input(s) failed",
               file=sys.stderr)

@@ -118,6 +118,8 @@ class ModelConfig(Section):
     hop_s: HopSeconds = 1.0
     max_merge: Annotated[int, Range(ge=1, le=100000)] = 10
     thresholds: dict[str, Probability] = field(default_factory=dict)  # override the package's
+    # an event model's (bats) detection threshold; None: the package's "output" one
+    detection_threshold: Probability | None = None
     batch_max: Annotated[int, Range(ge=1, le=4096)] = 32
     threads: Annotated[int, Range(ge=1, le=256)] = 1
     members: list[MemberConfig] = field(default_factory=list)  # an ensemble instead of path

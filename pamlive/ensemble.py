@@ -277,6 +277,10 @@ def load_ensemble(model: ModelConfig) -> Ensemble:
     names: set[str] = set()
     for i, mc in enumerate(model.members):
         package = load_model_package(mc.path)
+        if package.events is not None:
+            raise ConfigError(f"[[model.members]] #{i + 1} ({mc.path}) is an event model (it "
+                              "reports calls, not window scores): an ensemble fuses window "
+                              "scores; run it on its own as [model] path")
         classifier = Classifier(package, threads=model.threads)
         classifier.check_features(package.chain().output_shape(package.segment_samples))
         where = f"[[model.members]] #{i + 1} ({mc.path})"

@@ -5,17 +5,21 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pamlive.array.offline import bearing_of
 from pamlive.detection import Detection
+from pamlive.events.call import Call
 
 COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
            "High Freq (Hz)", "Class", "Score"]
 EXTRA_COLUMNS = ["Channels", "Begin Sample", "End Sample", "Windows"]
 BEARING_COLUMNS = ["Bearing (deg)", "Bearing Uncertainty (deg)", "Bearing Reference",
                    "Ambiguous", "Bearing Candidates (deg)", "Cone Angle (deg)"]
+# an event model's table: one row per call, its own box; Class is the species and Score
+# its probability (class_prob), beside the detection probability of the call
+CALL_COLUMNS = ["Det Prob"]
 TABLE_SUFFIX = ".selections.txt"
 # one row per merged detection, or Raven's multichannel convention: one row per channel
 # the detection was heard on, all rows of a detection sharing its Selection number
@@ -55,13 +59,38 @@ def write_selection_table(path: Path, detections: Sequence[Detection],
     (``docs/array.md``), after all the others."""
     if rows not in ROW_MODES:
         raise ValueError(f"rows must be one of {ROW_MODES}, got {rows!r}")
+    _write_whole(path, lambda tmp: _write_rows(tmp, detections, per_channel=rows == "channel",
+                                               bearings=bearings))
+
+
+def write_call_table(path: Path, calls: Sequence[Call]) -> None:
+    """One row per call (an event model's output), in time order: its channel, its own
+    time-frequency box, species (Class), class probability (Score) and detection
+    probability, times in seconds from the start of the input file."""
+    _write_whole(path, lambda tmp: _write_calls(tmp, calls))
+
+
+def _write_whole(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".part")
     try:
-        _write_rows(tmp, detections, per_channel=rows == "channel", bearings=bearings)
+        write(tmp)
     except BaseException:  # Ctrl-C or a full disk: no partial table is left behind
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)
+
+
+def _write_calls(tmp: Path, calls: Sequence[Call]) -> None:
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(COLUMNS + CALL_COLUMNS)
+        ordered = sorted(calls, key=lambda c: (c.start_s, c.channel, c.low_hz))
+        for i, c in enumerate(ordered, start=1):
+            writer.writerow([
+                i, "Spectrogram 1", c.channel + 1, f"{c.start_s:.4f}", f"{c.end_s:.4f}",
+                _freq(c.low_hz), _freq(c.high_hz), c.species, f"{c.class_prob:.4f}",
+                f"{c.det_prob:.4f}",
+            ])
 
 
 def _write_rows(tmp: Path, detections: Sequence[Detection], per_channel: bool,

@@ -34,6 +34,8 @@ from pamlive.dsp.wave import filter_sos
 from pamlive.errors import TransformError
 
 _STAGE_RANK = {"load": 0, "wave": 1, "stft": 2, "spec": 3}
+# the spectrograms SpectrumStep computes; another stft-stage transform runs as a plain step
+_FUSED_STFTS = ("spectrogram", "spectrogramketos")
 
 # jdl4pam's DLTransformType enum order (JSON names), used only to repair a current-format
 # .pdtf whose list is not in a runnable order. PAMGuard itself runs the list as written.
@@ -254,6 +256,10 @@ class TransformChain:
                         f"transform '{spec.name}': the chain has a spectrogram already"
                     )
                 stft_seen = True
+                if spec.name not in _FUSED_STFTS:  # a whole-window front end of its own
+                    steps.append(Step(spec, p))
+                    i += 1
+                    continue
                 nxt = i + 1 < len(self.specs) and self.specs[i + 1].name == "freq_compression"
                 compress = (self.specs[i + 1], params[i + 1]) if nxt else None
                 spectrum = SpectrumStep(spec, p, compress, self.sample_rate)

@@ -18,6 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pamlive.dsp.bat_frontend import (
+    batdetect2_crop,
+    batdetect2_denoise,
+    batdetect2_pad,
+    batdetect2_spectrogram,
+    pcen,
+)
 from pamlive.dsp.features import Features
 from pamlive.dsp.spectra import (
     amplitude_to_decibel,
@@ -163,5 +170,27 @@ REGISTRY: dict[str, TransformDef] = {
             "spec",
             _never,
         ),
+        # batdetect2's front end (pamlive.dsp.bat_frontend): whole-window, image layout
+        _def(
+            "batdetect2_pad",
+            batdetect2_pad,
+            {"fft": REQUIRED, "hop": REQUIRED, "resize_factor": REQUIRED,
+             "divide_factor": REQUIRED},
+            "wave",
+            _never,
+        ),
+        _def("batdetect2_spectrogram", batdetect2_spectrogram,
+             {"fft": REQUIRED, "hop": REQUIRED}, "stft", _never),
+        _def("batdetect2_crop", batdetect2_crop, {"fmin": REQUIRED, "fmax": REQUIRED}, "spec",
+             _never),
+        _def(
+            "pcen",
+            pcen,
+            {"sr": REQUIRED, "hop": REQUIRED, "scale": 1.0, "gain": 0.98, "bias": 2.0,
+             "power": 0.5, "time_constant": 0.4, "eps": 1e-6},
+            "spec",
+            _never,
+        ),
+        _def("batdetect2_denoise", batdetect2_denoise, {}, "spec", _never),
     )
 }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pamlive.errors import ModelError, PamliveError
-from pamlive.importers import archive
+from pamlive.importers import archive, batdetect2
 from pamlive.importers.model import ImportedModel, ImportOptions
 from pamlive.importers.writer import check, ensure_writable, write_package
 
@@ -66,6 +66,11 @@ def import_model(source: str | Path, out_dir: str | Path, name: str | None = Non
                  sample_rate: int | None = None) -> Path:
     """Convert ``source`` into the package folder ``out_dir``; returns ``out_dir``."""
     out_dir = Path(out_dir)
+    if batdetect2.is_batdetect2_source(source):
+        if classes or sample_rate:
+            raise ModelError(f"{source}: a batdetect2 checkpoint names its own classes and "
+                             "rate (--classes and --sample-rate do not apply)")
+        return batdetect2.import_package(source, out_dir, name, force)
     ensure_writable(out_dir, force)  # fail before a slow conversion, not after it
     with tempfile.TemporaryDirectory(prefix="pamlive-import-") as work:
         model = convert(source, work, name, classes, sample_rate)
@@ -77,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pamlive import-model",
         description="Convert a PAMGuard generic (SavedModel folder, TorchScript or ONNX + "
                     ".pdtf, or PAMGuard's .zip of them), "
-                    "Ketos (.kt, .ktpb) or Koogu (.kgu, SavedModel folder) model into a "
-                    "pamlive model package.")
-    p.add_argument("source", type=Path, help="model file or SavedModel folder")
+                    "Ketos (.kt, .ktpb), Koogu (.kgu, SavedModel folder) or batdetect2 "
+                    "(.pth.tar, its installed package folder, or the word 'batdetect2' for "
+                    "the installed package) model into a pamlive model package.")
+    p.add_argument("source", type=Path, help="model file or folder, or 'batdetect2'")
     p.add_argument("-o", "--output", type=Path, required=True, help="package folder to write")
     p.add_argument("--name", help="package name (default: the source file name)")
     p.add_argument("--classes", help="comma-separated class names, in model output order "

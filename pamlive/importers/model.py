@@ -44,17 +44,26 @@ class ImportedModel:
     version: str = "1.0.0"
     freq_range: tuple[float, float] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    # the package's "output" object (docs/contracts.md §4): None for window scores; an
+    # event model (batdetect2) names its decoder, and every class is a species to report
+    output: dict[str, Any] | None = None
 
     @property
     def binary(self) -> dict[str, bool]:
+        if self.output is not None:
+            return dict.fromkeys(self.class_names, True)
         return positive_classes(self.class_names)
 
     @property
     def thresholds(self) -> dict[str, float]:
+        if self.output is not None:
+            return dict.fromkeys(self.class_names, float(self.output["detection_threshold"]))
         return {c: (DEFAULT_THRESHOLD if on else 1.0) for c, on in self.binary.items()}
 
     @property
     def output_activation(self) -> str:
+        if self.output is not None:  # its class outputs are a softmax already
+            return "none"
         return output_activation(self.onnx_model, len(self.class_names))
 
 

@@ -78,6 +78,7 @@ def metadata(model: ImportedModel) -> dict:
         "freq_range": list(model.freq_range) if model.freq_range else None,
         "transforms": [s.to_json() for s in model.transforms],
         "imported_from": model.provenance,
+        "output": model.output,
     }
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 
-from pamlive.errors import ModelError, first_line
+from pamlive.errors import ModelError
 from pamlive.inference.package import ModelPackage
+from pamlive.inference.session import open_session
 
 
 class Classifier:
@@ -14,17 +14,7 @@ class Classifier:
 
     def __init__(self, package: ModelPackage, threads: int = 1) -> None:
         self.package = package
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(package.onnx_path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            raise ModelError(f"{package.onnx_path}: cannot load ONNX model ({first_line(exc)})") \
-                from None
+        self._session = open_session(package.onnx_path, threads)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{package.onnx_path}: expected one model input, found {len(inputs)}")

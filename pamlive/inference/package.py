@@ -19,6 +19,7 @@ from pamlive.config import BUILTIN_MODEL
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.pdtf import read_pdtf
 from pamlive.errors import ConfigError, ModelError, PamliveError
+from pamlive.events.spec import DECODERS, EventSpec
 
 METADATA_NAME = "pamlive-model.json"
 SCHEMA = "pamlive.model/1"
@@ -43,6 +44,7 @@ class ModelPackage:
     output_activation: str = "none"
     freq_range: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    events: EventSpec | None = None  # "output": {"kind": "events"}: calls, not window scores
 
     @property
     def segment_samples(self) -> int:
@@ -206,6 +208,7 @@ def _from_metadata(meta_path: Path, onnx_path: Path, shown: Path) -> ModelPackag
             output_activation=activation,
             freq_range=fr,
             extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS},
+            events=_output(doc.get("output"), sample_rate),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         missing = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -241,7 +244,49 @@ def _window(segment_s: Any, sample_rate: Any) -> tuple[float, int]:
 
 _KNOWN_KEYS = {"schema", "name", "version", "description", "class_names", "thresholds", "binary",
                "segment_s", "sample_rate", "transforms", "input_shape", "output_activation",
-               "freq_range"}
+               "freq_range", "output"}
+
+_HZ = Annotated[float, Range(ge=0, le=1e6, unit=" Hz")]
+_STEP_S = Annotated[float, Range(gt=0, le=10, unit=" s")]
+_OFFSET_S = Annotated[float, Range(ge=0, le=10, unit=" s")]
+_RESIZE = Annotated[float, Range(gt=0, le=1)]
+_KERNEL = Annotated[int, Range(ge=1, le=99)]
+_TOP_K = Annotated[float, Range(gt=0, le=1e6)]
+_MULTIPLE = Annotated[int, Range(ge=1, le=4096)]
+_EVENT_KEYS: dict[str, Any] = {
+    "min_freq_hz": _HZ, "max_freq_hz": _HZ, "frame_step_s": _STEP_S,
+    "frame_offset_s": _OFFSET_S, "resize_factor": _RESIZE, "nms_kernel_size": _KERNEL,
+    "nms_top_k_per_sec": _TOP_K, "detection_threshold": _THRESHOLD,
+    "width_multiple": _MULTIPLE,
+}
+
+
+def _output(doc: Any, sample_rate: int) -> EventSpec | None:
+    """The ``"output"`` object: absent or ``{"kind": "scores"}`` is window scores; ``{"kind":
+    "events", "decoder": "batdetect2", ...}`` an event model, every number checked."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ValueError("output must be an object")
+    kind = doc.get("kind")
+    if kind == "scores" and set(doc) == {"kind"}:
+        return None
+    if kind != "events":
+        raise ValueError(f"output.kind must be 'scores' or 'events', got {kind!r}")
+    if doc.get("decoder") not in DECODERS:
+        raise ValueError(f"output.decoder must be one of {DECODERS}, got {doc.get('decoder')!r}")
+    unknown = set(doc) - {"kind", "decoder", *_EVENT_KEYS}
+    if unknown:
+        raise ValueError(f"output: unknown key(s) {', '.join(sorted(unknown))}")
+    missing = [k for k in _EVENT_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"output: missing key(s) {', '.join(missing)}")
+    values = {k: _number(f"output.{k}", tp, doc[k]) for k, tp in _EVENT_KEYS.items()}
+    if values["min_freq_hz"] >= values["max_freq_hz"]:
+        raise ValueError("output: min_freq_hz must be below max_freq_hz")
+    if values["nms_kernel_size"] % 2 == 0:
+        raise ValueError(f"output.nms_kernel_size must be odd, got {values['nms_kernel_size']}")
+    return EventSpec(decoder=str(doc["decoder"]), sample_rate=sample_rate, **values)
 
 
 # transforms whose pamlive default differs from PAMGuard's Java (docs/notes-dsp-parity.md)

@@ -1,0 +1,88 @@
+"""An event model's heatmaps -> calls, as batdetect2's ``run_nms`` decodes them.
+
+batdetect2 1.3.1 (``detector/post_process.py``): max-pool non-maximum suppression (a
+pixel is kept where it equals the maximum of its ``k x k`` neighbourhood, padding never
+wins), the ``int(duration * nms_top_k_per_sec)`` highest pixels, of which those strictly
+above the detection threshold are calls. ``duration`` is batdetect2's own, the time of the
+output's width read as a frame index (so about half the window: it never divides by the
+resize factor there, and pamlive keeps that). A call at column ``x``, row ``y`` starts at
+frame ``x / resize_factor`` and ends ``size[0]`` columns later; its low frequency is row
+``y`` counted from the top band edge, its high one ``size[1]`` rows above. Class
+probabilities are the ``classes`` output at the peak without the background (the last).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from pamlive.events.call import Call
+from pamlive.events.spec import EventSpec
+
+
+def peaks(heat: np.ndarray, kernel: int) -> np.ndarray:
+    """``heat`` ``(H, W)`` where it is the maximum of its ``kernel``-square neighbourhood,
+    0 elsewhere (torch's ``max_pool2d`` padded with -inf, then ``heat * (max == heat)``)."""
+    pooled = maximum_filter(heat, size=kernel, mode="constant", cval=-np.inf)
+    return np.where(pooled == heat, heat, np.zeros((), heat.dtype))
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices of the ``k`` highest ``scores``, the lower index first among equals."""
+    flat = scores.ravel()
+    k = min(k, flat.size)
+    return np.argsort(-flat, kind="stable")[:k]
+
+
+def decode_calls(outputs: Mapping[str, np.ndarray], spec: EventSpec, window_start_s: float,
+                 channel: int, class_names: Sequence[str], *,
+                 threshold: float | None = None,
+                 max_high_hz: float | None = None) -> list[Call]:
+    """The calls of one window and channel, in time order.
+
+    ``outputs``: ``detection`` ``(1, H, W)``, ``size`` ``(2, H, W)``, ``classes``
+    ``(C[+1], H, W)`` (background last, dropped); times are ``window_start_s`` plus the
+    offset in the window. ``threshold`` replaces the package's detection threshold;
+    ``max_high_hz`` drops calls whose (whole-Hz) high frequency lies above it, as
+    batdetect2 drops those above the recording's Nyquist frequency.
+    """
+    heat = np.asarray(outputs["detection"])[0]
+    size = np.asarray(outputs["size"])
+    classes = np.asarray(outputs["classes"])[: len(class_names)]
+    height, width = heat.shape
+    duration = (width * spec.step_samples + spec.offset_samples) / spec.sample_rate
+    chosen = top_k(peaks(heat, spec.nms_kernel_size), int(duration * spec.nms_top_k_per_sec))
+    scores = heat.ravel()[chosen]
+    cut = spec.detection_threshold if threshold is None else threshold
+    chosen = chosen[scores > scores.dtype.type(cut)]  # compared in the heatmap's precision
+    ys, xs = np.divmod(chosen, width)
+    order = np.lexsort((ys, xs))
+    ys, xs = ys[order], xs[order]
+    rescale = (spec.max_freq_hz - spec.min_freq_hz) / height
+    widths, heights = size[0, ys, xs], size[1, ys, xs]
+    calls = []
+    for y, x, w, h in zip(ys.tolist(), xs.tolist(), widths.tolist(), heights.tolist(),
+                          strict=True):
+        low = (height - y) * rescale + spec.min_freq_hz
+        high = low + h * rescale
+        if max_high_hz is not None and math.floor(high) > max_high_hz:
+            continue
+        probs = classes[:, y, x].astype(np.float64)
+        best = int(np.argmax(probs))
+        calls.append(Call(
+            start_s=window_start_s + _time(spec, x),
+            end_s=window_start_s + _time(spec, x + w),
+            low_hz=low, high_hz=high, species=class_names[best],
+            class_prob=float(probs[best]), det_prob=float(heat[y, x]), channel=channel,
+            probs=dict(zip(class_names, probs.tolist(), strict=True)),
+        ))
+    return calls
+
+
+def _time(spec: EventSpec, column: float) -> float:
+    """Seconds from the window's start to output column ``column``."""
+    frame = column / spec.resize_factor
+    return (frame * spec.step_samples + spec.offset_samples) / spec.sample_rate
