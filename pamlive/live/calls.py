@@ -242,9 +242,13 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     before capture starts."""
     if package.events is None:
         return None
+    if config.model.thresholds:
+        raise ConfigError(f"{package.path} is an event model: [model] thresholds are per-class "
+                          "window-score thresholds; set [model] detection_threshold instead")
     if config.array is not None:
         raise ConfigError("[array]: bearings apply to window-score models, not yet to the "
                           f"calls of event model {package.name}")
+
     def windower() -> EventWindower:
         return make_event_windower(package, input_rate, channels, config.model.hop_s)
 
