@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,8 @@ from pamlive.analyze import analyze_files
 from pamlive.app import run_monitor
 from pamlive.config import data_path, load_config
 from pamlive.inference.package import load_model_package
+from pamlive.live.calls import MinuteCounts
 from pamlive.sources.files import start_time_from_name
-
-pytest.importorskip("torch", reason="the bats extra (PyTorch) is not installed")
-pytest.importorskip("batdetect2", reason="batdetect2 (its checkpoint) is not installed")
 
 REPO = Path(__file__).resolve().parent.parent
 HOP_S = 2.0  # windows of 3 s overlap by 1 s: calls found twice are de-duplicated live too
@@ -35,6 +33,8 @@ HOP_S = 2.0  # windows of 3 s overlap by 1 s: calls found twice are de-duplicate
 @pytest.fixture(scope="module")
 def bats_package(tmp_path_factory) -> Path:
     """batdetect2's UK model converted from the installed package (never committed)."""
+    pytest.importorskip("torch", reason="the bats extra (PyTorch) is not installed")
+    pytest.importorskip("batdetect2", reason="batdetect2 (its checkpoint) is not installed")
     from pamlive.importers import import_model
 
     out = tmp_path_factory.mktemp("bd2") / "package"
@@ -105,6 +105,26 @@ def _check_published(messages: list[tuple[str, dict]], wav: Path, log: Path) -> 
     assert health["final"] is True and health["calls"]["published"] == len(calls)
     assert not any(health["drops"].values()), health["drops"]
     return calls
+
+
+def test_minute_counts_close_each_utc_minute_once_the_stream_has_passed_it():
+    start = datetime(2020, 8, 17, 1, 13, 32, 500000, tzinfo=UTC)
+    counts = MinuteCounts(start)
+    counts.add(start + timedelta(seconds=1), "Nyctalus noctula", 0.4)
+    counts.add(start + timedelta(seconds=20), "Nyctalus noctula", 0.7)
+    counts.add(start + timedelta(seconds=29), "Pipistrellus pygmaeus", 0.5)  # 01:14:01.5
+    assert counts.close_before(datetime(2020, 8, 17, 1, 13, 59, tzinfo=UTC)) == []
+    [(s, e, n, p, partial)] = counts.close_before(datetime(2020, 8, 17, 1, 14, 2,
+                                                           tzinfo=UTC))
+    assert (s, e, partial) == (start, datetime(2020, 8, 17, 1, 14, tzinfo=UTC), True)
+    assert n == {"Nyctalus noctula": 2} and p == {"Nyctalus noctula": 0.7}
+    # two quiet minutes, then the end of the stream half way into the next
+    end = datetime(2020, 8, 17, 1, 16, 30, tzinfo=UTC)
+    closed = counts.flush(end)
+    assert [(c[0].minute, c[1].minute, c[1].second, c[2], c[4]) for c in closed] == [
+        (14, 15, 0, {"Pipistrellus pygmaeus": 1}, False),
+        (15, 16, 0, {}, False),
+        (16, 16, 30, {}, True)]
 
 
 def test_live_calls_equal_analyze_calls_for_a_bat_recording(bats_package, recordings,
