@@ -19,7 +19,11 @@ with ``--package``. The config of both: ``configs/bats.toml``'s ``[model]`` and
 ``[buffers]`` where it is there (else hop 3 s, batdetect2's chunks, detection threshold
 ``--threshold``, window queue 8), the package path and threads from here.
 
-    python benchmarks/bench_bats.py [--part analyze|live|both] [--repeats 3]
+(c) ``stages``: where (b)'s CPU goes, each live stage run alone on this thread over the
+    same 4-channel stream: resampling + front end, network + decode, de-duplication, the
+    dashboard's spectrum strip.
+
+    python benchmarks/bench_bats.py [--part analyze|live|stages|all] [--repeats 3]
         [--seconds 66] [--threshold 0.3] [--package DIR] [--hop S] [--threads N]
 """
 
@@ -224,13 +228,17 @@ def live_once(cfg: Path, wav: Path, seconds: float) -> dict[str, float]:
     running = [s for s in health.samples if not s[2].get("final")]
     if len(running) < 3:
         sys.exit("too few health messages to measure the steady state")
-    (w0, c0, _), (w1, c1, _) = running[0], running[-1]
+    (w0, c0, first), (w1, c1, _) = running[0], running[-1]
     last = health.samples[-1][2]
     drops = last["drops"]
+    total_cpu = usage.ru_utime + usage.ru_stime
     return {
         "audio_s": last["stream_time_s"],
+        # CPU the monitor spent per second of audio after its start-up (the drain of what
+        # was queued at the end included): what one core must give it to keep up
+        "cpu_per_audio_s": (total_cpu - c0) / (last["stream_time_s"] - first["stream_time_s"]),
         "steady_cpu": (c1 - c0) / (w1 - w0),
-        "process_cpu": (usage.ru_utime + usage.ru_stime) / wall,
+        "process_cpu": total_cpu / wall,
         "lost": drops["ring_samples"] + last["capture"]["overflows"],
         "dropped": drops["window_queue"] + drops["detection_queue"] + drops["publish"],
         "calls": health.calls,
@@ -253,15 +261,74 @@ def bench_live(args: argparse.Namespace, package: Path, tmp: Path) -> None:
                        ("inference_ms", "mean inference batch (ms)")):
         print(f"{label:<36} {statistics.median(r[key] for r in runs):10.1f}   "
               f"(runs: {', '.join(f'{r[key]:.0f}' for r in runs)})")
-    for key, label in (("steady_cpu", "CPU, steady state (% of one core)"),
+    for key, label in (("cpu_per_audio_s", "CPU per audio second (% of a core)"),
+                       ("steady_cpu", "CPU, steady state (% of one core)"),
                        ("process_cpu", "CPU, whole process (% of one core)")):
         print(f"{label:<36} {100 * statistics.median(r[key] for r in runs):10.1f}   "
               f"(runs: {', '.join(f'{100 * r[key]:.1f}' for r in runs)})")
 
 
+# -- (c) where the CPU goes: the live stages one by one, on one thread ------------------------
+
+
+def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
+    """The live path's stages on the 4-channel 384 kHz stream, one after the other on this
+    thread (``process_time``), as shares of a core at real time."""
+    from pamlive.config import load_config
+    from pamlive.events.dedup import CallDeduplicator
+    from pamlive.events.stream import window_calls
+    from pamlive.events.windows import make_event_windower
+    from pamlive.inference.events import EventModel
+    from pamlive.inference.package import load_model_package
+    from pamlive.live.spectrum import SpectrumFeed
+
+    cfg = load_config(write_config(tmp, bats_sections(package, args, 1)))
+    audio, rate = sf.read(make_live_file(tmp), dtype="float32")
+    seconds = audio.shape[0] / rate
+    pkg = load_model_package(str(package))
+    block = rate // 10
+    shares: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        t = time.process_time()
+        windower = make_event_windower(pkg, rate, LIVE_CHANNELS, cfg.model.hop_s)
+        windows = []
+        for i in range(0, audio.shape[0], block):
+            windows += windower.push(audio[i:i + block])
+        windows += windower.flush()
+        front = time.process_time() - t
+        model = EventModel(pkg, threads=1)
+        t = time.process_time()
+        decoded = [window_calls(model, [w], rate, threshold=cfg.model.detection_threshold)[0]
+                   for w in windows]
+        network = time.process_time() - t
+        t = time.process_time()
+        dedup = CallDeduplicator(windower.hop_s)
+        for w, calls in zip(windows, decoded, strict=True):
+            dedup.push(calls, w.start_sample / rate, w.end_sample / rate)
+        dedup.flush()
+        dedupe = time.process_time() - t
+        t = time.process_time()
+        feed = SpectrumFeed(rate, LIVE_CHANNELS, fmax_hz=pkg.events.max_freq_hz
+                            if pkg.events else 500.0)
+        for i in range(0, audio.shape[0], block):
+            feed.push(audio[i:i + block])
+        strip = time.process_time() - t
+        for name, cpu in (("resample + front end (windowing thread)", front),
+                          ("network + decode (inference thread)", network),
+                          ("de-duplication (inference thread)", dedupe),
+                          ("spectrum strip (windowing thread)", strip)):
+            shares.setdefault(name, []).append(cpu / seconds)
+    print(f"\n(c) stages on {LIVE_CHANNELS} ch x {rate} Hz, hop {cfg.model.hop_s} s, "
+          f"{seconds:.0f} s of audio, one thread, medians of {args.repeats}")
+    for name, values in shares.items():
+        print(f"{name:<44} {100 * statistics.median(values):6.1f} % of a core")
+    total = sum(statistics.median(v) for v in shares.values())
+    print(f"{'sum':<44} {100 * total:6.1f} % of a core")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("analyze", "live", "both"), default="both")
+    ap.add_argument("--part", choices=("analyze", "live", "stages", "all"), default="all")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=66.0, help="live run length")
     ap.add_argument("--threshold", type=float, default=0.3,
@@ -273,10 +340,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bats-") as folder:
         tmp = Path(folder)
         package = package_dir(args, tmp)
-        if args.part in ("analyze", "both"):
+        if args.part in ("analyze", "all"):
             bench_analyze(args, package, tmp)
-        if args.part in ("live", "both"):
+        if args.part in ("live", "all"):
             bench_live(args, package, tmp)
+        if args.part in ("stages", "all"):
+            bench_stages(args, package, tmp)
 
 
 if __name__ == "__main__":
