@@ -188,11 +188,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     raven_rows = args.raven_rows or cfg.analyze.raven_rows
     address = args.cluster or cfg.cluster.address
     if address:
-        from pamlive.cluster.run import analyze_on_cluster, connect
-
         if events:
             assert isinstance(package, ModelPackage)
             refuse_event_model(package, cluster=True)
+        from pamlive.cluster.run import analyze_on_cluster, connect
+
         if array is not None or args.scores or isinstance(package, Ensemble) \
                 or raven_rows != "detection":
             raise PamliveError("--cluster runs one model with one row per detection, without "

@@ -35,8 +35,13 @@ fi
 VENV_PY="$ROOT/.venv/bin/python"
 "$VENV_PY" -m pip install -q --upgrade pip >/dev/null
 EXTRAS="."
-if [ "$MODE" = test ]; then EXTRAS=".[test,convert,cluster]"; fi
+if [ "$MODE" = test ]; then EXTRAS=".[test,convert,cluster,bats]"; fi
 "$VENV_PY" -m pip install -q -e "$EXTRAS"
+if [ "$MODE" = test ]; then
+  # batdetect2's checkpoint (CC-BY-NC-4.0, never in this repository) for the bat import
+  # tests; --no-deps: its own dependencies (librosa, torchaudio ...) are not needed
+  "$VENV_PY" -m pip install -q --no-deps batdetect2==1.3.1
+fi
 
 case "$MODE" in
   demo)

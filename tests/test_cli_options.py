@@ -21,15 +21,16 @@ def pamlive(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_config_show_prints_the_shipped_file(tmp_path: Path) -> None:
-    assert pamlive("config", "list").stdout.split() == ["builtin:demo", "builtin:narw"]
-    for name in ("narw", "demo"):
+    assert pamlive("config", "list").stdout.split() == ["builtin:bats", "builtin:demo",
+                                                       "builtin:narw"]
+    for name in ("narw", "demo", "bats"):
         shown = pamlive("config", "show", f"builtin:{name}", cwd=tmp_path).stdout
         assert shown == (CONFIG_DIR / f"{name}.toml").read_text(encoding="utf-8")
         # the README's top-level configs/ is the same file, not a copy
         assert (REPO / "configs" / f"{name}.toml").resolve() == \
             (CONFIG_DIR / f"{name}.toml").resolve()
     r = pamlive("config", "show", "builtin:nope")
-    assert r.returncode == 2 and "no built-in config 'nope' (have: demo, narw)" in r.stderr
+    assert r.returncode == 2 and "no built-in config 'nope' (have: bats, demo, narw)" in r.stderr
     r = pamlive("analyze", "x.wav", "-c", "builtin:nope", "-o", str(tmp_path))
     assert r.returncode == 2 and "no built-in config 'nope'" in r.stderr
 

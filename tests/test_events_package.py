@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pamlive.errors import ModelError
+from pamlive.inference.events import EventModel
 from pamlive.inference.package import load_model_package
 
 EVENTS: dict[str, Any] = {
@@ -83,3 +84,18 @@ def test_missing_event_numbers_are_named(tonal_package: Path, tmp_path: Path) ->
 def test_output_must_be_an_object(tonal_package: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="output must be an object"):
         load_model_package(_package(tonal_package, tmp_path / "p", ["events"]))
+
+
+def test_missing_batdetect2_package_names_the_import_command(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"pamlive import-model batdetect2 -o .*batdetect2-uk"):
+        load_model_package(tmp_path / "batdetect2-uk")
+    with pytest.raises(ModelError, match=r"model package not found$"):
+        load_model_package(tmp_path / "other")
+
+
+def test_event_model_refuses_a_scores_package(tonal_package: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not an event model"):
+        EventModel(load_model_package(tonal_package))
+    pkg = load_model_package(_package(tonal_package, tmp_path / "p", EVENTS))
+    with pytest.raises(ModelError, match="an event model takes 'spectrogram'"):
+        EventModel(pkg)

@@ -71,12 +71,23 @@ def load_model_package(path: str | Path) -> ModelPackage:
         return _load_dir(target)
     p = Path(path)
     if not p.exists():
-        raise ModelError(f"{p}: model package not found")
+        raise ModelError(f"{p}: model package not found{_import_hint(p)}")
     if p.is_file() and p.suffix.lower() == ".zip":
         return _load_zip(p)
     if p.is_dir():
         return _load_dir(p)
     raise ModelError(f"{p}: a model package is a directory or a .zip of one")
+
+
+# packages a user converts from their own installation (weights pamlive cannot ship),
+# named by the folder name the shipped configs use
+IMPORT_HINTS = {"batdetect2": "make it from your batdetect2 installation: "
+                              "pamlive import-model batdetect2 -o {path}"}
+
+
+def _import_hint(p: Path) -> str:
+    hints = [h for key, h in IMPORT_HINTS.items() if p.name.startswith(key)]
+    return f" ({hints[0].format(path=p)})" if hints else ""
 
 
 def builtin_names() -> list[str]:
