@@ -35,7 +35,7 @@ from pamlive.events.windows import EventWindower, make_event_windower
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.live.health import Part
-from pamlive.live.windowing import END
+from pamlive.live.publish import drain_queue
 from pamlive.pipeline import Window
 
 log = logging.getLogger(__name__)
@@ -168,18 +168,12 @@ class CallPublisher:
 
     def drain(self, timeout: float) -> None:
         """Publish what the inference thread released within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not self.ended:
-            try:
-                item = self.found.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return
-            if item is END:
-                self.ended = True
-                return
-            found = cast(FoundCalls, item)
-            self._publish(found.calls, found.end_sample)
-            self._summaries(self._counts().close_before(self.utc(found.settled_sample)))
+        self.ended = self.ended or drain_queue(self.found, timeout, self._take)
+
+    def _take(self, item: object) -> None:
+        found = cast(FoundCalls, item)
+        self._publish(found.calls, found.end_sample)
+        self._summaries(self._counts().close_before(self.utc(found.settled_sample)))
 
     def flush(self, end_sample: int) -> None:
         """End of stream (the inference thread has ended): the held calls, every open
