@@ -175,3 +175,45 @@ def test_pamlive_run_plays_four_channels_at_384_khz_and_publishes_analyze_s_call
     assert {b["channel"] for b in calls} == {0, 1, 2, 3}
     assert calls[0]["sample_rate"] == 384000
     _assert_same_calls(_live(calls), _offline(bats_package, wav, tmp_path))
+
+
+def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
+        bats_package, recordings):
+    """A monitor that fell behind finds many windows queued; one batch of them all would
+    hold about 110 MB of activations per channel-window (GBs at 4 channels x 32 windows),
+    so each window (all its channels) is its own batch, with the calls of a batch of all."""
+    from pamlive.events.dedup import CallDeduplicator
+    from pamlive.events.stream import window_calls
+    from pamlive.events.windows import make_event_windower
+    from pamlive.inference.events import EventModel
+    from pamlive.live.calls import CallFinder
+    from pamlive.pipeline import Window
+
+    package = load_model_package(str(bats_package))
+    audio = np.stack([sf.read(p, dtype="float32", frames=1_500_000)[0]
+                      for p in recordings[:2]], axis=1)
+    windower = make_event_windower(package, 250000, 2, HOP_S)
+    windows: list[Window] = windower.push(audio) + windower.flush()
+    assert len(windows) >= 3
+    model = EventModel(package)
+    batches: list[int] = []
+    run = model.run
+
+    def counted(features: np.ndarray) -> list[dict[str, np.ndarray]]:
+        batches.append(features.shape[0])
+        return run(features)
+
+    model.run = counted  # type: ignore[method-assign]
+    finder = CallFinder(model, 250000, windower.hop_s)
+    found = finder.find(windows)
+    assert batches == [2] * len(windows)  # each window's two channels, never more
+    calls = [c for f in found for c in f.calls] + finder.flush()
+    assert [f.end_sample for f in found] == [w.end_sample for w in windows]
+    dedup = CallDeduplicator(windower.hop_s)
+    expected: list = []
+    for w, c in zip(windows, window_calls(EventModel(package), windows, 250000), strict=True):
+        expected += dedup.push(c, w.start_sample / 250000, w.end_sample / 250000)
+    expected += dedup.flush()
+    assert [(c.start_s, c.channel, c.species, c.low_hz) for c in calls] == [
+        (c.start_s, c.channel, c.species, c.low_hz) for c in expected]
+    assert {c.channel for c in calls} == {0, 1}

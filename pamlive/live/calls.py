@@ -74,12 +74,17 @@ class CallFinder:
         self.dedup = CallDeduplicator(hop_s)
 
     def find(self, windows: list[Window]) -> list[FoundCalls]:
-        decoded = window_calls(self.model, windows, self.input_rate, threshold=self.threshold)
+        """One network batch per window (its channels): a backlog of windows is not one
+        batch, whose activations (about 50 MB per channel-window) could exhaust memory."""
         rate = self.input_rate
-        # a later window starts after this one: no call starting before its start comes again
-        return [FoundCalls(w.end_sample, w.start_sample,
-                           self.dedup.push(calls, w.start_sample / rate, w.end_sample / rate))
-                for w, calls in zip(windows, decoded, strict=True)]
+        found = []
+        for w in windows:
+            [calls] = window_calls(self.model, [w], rate, threshold=self.threshold)
+            # a later window starts after this one: no call starting before it comes again
+            found.append(FoundCalls(w.end_sample, w.start_sample,
+                                    self.dedup.push(calls, w.start_sample / rate,
+                                                    w.end_sample / rate)))
+        return found
 
     def flush(self) -> list[Call]:
         """End of stream: the calls the de-duplicator still holds."""
