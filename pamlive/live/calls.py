@@ -4,9 +4,9 @@ A package whose ``output`` says ``events`` emits calls, not window scores, so th
 rule is not applied. The stages stay those of the window scores (``windowing.py`` cuts
 the windows, ``inference.py`` runs the batches on its thread) with two pieces swapped:
 
-* :class:`CallFinder` runs on the inference thread: one ONNX batch for the windows of all
-  channels, the heatmaps decoded into calls, each channel's calls de-duplicated across
-  overlapping windows (``pamlive.events``, the code ``pamlive analyze`` runs on the same
+* :class:`CallFinder` runs on the inference thread: one ONNX batch per window (all its
+  channels), the heatmaps decoded into calls, calls found twice in overlapping windows
+  de-duplicated (``pamlive.events``, the code ``pamlive analyze`` runs on the same
   windows), so the queue to the engine's thread carries finished calls only;
 * :class:`CallPublisher`, on the engine's thread, only turns calls into bus bodies (UTC
   from the sample clock) and counts them per species and UTC minute
@@ -75,7 +75,7 @@ class CallFinder:
 
     def find(self, windows: list[Window]) -> list[FoundCalls]:
         """One network batch per window (its channels): a backlog of windows is not one
-        batch, whose activations (about 50 MB per channel-window) could exhaust memory."""
+        batch, whose activations (about 110 MB per channel-window) could exhaust memory."""
         rate = self.input_rate
         found = []
         for w in windows:
@@ -109,6 +109,8 @@ class MinuteCounts:
         self._minute = self.start.replace(second=0, microsecond=0)
 
     def add(self, utc: datetime, species: str, prob: float) -> None:
+        """Count a call starting at ``utc`` (one of a minute already closed, which the
+        release rule rules out for calls shorter than the hop, counts in the open one)."""
         if utc >= self._minute + MINUTE:  # released before its minute closed: hold it
             self._early.append((utc, species, prob))
             return
@@ -154,8 +156,7 @@ class CallPublisher:
 
     def __init__(self, found: queue.Queue[object], finder: CallFinder, bus: AlertBus, *,
                  package: ModelPackage, station: str, utc: Callable[[int], datetime],
-                 ring: RingBuffer, input_rate: int,
-                 on_call: Callable[[Call], None] | None = None) -> None:
+                 ring: RingBuffer, input_rate: int) -> None:
         self.found = found
         self.finder = finder
         self.bus = bus
@@ -164,7 +165,6 @@ class CallPublisher:
         self.utc = utc
         self.ring = ring
         self.input_rate = input_rate
-        self.on_call = on_call
         self.detections = 0  # calls published (the engine's and the stop line's count)
         self.summaries = 0
         self.per_species: dict[str, int] = {}
@@ -218,8 +218,6 @@ class CallPublisher:
             self.detections += 1
             self.per_species[call.species] = self.per_species.get(call.species, 0) + 1
             minutes.add(self.utc(start), call.species, call.class_prob)
-            if self.on_call is not None:
-                self.on_call(call)
 
     def _summaries(self, closed: list[tuple[datetime, datetime, dict[str, int],
                                             dict[str, float], bool]]) -> None:
@@ -231,7 +229,6 @@ class CallPublisher:
             self.summaries += 1
             log.info("calls %s..%s: %s", start.strftime("%H:%M:%S"), end.strftime("%H:%M:%S"),
                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
-
 
 
 def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
