@@ -6,25 +6,27 @@
     250 kHz), one core (``OMP_NUM_THREADS=1`` and friends, ``taskset -c 0`` where there is
     one), the same detection threshold; medians of ``--repeats`` runs, side by side, and
     their ratio.
-(b) ``live``: ``pamlive run --play FILE --headless`` on a 4-channel 384 kHz recording made
-    from the 250 kHz ones (resampled, in a temporary folder), played at real time for
-    ``--seconds`` (looped), with a real ZeroMQ subscriber: samples lost (ring overruns,
-    input overflows), windows and results dropped, and the CPU used, as a share of one
-    core, ``(user + sys) / wall`` of the monitor process between its first and last
-    health message (the steady state; the whole process's share is printed too);
-    medians of ``--repeats`` runs.
+(b) ``live``: ``pamlive run --play FILE --headless`` on a 4-channel (``--channels``)
+    384 kHz recording made from the 250 kHz ones (resampled, in a temporary folder),
+    played at real time for ``--seconds`` (looped), with a real ZeroMQ subscriber:
+    samples lost (ring overruns, input overflows), windows and results dropped, and the
+    CPU the monitor process spent per second of audio after its start-up (user + sys,
+    the drain of a backlog at the end included: what a core must give it to keep up;
+    also its share of a core between its first and last health message, and over its
+    whole life); medians of ``--repeats`` runs.
+(c) ``stages``: where (b)'s CPU goes, each live stage run alone on this thread over the
+    same stream: resampling + front end, network + decode, de-duplication, the
+    dashboard's spectrum strip.
 
 The model package is converted from the installed batdetect2 (never committed), or given
-with ``--package``. The config of both: ``configs/bats.toml``'s ``[model]`` and
-``[buffers]`` where it is there (else hop 3 s, batdetect2's chunks, detection threshold
-``--threshold``, window queue 8), the package path and threads from here.
-
-(c) ``stages``: where (b)'s CPU goes, each live stage run alone on this thread over the
-    same 4-channel stream: resampling + front end, network + decode, de-duplication, the
-    dashboard's spectrum strip.
+with ``--package``. The config: ``configs/bats.toml``'s ``[model]`` and ``[buffers]``
+(where it is there) over these defaults: hop 3 s (batdetect2's chunks), detection
+threshold ``--threshold``, window queue 8 (a 4-channel window is 21 MB); the package path
+and threads from here.
 
     python benchmarks/bench_bats.py [--part analyze|live|stages|all] [--repeats 3]
         [--seconds 66] [--threshold 0.3] [--package DIR] [--hop S] [--threads N]
+        [--channels 4]
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 BATDETECT2 = Path(os.environ.get("PAMLIVE_BATDETECT2", "/work/venv-bats/bin/batdetect2"))
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                "NUMBA_NUM_THREADS")}
-LIVE_RATE, LIVE_CHANNELS = 384000, 4
+LIVE_RATE = 384000
 
 
 def shared_dir() -> Path:
@@ -156,11 +158,11 @@ def bench_analyze(args: argparse.Namespace, package: Path, tmp: Path) -> None:
 # -- (b) live, 4 x 384 kHz ----------------------------------------------------------------
 
 
-def make_live_file(folder: Path) -> Path:
+def make_live_file(folder: Path, n_channels: int) -> Path:
     """Every recording once per channel, rotated per channel, resampled to 384 kHz."""
     parts = [sf.read(p, dtype="float32")[0] for p in recordings()]
     channels = []
-    for ch in range(LIVE_CHANNELS):
+    for ch in range(n_channels):
         order = parts[ch % len(parts):] + parts[: ch % len(parts)]
         channels.append(resample_poly(np.concatenate(order), 384, 250).astype(np.float32))
     path = folder / "20200817_011332_4ch_384k.wav"  # its name gives the stream start
@@ -247,12 +249,12 @@ def live_once(cfg: Path, wav: Path, seconds: float) -> dict[str, float]:
 
 
 def bench_live(args: argparse.Namespace, package: Path, tmp: Path) -> None:
-    wav = make_live_file(tmp)
+    wav = make_live_file(tmp, args.channels)
     cfg = write_config(tmp, bats_sections(package, args, args.threads),
                        "[source]\nkind = \"replay\"\nloop = true\nspeed = 1.0\n"
                        f"files = [\"{wav}\"]\n")
     runs = [live_once(cfg, wav, args.seconds) for _ in range(args.repeats)]
-    print(f"\n(b) live: {LIVE_CHANNELS} ch x {LIVE_RATE} Hz played at real time, "
+    print(f"\n(b) live: {args.channels} ch x {LIVE_RATE} Hz played at real time, "
           f"{args.seconds:.0f} s per run, ORT threads {args.threads}, medians of "
           f"{args.repeats}")
     for key, label in (("audio_s", "audio played (s)"), ("lost", "samples lost"),
@@ -283,14 +285,14 @@ def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
     from pamlive.live.spectrum import SpectrumFeed
 
     cfg = load_config(write_config(tmp, bats_sections(package, args, 1)))
-    audio, rate = sf.read(make_live_file(tmp), dtype="float32")
+    audio, rate = sf.read(make_live_file(tmp, args.channels), dtype="float32")
     seconds = audio.shape[0] / rate
     pkg = load_model_package(str(package))
     block = rate // 10
     shares: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         t = time.process_time()
-        windower = make_event_windower(pkg, rate, LIVE_CHANNELS, cfg.model.hop_s)
+        windower = make_event_windower(pkg, rate, args.channels, cfg.model.hop_s)
         windows = []
         for i in range(0, audio.shape[0], block):
             windows += windower.push(audio[i:i + block])
@@ -308,7 +310,7 @@ def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
         dedup.flush()
         dedupe = time.process_time() - t
         t = time.process_time()
-        feed = SpectrumFeed(rate, LIVE_CHANNELS, fmax_hz=pkg.events.max_freq_hz
+        feed = SpectrumFeed(rate, args.channels, fmax_hz=pkg.events.max_freq_hz
                             if pkg.events else 500.0)
         for i in range(0, audio.shape[0], block):
             feed.push(audio[i:i + block])
@@ -318,7 +320,7 @@ def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
                           ("de-duplication (inference thread)", dedupe),
                           ("spectrum strip (windowing thread)", strip)):
             shares.setdefault(name, []).append(cpu / seconds)
-    print(f"\n(c) stages on {LIVE_CHANNELS} ch x {rate} Hz, hop {cfg.model.hop_s} s, "
+    print(f"\n(c) stages on {args.channels} ch x {rate} Hz, hop {cfg.model.hop_s} s, "
           f"{seconds:.0f} s of audio, one thread, medians of {args.repeats}")
     for name, values in shares.items():
         print(f"{name:<44} {100 * statistics.median(values):6.1f} % of a core")
@@ -336,6 +338,7 @@ def main() -> None:
     ap.add_argument("--package", help="a converted batdetect2 package (default: convert)")
     ap.add_argument("--hop", type=float, help="window hop (default: configs/bats.toml's)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads, live")
+    ap.add_argument("--channels", type=int, default=4, help="channels at 384 kHz, (b) (c)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-bats-") as folder:
         tmp = Path(folder)
