@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import maximum_filter
 
-from pamlive.events.decode import decode_calls, peaks
+from pamlive.events.decode import decode_calls, local_maxima
 from pamlive.events.spec import EventSpec
 
 CASES = Path(__file__).parent / "fixtures" / "batdetect2_nms" / "cases.npz"
@@ -62,30 +62,39 @@ def test_calls_are_batdetect2s(name: str) -> None:
     assert all(c.channel == 2 for c in calls)
 
 
+def _suppressed(heat: np.ndarray) -> np.ndarray:
+    """batdetect2's suppressed map, by scipy: the 9 x 9 maxima kept, 0 elsewhere."""
+    pooled = maximum_filter(heat, 9, mode="constant", cval=-np.inf)
+    return np.where(pooled == heat, heat, 0)
+
+
 @pytest.mark.parametrize(("name", "boundary"), [("plateaus", 0.75), ("threshold_ties", 0.5625),
                                                ("at_threshold", 0.5)])
 def test_cases_hold_the_ties_they_test(name: str, boundary: float) -> None:
     """Equal scores at the top-k boundary, above the threshold or exactly at it."""
     case = _case(name)
-    heat = case["heat"].astype(np.float32) / 65536
-    kept = np.sort(peaks(heat, 9).ravel())[::-1]
+    kept = np.sort(_suppressed(case["heat"].astype(np.float32) / 65536).ravel())[::-1]
     k = int(((64 * 128 + 384) / 256000) * 200)
     assert kept[k - 1] == kept[k] == boundary
     assert float(case["threshold"]) == 0.5
 
 
-def test_peaks_keep_equal_neighbours_and_edges() -> None:
+@pytest.mark.parametrize("name", ["blobs", "plateaus", "wide"])
+@pytest.mark.parametrize("threshold", [0.0, 0.01, 0.5])
+def test_local_maxima_are_the_suppressed_maps_pixels(name: str, threshold: float) -> None:
+    heat = _case(name)["heat"].astype(np.float32) / 65536
+    ref = np.flatnonzero(_suppressed(heat).ravel() > np.float32(threshold))
+    np.testing.assert_array_equal(local_maxima(heat, 9, threshold), ref)
+
+
+def test_local_maxima_keep_equal_neighbours_and_edges() -> None:
     heat = np.zeros((20, 20), np.float32)
-    heat[5, 5] = heat[5, 6] = 0.8  # a flat top: both are maxima of their neighbourhoods
+    heat[2, 2] = heat[2, 3] = 0.8  # a flat top: both are maxima of their neighbourhoods
     heat[19, 0] = 0.3  # at the border: the padding never wins
     heat[10, 12] = 0.7  # within 4 pixels of a higher one: suppressed
     heat[8, 8] = 0.9
-    out = peaks(heat, 9)
-    assert out[5, 5] == out[5, 6] == 0.0  # 0.9 at (8, 8) is within their 9 x 9
-    assert out[19, 0] == np.float32(0.3) and out[8, 8] == np.float32(0.9)
-    assert out[10, 12] == 0.0
-    ref = np.where(maximum_filter(heat, 9, mode="constant", cval=-1.0) == heat, heat, 0)
-    np.testing.assert_array_equal(out, ref)
+    got = {divmod(int(i), 20) for i in local_maxima(heat, 9, 0.0)}
+    assert got == {(2, 2), (2, 3), (19, 0), (8, 8)}
 
 
 def test_nyquist_drops_calls_above_it() -> None:

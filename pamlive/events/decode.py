@@ -17,24 +17,36 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.ndimage import maximum_filter
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pamlive.events.call import Call
 from pamlive.events.spec import EventSpec
 
 
-def peaks(heat: np.ndarray, kernel: int) -> np.ndarray:
-    """``heat`` ``(H, W)`` where it is the maximum of its ``kernel``-square neighbourhood,
-    0 elsewhere (torch's ``max_pool2d`` padded with -inf, then ``heat * (max == heat)``)."""
-    pooled = maximum_filter(heat, size=kernel, mode="constant", cval=-np.inf)
-    return np.where(pooled == heat, heat, np.zeros((), heat.dtype))
+def local_maxima(heat: np.ndarray, kernel: int, threshold: float) -> np.ndarray:
+    """Flat indices of the pixels of ``heat`` ``(H, W)`` strictly above ``threshold`` (in
+    the heatmap's precision) that equal the maximum of their ``kernel``-square
+    neighbourhood (torch's ``max_pool2d`` padded with -inf: flat tops keep every pixel).
+
+    Only those can be calls, and whatever outranks one in batdetect2's top-k is one too, so
+    looking at them alone gives its result at a fraction of the work of filtering the
+    whole map.
+    """
+    flat = heat.ravel()
+    found = np.flatnonzero(flat > heat.dtype.type(threshold))
+    if found.size == 0:
+        return found
+    r = kernel // 2
+    around = sliding_window_view(np.pad(heat, r, constant_values=-np.inf), (kernel, kernel))
+    ys, xs = np.divmod(found, heat.shape[1])
+    return found[around[ys, xs].max(axis=(1, 2)) == flat[found]]
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Flat indices of the ``k`` highest ``scores``, the lower index first among equals."""
-    flat = scores.ravel()
-    k = min(k, flat.size)
-    return np.argsort(-flat, kind="stable")[:k]
+def top_k(scores: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` of ``indices`` with the highest ``scores``, the lower index first among
+    equals (as torch's ``topk`` chooses)."""
+    order = np.lexsort((indices, -scores[indices]))
+    return indices[order[:k]]
 
 
 def decode_calls(outputs: Mapping[str, np.ndarray], spec: EventSpec, window_start_s: float,
@@ -54,10 +66,9 @@ def decode_calls(outputs: Mapping[str, np.ndarray], spec: EventSpec, window_star
     classes = np.asarray(outputs["classes"])[: len(class_names)]
     height, width = heat.shape
     duration = (width * spec.step_samples + spec.offset_samples) / spec.sample_rate
-    chosen = top_k(peaks(heat, spec.nms_kernel_size), int(duration * spec.nms_top_k_per_sec))
-    scores = heat.ravel()[chosen]
     cut = spec.detection_threshold if threshold is None else threshold
-    chosen = chosen[scores > scores.dtype.type(cut)]  # compared in the heatmap's precision
+    chosen = top_k(heat.ravel(), local_maxima(heat, spec.nms_kernel_size, cut),
+                   int(duration * spec.nms_top_k_per_sec))
     ys, xs = np.divmod(chosen, width)
     order = np.lexsort((ys, xs))
     ys, xs = ys[order], xs[order]
