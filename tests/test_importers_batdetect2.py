@@ -89,6 +89,63 @@ def test_package_metadata(package):
     assert package.chain().output_shape(package.segment_samples) == (220, 6016)
 
 
+def _batdetect2_models(monkeypatch):
+    """batdetect2's own ``detector.models`` (its layer code, run as it is), importable
+    without its heavy dependencies: only ``batdetect2.types`` (audioread, soundfile ...)
+    is replaced by the one NamedTuple the models use."""
+    import types
+    from typing import Any, NamedTuple
+
+    class ModelOutput(NamedTuple):
+        pred_det: Any
+        pred_size: Any
+        pred_class: Any
+        pred_class_un_norm: Any
+        features: Any
+
+    stub = types.ModuleType("batdetect2.types")
+    setattr(stub, "ModelOutput", ModelOutput)  # noqa: B010
+    monkeypatch.setitem(sys.modules, "batdetect2.types", stub)
+    for name in ("batdetect2.detector.models", "batdetect2.detector.model_helpers"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return importlib.import_module("batdetect2.detector.models")
+
+
+@needs_batdetect2
+@pytest.mark.parametrize("model_name", ["Net2DFast", "Net2DFastNoAttn", "Net2DFastNoCoordConv"])
+def test_rebuild_matches_batdetect2s_own_classes(monkeypatch, model_name):
+    """Every architecture batdetect2 1.3.1 can load, with random weights and batch-norm
+    statistics, against batdetect2's own class: the state_dict loads strictly and the
+    outputs agree."""
+    import torch
+
+    from pamlive.importers import batdetect2_net
+
+    models = _batdetect2_models(monkeypatch)
+    torch.manual_seed(0)
+    theirs = getattr(models, model_name)(32, num_classes=3, emb_dim=0, ip_height=128)
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.Linear):  # attention far from uniform, as trained
+                m.weight.normal_(0.0, 8.0)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    theirs.eval()
+    params = {"model_name": model_name, "num_filters": 32, "class_names": ["a", "b", "c"],
+              "ip_height": 128, "resize_factor": 0.5, "emb_dim": 0}
+    ours = batdetect2_net.build(params, theirs.state_dict())
+    spec = 4.0 * torch.rand((2, 1, 220, 192))  # PCEN-like values: 0 to 4
+    with torch.no_grad():
+        resized = torch.nn.functional.interpolate(spec, size=(128, 96), mode="bilinear",
+                                                  align_corners=False)
+        want = theirs(resized)
+        det, size, classes = ours(spec)
+    torch.testing.assert_close(det, want.pred_det, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(size, want.pred_size, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(classes, want.pred_class, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------- against batdetect2 itself
 
 
@@ -126,6 +183,12 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     np.testing.assert_allclose(got["detection"][0, 0, ys, xs], net["detection"], atol=1e-5)
     np.testing.assert_allclose(got["classes"][0][:, ys, xs].T, net["classes"], atol=1e-5)
     np.testing.assert_allclose(got["size"][0][:, ys, xs].T, net["size"], rtol=1e-5, atol=1e-3)
+
+
+@needs_batdetect2
+def test_installed_checkpoint_is_the_one_the_fixtures_came_from(package):
+    want = {_reference(p)["meta"]["checkpoint_sha256"] for p in REFERENCES}
+    assert {package.extra["imported_from"]["sha256"]} == want
 
 
 def test_fixtures_are_batdetect2s_own_and_small():
