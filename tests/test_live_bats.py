@@ -217,3 +217,13 @@ def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
     assert [(c.start_s, c.channel, c.species, c.low_hz) for c in calls] == [
         (c.start_s, c.channel, c.species, c.low_hz) for c in expected]
     assert {c.channel for c in calls} == {0, 1}
+
+
+def test_run_play_with_a_missing_recording_is_one_line_and_exit_2(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "pamlive", "run", "-c", "builtin:bats",
+                           "--play", str(tmp_path / "missing.wav"), "--headless"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"pamlive: error: {tmp_path / 'missing.wav'}: no such file or folder"]
