@@ -141,9 +141,11 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
         bus.close()
     h = engine.health()
     unlogged = bus.stats()["log_errors"]
-    log.info("stopped: %.1f s of audio, %d detection(s), lost %d ring samples, dropped %d "
+    log.info("stopped: %.1f s of audio, %d %s, lost %d ring samples, dropped %d "
              "window(s), %d score(s), %d message(s); %d alert(s) could not be logged",
-             h["stream_time_s"], engine.detections, h["drops"]["ring_samples"],
+             h["stream_time_s"], engine.detections,
+             "call(s)" if package.events is not None else "detection(s)",
+             h["drops"]["ring_samples"],
              h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
              unlogged)
     if unlogged:  # a warning: shown on stderr with the dashboard on, too

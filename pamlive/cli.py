@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the live monitor: capture -> detect -> publish")
     run.add_argument("-c", "--config", required=True, help=CONFIG_HELP)
     run.add_argument("--duration", type=finite, help="stop after this many seconds")
+    run.add_argument("--play", nargs="+", metavar="FILE", help="play these recordings "
+                     "through the live path at their own pace instead of the configured "
+                     "source (config: [source] kind = 'replay', files)")
     _live_flags(run)
 
     an = sub.add_parser("analyze", help="the detection pipeline over audio files")
@@ -131,6 +134,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["alerts.publish"] = args.publish
     if args.replay is not None:
         out["alerts.replay"] = args.replay
+    if getattr(args, "play", None):
+        out["source.kind"] = "replay"
+        out["source.files"] = [str(Path(f).resolve()) for f in args.play]  # from here
     return out
 
 

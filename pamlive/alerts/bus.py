@@ -1,6 +1,7 @@
 """The alert bus: one publisher thread that logs alerts durably, then publishes.
 
-Alerts are detections and onsets (a detection as it opens: the early alert).
+Alerts are detections and onsets (a detection as it opens: the early alert), and an
+event model's calls and per-minute call summaries.
 
 Callers only enqueue (bounded, never blocking, every drop counted); the publisher thread
 owns the PUB socket and the log writer, numbers every message (``seq``), commits each
@@ -26,16 +27,19 @@ from typing import Any
 import numpy as np
 import zmq
 
-from pamlive.alerts.latency import DETECTION, ONSET, LatencyTracker
+from pamlive.alerts.latency import DETECTION, LatencyTracker
 from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader, LogState
 from pamlive.alerts.replay import MAX_FRAME_BYTES, ReplayServer
 from pamlive.alerts.schema import (
-    DETECTION_TOPIC_PREFIX,
+    CALL_SCHEMA,
+    CALL_SUMMARY_SCHEMA,
+    CALL_SUMMARY_TOPIC,
     HEALTH_SCHEMA,
     HEARTBEAT_SCHEMA,
     ONSET_SCHEMA,
-    ONSET_TOPIC_PREFIX,
+    call_topic,
     detection_topic,
+    logged_kind,
     new_run_id,
     onset_topic,
     parse_utc,
@@ -235,12 +239,27 @@ class AlertBus:
             raise ValueError("publish_onset needs a body from schema.onset_body")
         self._enqueue(onset_topic(body["class"]), dict(body), ready_monotonic)
 
+    def publish_call(self, body: dict, *, ready_monotonic: float) -> None:
+        """Queue a call body (from ``schema.call_body``): logged, then published, like a
+        detection; ``ready_monotonic``: arrival of the last sample of its window."""
+        if body.get("schema") != CALL_SCHEMA or not isinstance(body.get("species"), str):
+            raise ValueError("publish_call needs a body from schema.call_body")
+        self._enqueue(call_topic(body["species"]), dict(body), ready_monotonic)
+
+    def publish_call_summary(self, body: dict) -> None:
+        """Queue a per-minute call summary (from ``schema.call_summary_body``): logged,
+        then published (it carries no ``latency_ms``: it waits for its minute to end)."""
+        if body.get("schema") != CALL_SUMMARY_SCHEMA:
+            raise ValueError("publish_call_summary needs a body from schema.call_summary_body")
+        self._enqueue(CALL_SUMMARY_TOPIC, dict(body), None)
+
     def publish_health(self, body: dict) -> None:
         self._enqueue("health", {"schema": HEALTH_SCHEMA, **body}, None)
 
     def publish(self, topic: str, body: dict) -> None:
-        """Any non-alert topic (e.g. ``spectrum``); detections and onsets go through the log."""
-        if topic.startswith((DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX)) or not topic.isascii():
+        """Any non-alert topic (e.g. ``spectrum``); alerts (detections, onsets, calls,
+        summaries) go through the log."""
+        if logged_kind(topic) is not None or not topic.isascii():
             raise ValueError(f"publish: topic {topic!r} must be ASCII and not an alert")
         self._enqueue(topic, dict(body), None)
 
@@ -322,17 +341,18 @@ class AlertBus:
                 body["latency_ms"] = round((now - ready) * 1000.0, 3)
             try:
                 text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-                start = parse_utc(body["start_utc"]).timestamp() if ready is not None else 0.0
+                start = (parse_utc(body["start_utc"]).timestamp()
+                         if logged_kind(topic) is not None else 0.0)
             except (TypeError, ValueError, KeyError):  # one bad body must not sink the batch
                 log.exception("unpublishable %s message dropped", topic)
                 self._count_drop(topic)
                 continue
             self._seq += 1
+            kind = logged_kind(topic)
             if ready is not None:
-                kind = ONSET if topic.startswith(ONSET_TOPIC_PREFIX) else DETECTION
-                latencies.append((kind, body["latency_ms"]))
-                if self._log is not None:
-                    rows.append(LoggedDetection(self._seq, start, text, kind))
+                latencies.append((kind or DETECTION, body["latency_ms"]))
+            if kind is not None and self._log is not None:
+                rows.append(LoggedDetection(self._seq, start, text, kind))
             frames.append((topic, text.encode("utf-8")))
         if rows:
             self._write_log(rows)

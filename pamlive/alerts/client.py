@@ -14,6 +14,8 @@ become ``malformed`` events.
                 act_on(event.body)
             elif event.alert == "detection":  # the same call, closed (same "id")
                 record(event.body)
+            elif event.alert == "call":       # an event model's call (bats): one per call
+                count(event.body)
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ from typing import Any
 import zmq
 
 from pamlive.alerts.schema import (
-    DETECTION_TOPIC_PREFIX,
+    CALL_SCHEMA,
+    CALL_SUMMARY_SCHEMA,
+    CALL_SUMMARY_TOPIC,
     ONSET_SCHEMA,
-    ONSET_TOPIC_PREFIX,
+    call_topic,
     detection_topic,
+    logged_kind,
     onset_topic,
     utc_iso,
+    validate_call,
+    validate_call_summary,
     validate_detection,
     validate_envelope,
     validate_onset,
@@ -45,7 +52,9 @@ from pamlive.errors import ConfigError
 _MAX_DRAIN = 10000  # messages handled per poll, so poll() returns regularly under load
 _REMEMBERED_RUNS = 64
 _REPLAY_ATTEMPTS = 3
-_ALERT_KINDS = ["detection", "onset"]  # what replay is asked for (a "kinds" request)
+# what replay is asked for (a "kinds" request), newest first: a monitor from before calls
+# refuses the first, one from before onsets the second (then: detections only, no "kinds")
+_REPLAY_KINDS = (["detection", "onset", "call", "call_summary"], ["detection", "onset"])
 
 Position = tuple[str, int]  # (run_id, seq)
 
@@ -75,12 +84,11 @@ class BusEvent:
 
     @property
     def alert(self) -> str | None:
-        """``onset`` or ``detection`` for an alert delivered (live or replayed), else None."""
+        """``onset``, ``detection``, ``call`` or ``call_summary`` for an alert delivered
+        (live or replayed), else None."""
         if self.kind not in ("message", "replayed"):
             return None
-        if self.topic.startswith(ONSET_TOPIC_PREFIX):
-            return "onset"
-        return "detection" if self.topic.startswith(DETECTION_TOPIC_PREFIX) else None
+        return logged_kind(self.topic)
 
 
 class AlertClient:
@@ -124,7 +132,7 @@ class AlertClient:
             self.close()
             raise ConfigError(f"alert client cannot connect to {endpoint!r}: {e.strerror}") from e
         self._request_ids = itertools.count(1)
-        self._replay_kinds: list[str] | None = _ALERT_KINDS  # None: a monitor without onsets
+        self._replay_kinds: list[str] | None = _REPLAY_KINDS[0]  # None: no "kinds" known
         self._run_id: str | None = None
         self._last_seq = 0
         self._delivered: OrderedDict[str, int] = OrderedDict()  # run_id -> max alert seq
@@ -194,18 +202,16 @@ class AlertClient:
         if run_id != self._run_id:
             self._run_id, self._last_seq = run_id, 0
         self._last_seq = max(self._last_seq, seq)
-        if topic.startswith((DETECTION_TOPIC_PREFIX, ONSET_TOPIC_PREFIX)):
+        if logged_kind(topic) is not None:
             self._deliver_alert("message", topic, body, events)
         elif self._wanted(topic):
             events.append(BusEvent("message", topic, body))
 
     def _deliver_alert(self, kind: str, topic: str, body: Any, events: list) -> None:
-        """An onset or a detection: checked, de-duplicated by (run_id, seq), delivered."""
-        onset = topic.startswith(ONSET_TOPIC_PREFIX)
+        """An alert (onset, detection, call, call summary): checked, de-duplicated by
+        (run_id, seq), delivered."""
         try:
-            (validate_onset if onset else validate_detection)(body)
-            if topic != (onset_topic if onset else detection_topic)(body["class"]):
-                raise ValueError(f"topic {topic!r} does not match class {body['class']!r}")
+            _check_alert(topic, body)
         except ValueError as e:
             events.append(
                 BusEvent("malformed", topic, body if isinstance(body, dict) else None, str(e))
@@ -254,8 +260,8 @@ class AlertClient:
             if self._replay_kinds is not None:
                 request["kinds"] = self._replay_kinds
             reply, error = self._request(request)
-            if reply is None and self._replay_kinds is not None and "'kinds'" in str(error):
-                self._replay_kinds = None  # a monitor from before onsets: detections only
+            if reply is None and self._replay_kinds is not None and "kinds" in str(error):
+                self._replay_kinds = _older_kinds(self._replay_kinds)  # an older monitor
                 continue
             if reply is None:
                 events.append(BusEvent("gap", "", bounds, error))
@@ -309,9 +315,37 @@ class AlertClient:
         return self._dealer
 
 
+def _older_kinds(kinds: list[str]) -> list[str] | None:
+    """The replay kinds a monitor that refused ``kinds`` may know (None: no "kinds")."""
+    later = _REPLAY_KINDS[_REPLAY_KINDS.index(kinds) + 1:] if kinds in _REPLAY_KINDS else ()
+    return later[0] if later else None
+
+
+def _check_alert(topic: str, body: Any) -> None:
+    """Raise ``ValueError`` unless ``body`` is a valid alert of the kind ``topic`` names."""
+    kind = logged_kind(topic)
+    if kind == "call":
+        validate_call(body)
+        if topic != call_topic(body["species"]):
+            raise ValueError(f"topic {topic!r} does not match species {body['species']!r}")
+        return
+    if kind == "call_summary":
+        validate_call_summary(body)
+        return
+    onset = kind == "onset"
+    (validate_onset if onset else validate_detection)(body)
+    if topic != (onset_topic if onset else detection_topic)(body["class"]):
+        raise ValueError(f"topic {topic!r} does not match class {body['class']!r}")
+
+
 def _topic_of(body: Any) -> str:
     """The topic a logged alert body was published on."""
     if not isinstance(body, dict):
         return ""
-    topic = onset_topic if body.get("schema") == ONSET_SCHEMA else detection_topic
+    schema = body.get("schema")
+    if schema == CALL_SCHEMA:
+        return call_topic(str(body.get("species")))
+    if schema == CALL_SUMMARY_SCHEMA:
+        return CALL_SUMMARY_TOPIC
+    topic = onset_topic if schema == ONSET_SCHEMA else detection_topic
     return topic(str(body.get("class")))

@@ -6,7 +6,8 @@ file consistent. The log spans monitor runs: runs get an increasing ordinal at s
 detections are ordered by ``(run ordinal, seq)``, which is what replay walks.
 
 Onsets (the early alert as a detection opens) are logged the same way, in a table of
-their own, so the ``detections`` table still holds detections only.
+their own, so the ``detections`` table still holds detections only; so are an event
+model's calls and their per-minute summaries (``calls``, ``call_summaries``).
 
 A write that fails (disk full, I/O error) never stops publication: the rows stay in a
 bounded in-memory backlog that replay still serves and that the next write retries first;
@@ -28,7 +29,9 @@ from pathlib import Path
 
 from pamlive.errors import ConfigError
 
-TABLES = {"detection": "detections", "onset": "onsets"}  # message kind -> its table
+# message kind -> its table; an event model's calls and per-minute summaries have their own
+TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
+          "call_summary": "call_summaries"}
 
 _RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -52,6 +55,8 @@ CREATE INDEX IF NOT EXISTS {table}_by_start ON {table} (start_epoch);
 CREATE INDEX IF NOT EXISTS {table}_by_logged ON {table} (logged_epoch);
 """
 _SCHEMA = _RUNS + "".join(_MESSAGES.format(table=t) for t in TABLES.values())
+
+_RUN_ORDS = " UNION ".join(f"SELECT run_ord FROM {t}" for t in TABLES.values())
 
 MAX_PAGE = 1000
 MAX_BACKLOG = 10_000  # unlogged messages kept in memory (~1 KB each) while writes fail
@@ -203,7 +208,7 @@ class DetectionLog:
         return events
 
     def prune(self, retention_days: float) -> int:
-        """Delete detections and onsets logged more than ``retention_days`` ago; returns
+        """Delete messages (every kind) logged more than ``retention_days`` ago; returns
         rows deleted."""
         cutoff = time.time() - retention_days * 86400.0
         with self._conn:
@@ -211,7 +216,7 @@ class DetectionLog:
                                        (cutoff,)).rowcount for table in TABLES.values())
             self._conn.execute(
                 "DELETE FROM runs WHERE ord != ? AND started_epoch < ?"
-                " AND ord NOT IN (SELECT run_ord FROM detections UNION SELECT run_ord FROM onsets)",
+                " AND ord NOT IN (" + _RUN_ORDS + ")",
                 (self._run_ord, cutoff),
             )
         return n

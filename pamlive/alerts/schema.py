@@ -7,6 +7,8 @@ build and check messages with one definition of the schema.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +25,10 @@ ONSET_SCHEMA = "pamlive.onset/1"
 ONSET_TOPIC_PREFIX = "onset."
 BEARING_SCHEMA = "pamlive.bearing/1"  # a detection's bearing, published after it (array)
 BEARING_TOPIC_PREFIX = "bearing."
+CALL_SCHEMA = "pamlive.call/1"  # one call of an event model (bats), docs/contracts.md
+CALL_TOPIC_PREFIX = "call."
+CALL_SUMMARY_SCHEMA = "pamlive.call_summary/1"  # calls per species in one UTC minute
+CALL_SUMMARY_TOPIC = "summary.calls"
 
 
 def new_run_id() -> str:
@@ -36,6 +42,17 @@ def detection_topic(class_name: str) -> str:
 
 def onset_topic(class_name: str) -> str:
     return ONSET_TOPIC_PREFIX + class_name
+
+
+def logged_kind(topic: str) -> str | None:
+    """The log's kind (``alerts.log.TABLES``) of a message on ``topic``; None: not logged."""
+    if topic.startswith(DETECTION_TOPIC_PREFIX):
+        return "detection"
+    if topic.startswith(ONSET_TOPIC_PREFIX):
+        return "onset"
+    if topic.startswith(CALL_TOPIC_PREFIX):
+        return "call"
+    return "call_summary" if topic == CALL_SUMMARY_TOPIC else None
 
 
 def alert_id(run_id: str, class_name: str, start_sample: int) -> str:
@@ -216,3 +233,134 @@ def validate_bearing_fields(body: dict) -> None:
     if "bearing_reference" in body:
         _require(body["bearing_reference"] in ("true", "array"), "bearing_reference",
                  "must be 'true' or 'array'")
+
+
+# -- calls of an event model (bats) ------------------------------------------------------
+
+
+def species_slug(species: str) -> str:
+    """The ASCII topic word for a species: ``Pipistrellus pygmaeus`` -> ``pipistrellus_pygmaeus``
+    (accents dropped, anything but letters and digits one ``_``)."""
+    ascii_name = unicodedata.normalize("NFKD", species).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_") or "unknown"
+
+
+def call_topic(species: str) -> str:
+    return CALL_TOPIC_PREFIX + species_slug(species)
+
+
+def call_id(run_id: str, channel: int, start_sample: int, low_hz: float) -> str:
+    """Unique within a run: one call per channel starts at a sample in one frequency row."""
+    return f"{run_id}:call:{int(channel)}:{int(start_sample)}:{round(low_hz)}"
+
+
+def call_body(*, run_id: str, station: str, channel: int, species: str, class_prob: float,
+              det_prob: float, probs: Mapping[str, float], start_sample: int,
+              end_sample: int, sample_rate: int, low_hz: float, high_hz: float,
+              utc_at: Callable[[int], datetime], model_name: str,
+              model_version: str) -> dict[str, Any]:
+    """A ``pamlive.call/1`` body without ``seq``/``latency_ms`` (the bus adds them); UTC
+    from the sample clock at the call's first and last input samples."""
+    if end_sample < start_sample:
+        raise ValueError(f"end_sample {end_sample} is before start_sample {start_sample}")
+    return {
+        "schema": CALL_SCHEMA,
+        "run_id": run_id,
+        "station": station,
+        "id": call_id(run_id, channel, start_sample, low_hz),
+        "model": {"name": model_name, "version": model_version},
+        "channel": int(channel),
+        "species": str(species),
+        "class_prob": float(class_prob),
+        "det_prob": float(det_prob),
+        "probs": {str(k): float(v) for k, v in probs.items()},
+        "start_utc": utc_iso(utc_at(start_sample)),
+        "end_utc": utc_iso(utc_at(end_sample)),
+        "start_sample": int(start_sample),
+        "end_sample": int(end_sample),
+        "sample_rate": int(sample_rate),
+        "low_hz": float(low_hz),
+        "high_hz": float(high_hz),
+    }
+
+
+def call_summary_body(*, run_id: str, station: str, start: datetime, end: datetime,
+                      counts: Mapping[str, int], max_prob: Mapping[str, float],
+                      partial: bool, model_name: str, model_version: str) -> dict[str, Any]:
+    """A ``pamlive.call_summary/1`` body: the calls that started in ``[start, end)`` (one
+    UTC minute; shorter, with ``partial``, where the stream began or ended in it)."""
+    start_utc = utc_iso(start)
+    return {
+        "schema": CALL_SUMMARY_SCHEMA,
+        "run_id": run_id,
+        "station": station,
+        "id": f"{run_id}:summary:{start_utc}",
+        "model": {"name": model_name, "version": model_version},
+        "start_utc": start_utc,
+        "end_utc": utc_iso(end),
+        "partial": bool(partial),
+        "calls": int(sum(counts.values())),
+        "counts": {str(k): int(v) for k, v in counts.items()},
+        "max_prob": {str(k): float(v) for k, v in max_prob.items()},
+    }
+
+
+def _check(cond: bool, what: str, field: str, why: str) -> None:
+    if not cond:
+        raise ValueError(f"{what} field {field!r}: {why}")
+
+
+def _check_common(body: object, schema: str, what: str) -> dict:
+    """Envelope, schema, id, station, model and the two UTC times of a call or summary."""
+    validate_envelope(body)
+    assert isinstance(body, dict)
+    _check(body.get("schema") == schema, what, "schema", f"must be {schema!r}")
+    _check(isinstance(body.get("id"), str) and body["id"] != "", what, "id",
+           "missing or not a non-empty string")
+    _check(isinstance(body.get("station"), str), what, "station", "missing or not a string")
+    model = body.get("model")
+    _check(isinstance(model, dict) and isinstance(model.get("name"), str)
+           and isinstance(model.get("version"), str), what, "model",
+           "must be an object with string 'name' and 'version'")
+    times = []
+    for field in ("start_utc", "end_utc"):
+        try:
+            times.append(parse_utc(body.get(field)))  # type: ignore[arg-type]
+        except ValueError as e:
+            raise ValueError(f"{what} field {field!r}: {e}") from None
+    _check(times[1] >= times[0], what, "end_utc", "before start_utc")
+    return body
+
+
+def validate_call(body: object) -> None:
+    """Raise ``ValueError`` naming the first bad field of a published call body."""
+    b = _check_common(body, CALL_SCHEMA, "call")
+    _check(isinstance(b.get("species"), str) and b["species"] != "", "call", "species",
+           "missing or not a non-empty string")
+    _check(_is_int(b.get("channel")) and b["channel"] >= 0, "call", "channel",
+           "not a non-negative integer")
+    for field in ("class_prob", "det_prob", "low_hz", "high_hz", "latency_ms"):
+        _check(_is_number(b.get(field)), "call", field, "missing or not a finite number")
+    _check(b["high_hz"] >= b["low_hz"], "call", "high_hz", "below low_hz")
+    probs = b.get("probs")
+    _check(isinstance(probs, dict) and all(_is_number(v) for v in probs.values()), "call",
+           "probs", "must map species to finite numbers")
+    for field in ("start_sample", "end_sample"):
+        _check(_is_int(b.get(field)) and b[field] >= 0, "call", field, "not a sample index")
+    _check(b["end_sample"] >= b["start_sample"], "call", "end_sample", "before start_sample")
+    _check(_is_int(b.get("sample_rate")) and b["sample_rate"] > 0, "call", "sample_rate",
+           "not a positive integer")
+
+
+def validate_call_summary(body: object) -> None:
+    """Raise ``ValueError`` naming the first bad field of a published call summary."""
+    b = _check_common(body, CALL_SUMMARY_SCHEMA, "call summary")
+    counts, max_prob = b.get("counts"), b.get("max_prob")
+    if not isinstance(counts, dict) or not all(_is_int(v) and v >= 0 for v in counts.values()):
+        raise ValueError("call summary field 'counts': must map species to non-negative integers")
+    _check(isinstance(max_prob, dict) and set(max_prob) == set(counts)
+           and all(_is_number(v) for v in max_prob.values()), "call summary", "max_prob",
+           "must map each counted species to a finite number")
+    _check(_is_int(b.get("calls")) and b["calls"] == sum(counts.values()), "call summary",
+           "calls", "must be the sum of counts")
+    _check(isinstance(b.get("partial"), bool), "call summary", "partial", "not true/false")

@@ -14,10 +14,13 @@ from typing import Any
 from pamlive.alerts.client import BusEvent
 from pamlive.alerts.schema import (
     BEARING_TOPIC_PREFIX,
+    CALL_SUMMARY_TOPIC,
+    CALL_TOPIC_PREFIX,
     DETECTION_TOPIC_PREFIX,
     ONSET_TOPIC_PREFIX,
     parse_utc,
 )
+from pamlive.dashboard.calls import CallBoard
 from pamlive.live.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
 
 ALARM_CLASSES = frozenset({"right_whale"})
@@ -78,6 +81,7 @@ class DashboardState:
     bells_due: int = 0
     onsets_total: int = 0
     alarmed_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    calls: CallBoard = field(default_factory=CallBoard)  # an event model's calls (bats)
 
     def apply(self, event: BusEvent, now: float) -> None:
         """Take one bus event (``now``: monotonic seconds); never raises on bad content."""
@@ -116,10 +120,17 @@ class DashboardState:
             self._on_detection(body, replayed=event.kind == "replayed", now=now)
         elif event.topic.startswith(BEARING_TOPIC_PREFIX):
             self._on_bearing(body)
+        elif event.topic.startswith(CALL_TOPIC_PREFIX):
+            self.calls.on_call(body, replayed=event.kind == "replayed")
+            if event.kind == "replayed":
+                self.healed += 1
+        elif event.topic == CALL_SUMMARY_TOPIC:
+            self.calls.on_summary(body)
         elif event.topic == "health":
             _check_health(body)
             self.health, self.health_at = body, now
             self.said_goodbye = body.get("final") is True
+            self.calls.seen |= isinstance(body.get("calls"), dict)
         elif event.topic == SPECTRUM_TOPIC:
             self._on_spectrum(body)
 

@@ -20,6 +20,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from pamlive.alerts.schema import parse_utc
+from pamlive.dashboard.calls import CallBoard
 from pamlive.dashboard.state import ALARM_CLASSES, DashboardState, DetectionRow
 
 METER_FLOOR_DBFS = -100.0
@@ -390,8 +392,67 @@ def render(state: DashboardState, now: float, height: int = 40, width: int = 120
         Layout(header(state, width), name="header", size=1),
         Layout(banner(state, now), name="banner", size=1),
         body,
+        call_panels(state.calls, table_size - 3) if state.calls.seen else
         Layout(Panel(detection_table(state, table_size - 3),
                      title=f"detections ({total}, newest first)", border_style="blue"),
                name="detections"),
     )
     return layout
+
+
+# -- an event model's calls (bats) -------------------------------------------------------
+
+
+def species_table(board: CallBoard, max_rows: int) -> Table:
+    """Per species: calls this minute, in the last closed minute, in total; best prob."""
+    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table.add_column("species", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(f"{board.minute:%H:%M}" if board.minute else "this min", justify="right")
+    last = board.summary
+    table.add_column(f"{parse_utc(last['start_utc']):%H:%M}" if last else "last min",
+                     justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("max p", justify="right")
+    closed = (last or {}).get("counts", {})
+    for species in board.species()[: max(0, max_rows)]:
+        table.add_row(species, str(board.this_minute.get(species, 0)),
+                      str(closed.get(species, 0)), str(board.total[species]),
+                      f"{board.max_prob[species]:.2f}")
+    return table
+
+
+def call_table(board: CallBoard, max_rows: int) -> Table:
+    """The latest calls, newest first: UTC (ms), species, probability, channel, box."""
+    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table.add_column("UTC", no_wrap=True, min_width=12)
+    table.add_column("species", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("p", justify="right", min_width=4)
+    table.add_column("ch", justify="right", min_width=2)
+    table.add_column("kHz", justify="right", no_wrap=True, min_width=9)
+    table.add_column("", style="dim", no_wrap=True)
+    for row in list(board.latest)[: max(0, max_rows)]:
+        table.add_row(f"{row.start_utc:%H:%M:%S}.{row.start_utc.microsecond // 1000:03d}",
+                      short_species(row.species), f"{row.class_prob:.2f}", str(row.channel),
+                      f"{row.low_hz / 1000:.1f}–{row.high_hz / 1000:.1f}",
+                      "replayed" if row.replayed else "")
+    return table
+
+
+def short_species(name: str) -> str:
+    """``Pipistrellus pygmaeus`` -> ``P. pygmaeus`` (the list is narrow; the counts table
+    beside it names the species in full)."""
+    genus, _, rest = name.partition(" ")
+    return f"{genus[:1]}. {rest}" if rest and genus else name
+
+
+def call_panels(board: CallBoard, max_rows: int) -> Layout:
+    """Counts per species beside the latest calls (an event model: no banner per call)."""
+    panels = Layout(name="calls")
+    panels.split_row(
+        Layout(Panel(species_table(board, max_rows), border_style="blue",
+                     title=f"calls per species ({board.calls} in all)"), name="species",
+               ratio=1),
+        Layout(Panel(call_table(board, max_rows), title="latest calls, newest first",
+                     border_style="blue"), name="latest", ratio=1),
+    )
+    return panels

@@ -7,8 +7,8 @@ Threads and what joins them::
         --score queue (bounded)--> this thread: merge + publish, clips due, health
 
 Live detections are the events ``pamlive analyze`` finds in the same audio: the same
-Windower cuts the windows and the same WindowMerger merges them. Every time comes from
-the sample clock (``capture.py``).
+Windower cuts the windows and the same WindowMerger merges them (an event model's calls:
+``calls.py``). Every time comes from the sample clock (``capture.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pamlive.field.reexec import Outage, inherited_outage
 from pamlive.field.watchdog import LivenessWatchdog, State
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
+from pamlive.live.calls import CallPublisher, open_call_finder
 from pamlive.live.capture import Capture
 from pamlive.live.field import archive_part, log_part, open_archive, open_evidence, position_part
 from pamlive.live.health import Part, Snapshot, health_body
@@ -70,16 +71,22 @@ class Engine:
         rate, channels = source.sample_rate, source.channels
         self.capture = Capture(source, config.buffers.ring_seconds)
         chain = package.chain()
-        classifier = Classifier(package, threads=config.model.threads)
-        classifier.check_features(chain.output_shape(package.segment_samples))
+        events = open_call_finder(config, package, rate, channels)  # an event model (bats)
+        finder = events[0] if events else None
+        classifier = None
+        if events is None:
+            classifier = Classifier(package, threads=config.model.threads)
+            classifier.check_features(chain.output_shape(package.segment_samples))
         windows = GapTolerantWindows(
+            events[1] if events else
             lambda: make_windower(package, rate, channels, config.model.hop_s))
         outage = inherited_outage()  # this process was re-executed to reopen the device
         watchdog = LivenessWatchdog(channels, config.watchdog, time.monotonic(),
                                     state=State.DEAF if outage else State.OK)
         self.supervisor = Supervisor(watchdog, bus.publish, outage)
         self.levels = LevelMeter(channels)
-        fmax = min(package.sample_rate / 2, SPECTRUM_FMAX_HZ)  # the model's band, at most
+        fmax = min(package.sample_rate / 2, SPECTRUM_FMAX_HZ if package.events is None
+                   else package.events.max_freq_hz)  # the model's band, at most
         observers: list[BlockObserver] = [
             WatchdogFeed(watchdog, rate),
             self.levels,
@@ -92,18 +99,26 @@ class Engine:
         self.windowing = Windowing(self.capture.ring, windows, observers,
                                    config.buffers.window_queue, chunk=rate)
         self.inference = Inference(classifier, self.windowing.queue, config.model.batch_max,
-                                   config.buffers.detection_queue)
+                                   config.buffers.detection_queue,
+                                   find_calls=finder.find if finder else None)
         pos = open_position_source(config.position, time.time)
         track, position_source = pos if pos else (None, None)
-        self.publisher = Publisher(
-            make_merger(package, rate, config.model.max_merge, config.model.thresholds),
-            self.inference.queue, bus, package=package, station=config.station,
-            utc=self.capture.utc, ring=self.capture.ring, evidence=self.evidence,
-            track=track, on_detection=on_detection)
+        self.publisher: Publisher | CallPublisher
+        if finder is not None:
+            self.publisher = CallPublisher(
+                self.inference.queue, finder, bus, package=package, station=config.station,
+                utc=self.capture.utc, ring=self.capture.ring, input_rate=rate)
+        else:
+            self.publisher = Publisher(
+                make_merger(package, rate, config.model.max_merge, config.model.thresholds),
+                self.inference.queue, bus, package=package, station=config.station,
+                utc=self.capture.utc, ring=self.capture.ring, evidence=self.evidence,
+                track=track, on_detection=on_detection)
         self.services: list[Service] = [position_source] if position_source else []
         array = open_array_stage(config.array, self.capture.ring, bus, source, config.station,
                                  position_source)
         if array is not None:  # [array]: channel agreement now, the bearing as a later message
+            assert isinstance(self.publisher, Publisher)  # open_call_finder refuses [array]
             self.services.append(array)
             self.publisher.hooks.append(array)
         self.health_parts: list[Callable[[], Part | None]] = [
@@ -111,6 +126,8 @@ class Engine:
             self.supervisor.part,
             lambda: log_part(bus),
         ]
+        if isinstance(self.publisher, CallPublisher):
+            self.health_parts.append(self.publisher.part)
         if self.evidence is not None:
             self.health_parts.append(self.evidence.part)
             self.supervisor.alert_sources.append(self.evidence.worker)

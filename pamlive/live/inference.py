@@ -1,6 +1,7 @@
 """Inference stage: its thread scores queued windows in batches (across channels and
 positions) with ONNX Runtime and queues ``(window, scores)`` for the merger (bounded;
 full: dropped, counted). A batch that fails is counted and skipped; the stage goes on.
+An event model's stage queues each batch's released calls instead (``live/calls.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -23,9 +25,13 @@ log = logging.getLogger(__name__)
 class Inference:
     """The ``pamlive-inference`` thread. Counters are written by this thread only."""
 
-    def __init__(self, classifier: Classifier, windows: queue.Queue[object], batch_max: int,
-                 queue_size: int) -> None:
+    def __init__(self, classifier: Classifier | None, windows: queue.Queue[object],
+                 batch_max: int, queue_size: int,
+                 find_calls: Callable[[list[Window]], Sequence[object]] | None = None) -> None:
+        """``find_calls``: an event model's windows -> the calls each released (queued per
+        window) instead of the classifier's scores."""
         self.classifier = classifier
+        self.find_calls = find_calls
         self.windows = windows
         self.batch_max = batch_max
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -74,16 +80,21 @@ class Inference:
             return not ended
         t0 = time.perf_counter()
         try:
-            scores = classify_windows(self.classifier, windows)
+            if self.find_calls is not None:
+                results: list[object] = list(self.find_calls(windows))
+            else:
+                assert self.classifier is not None
+                scores = classify_windows(self.classifier, windows)
+                results = list(zip(windows, scores, strict=True))
         except Exception:
             self.errors += len(windows)
             log.exception("inference failed on %d window(s)", len(windows))
             return not ended
         self.batches += 1
         self.batch_ms.append((time.perf_counter() - t0) * 1000.0)
-        for w, s in zip(windows, scores, strict=True):
+        for result in results:
             try:
-                self.queue.put_nowait((w, s))
+                self.queue.put_nowait(result)
             except queue.Full:
                 self.drops += 1
         return not ended

@@ -42,6 +42,21 @@ class DetectionHook(Protocol):
     def published(self, detection: Detection, body: dict[str, Any], utc: datetime) -> None: ...
 
 
+def drain_queue(items: queue.Queue[object], timeout: float,
+                handle: Callable[[object], None]) -> bool:
+    """Hand every item queued within ``timeout`` seconds to ``handle``; True once the
+    end-of-stream marker came through (then nothing follows it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return False
+        if item is END:
+            return True
+        handle(item)
+
+
 class Publisher:
     """Drains the score queue through the merger and publishes what it emits."""
 
@@ -71,19 +86,10 @@ class Publisher:
 
     def drain(self, timeout: float) -> None:
         """Merge what the inference thread scored within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not self.ended:
-            try:
-                item = self.scores.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return
-            if item is END:
-                self.ended = True
-                return
-            w, scores = cast(tuple[Window, np.ndarray], item)
-            self._merge(w, scores)
+        self.ended = self.ended or drain_queue(self.scores, timeout, self._merge)
 
-    def _merge(self, w: Window, scores: np.ndarray) -> None:
+    def _merge(self, item: object) -> None:
+        w, scores = cast(tuple[Window, np.ndarray], item)
         events = self.merger.push_events(w.index, w.start_sample, w.end_sample, scores)
         self.emit(events, w.end_sample)
 
