@@ -90,6 +90,18 @@ def write_tonal_package(target: Path, threshold: float = 0.5) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bats_package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """batdetect2's UK model as `pamlive import-model batdetect2` converts it from the
+    installed checkpoint (CC-BY-NC-4.0: made per test session, never committed)."""
+    pytest.importorskip("torch", reason="the bats extra (PyTorch) is not installed")
+    pytest.importorskip("batdetect2", reason="batdetect2 (its checkpoint) is not installed: "
+                        "pip install --no-deps batdetect2==1.3.1")
+    from pamlive.importers import import_model
+
+    return import_model("batdetect2", tmp_path_factory.mktemp("bats") / "batdetect2-uk")
+
+
+@pytest.fixture(scope="session")
 def tonal_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tonal_package(tmp_path_factory.mktemp("tonal-model"))
 

@@ -25,17 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def bat_package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package `pamlive import-model batdetect2` makes from the installed checkpoint."""
-    from pamlive.importers.batdetect2 import find_checkpoint, import_package
-
-    return import_package(find_checkpoint("batdetect2"),
-                          tmp_path_factory.mktemp("bats") / "batdetect2-uk")
-
-
-@pytest.fixture(scope="session")
-def bat_package(bat_package_dir: Path) -> ModelPackage:
-    return load_model_package(bat_package_dir)
+def bat_package(bats_package_dir: Path) -> ModelPackage:
+    return load_model_package(bats_package_dir)
 
 
 def _total(per_file: dict[str, Parity]) -> Parity:
@@ -78,10 +69,10 @@ def _pamlive(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, cwd=cwd, env=env)
 
 
-def test_analyze_with_the_bats_config(bat_package_dir: Path, shared_dir: Path,
+def test_analyze_with_the_bats_config(bats_package_dir: Path, shared_dir: Path,
                                       tmp_path: Path) -> None:
     """The acceptance command: one Raven row per call, species and frequency box."""
-    (tmp_path / "batdetect2-uk").symlink_to(bat_package_dir)
+    (tmp_path / "batdetect2-uk").symlink_to(bats_package_dir)
     wav = shared_dir / "data" / "bats" / "20200817_011342.wav"
     r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "OUT",
                  "--no-progress", cwd=tmp_path)
@@ -94,7 +85,7 @@ def test_analyze_with_the_bats_config(bat_package_dir: Path, shared_dir: Path,
         low, high = float(row["Low Freq (Hz)"]), float(row["High Freq (Hz)"])
         assert 10000 <= low < high <= 125000
         assert float(row["Begin Time (s)"]) < float(row["End Time (s)"])
-        assert row["Class"] in load_model_package(bat_package_dir).class_names
+        assert row["Class"] in load_model_package(bats_package_dir).class_names
         assert 0.3 < float(row["Det Prob"]) <= 1 and 0 < float(row["Score"]) <= 1
     r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "HIGH",
                  "--no-progress", "--threshold", "0.5", cwd=tmp_path)
@@ -108,10 +99,10 @@ def test_analyze_with_the_bats_config(bat_package_dir: Path, shared_dir: Path,
     (["--scores"], "is an event model: it reports calls, and --scores"),
     (["--cluster", "local"], "is an event model: it reports calls, and --cluster"),
 ])
-def test_what_an_event_model_cannot_do_is_one_line(bat_package_dir: Path, shared_dir: Path,
+def test_what_an_event_model_cannot_do_is_one_line(bats_package_dir: Path, shared_dir: Path,
                                                    tmp_path: Path, flags: list[str],
                                                    fragment: str) -> None:
-    (tmp_path / "batdetect2-uk").symlink_to(bat_package_dir)
+    (tmp_path / "batdetect2-uk").symlink_to(bats_package_dir)
     wav = shared_dir / "data" / "bats" / "20200817_011342.wav"
     r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "OUT",
                  *flags, cwd=tmp_path)
@@ -120,11 +111,11 @@ def test_what_an_event_model_cannot_do_is_one_line(bat_package_dir: Path, shared
     assert not (tmp_path / "OUT").exists()
 
 
-def test_an_ensemble_member_cannot_be_an_event_model(bat_package_dir: Path,
+def test_an_ensemble_member_cannot_be_an_event_model(bats_package_dir: Path,
                                                      tmp_path: Path) -> None:
     cfg = tmp_path / "e.toml"
     cfg.write_text(f'[[model.members]]\npath = "builtin:narw"\n\n[[model.members]]\n'
-                   f'path = "{bat_package_dir}"\n')
+                   f'path = "{bats_package_dir}"\n')
     r = _pamlive("analyze", "x.wav", "-c", str(cfg), "-o", "OUT", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "#2" in r.stderr and "is an event model" in r.stderr
@@ -178,13 +169,40 @@ def test_each_channel_has_its_own_calls(bat_package: ModelPackage, shared_dir: P
         assert dev["start_s"] < 1e-6 and dev["class_prob"] < 1e-4 and dev["det_prob"] < 1e-4
 
 
-def test_window_score_thresholds_are_refused_for_an_event_model(bat_package_dir: Path,
+def test_window_score_thresholds_are_refused_for_an_event_model(bats_package_dir: Path,
                                                                 tmp_path: Path) -> None:
     cfg = tmp_path / "b.toml"
     text = (REPO / "configs" / "bats.toml").read_text(encoding="utf-8")
     cfg.write_text(text.replace("threads = 1", 'threads = 1\nthresholds = { "Myotis '
                                 'daubentonii" = 0.5 }'), encoding="utf-8")
-    (tmp_path / "batdetect2-uk").symlink_to(bat_package_dir)
+    (tmp_path / "batdetect2-uk").symlink_to(bats_package_dir)
     r = _pamlive("analyze", "x.wav", "-c", str(cfg), "-o", "OUT", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "set [model] detection_threshold instead" in r.stderr
+
+
+def test_analyze_runs_one_window_per_network_batch(bat_package: ModelPackage,
+                                                   shared_dir: Path) -> None:
+    """analyze hands the detector blocks of many windows; one batch of them all would hold
+    ~27 MB of activations per channel-window, so each window (its channels) is one batch."""
+    import numpy as np
+    import soundfile as sf
+
+    from pamlive.events.stream import EventDetector
+    from pamlive.inference.events import EventModel
+
+    path = sorted((shared_dir / "data" / "bats").glob("*.wav"))[0]
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    model = EventModel(bat_package)
+    batches: list[int] = []
+    run = model.run
+
+    def counted(features: np.ndarray) -> list:
+        batches.append(features.shape[0])
+        return run(features)
+
+    model.run = counted  # type: ignore[method-assign]
+    detector = EventDetector(model, rate, 2, hop_s=2.5)
+    calls = detector.push(np.repeat(audio, 2, axis=1)) + detector.finish()
+    assert len(batches) >= 3 and set(batches) == {2}
+    assert {c.channel for c in calls} == {0, 1}

@@ -31,9 +31,8 @@ needs_batdetect2 = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bats") / "batdetect2"
-    return load_model_package(import_model("batdetect2", out))
+def package(bats_package_dir):
+    return load_model_package(bats_package_dir)
 
 
 @pytest.fixture(scope="module")

@@ -30,16 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 HOP_S = 2.0  # windows of 3 s overlap by 1 s: calls found twice are de-duplicated live too
 
 
-@pytest.fixture(scope="module")
-def bats_package(tmp_path_factory) -> Path:
-    """batdetect2's UK model converted from the installed package (never committed)."""
-    pytest.importorskip("torch", reason="the bats extra (PyTorch) is not installed")
-    pytest.importorskip("batdetect2", reason="batdetect2 (its checkpoint) is not installed")
-    from pamlive.importers import import_model
-
-    out = tmp_path_factory.mktemp("bd2") / "package"
-    import_model("batdetect2", out)
-    return out
 
 
 @pytest.fixture
@@ -127,11 +117,11 @@ def test_minute_counts_close_each_utc_minute_once_the_stream_has_passed_it():
         (16, 16, 30, {}, True)]
 
 
-def test_live_calls_equal_analyze_calls_for_a_bat_recording(bats_package, recordings,
+def test_live_calls_equal_analyze_calls_for_a_bat_recording(bats_package_dir, recordings,
                                                             tmp_path):
     wav = recordings[0]
     cfg = load_config(write_config(
-        tmp_path, str(bats_package),
+        tmp_path, str(bats_package_dir),
         f'kind = "replay"\nfiles = ["{wav}"]\nspeed = 8.0\nblocksize = 4096',
         'log = "calls.sqlite"\n'), {"model.hop_s": HOP_S})
     sub = Subscriber(cfg.alerts.publish)
@@ -139,13 +129,13 @@ def test_live_calls_equal_analyze_calls_for_a_bat_recording(bats_package, record
     messages = sub.close()
     assert cfg.alerts.log is not None
     calls = _check_published(messages, wav, data_path(cfg, cfg.alerts.log))
-    offline = _offline(bats_package, wav, tmp_path)
+    offline = _offline(bats_package_dir, wav, tmp_path)
     assert len(offline) > 50  # a real night: many calls
     _assert_same_calls(_live(calls), offline)
 
 
 def test_pamlive_run_plays_four_channels_at_384_khz_and_publishes_analyze_s_calls(
-        bats_package, recordings, tmp_path):
+        bats_package_dir, recordings, tmp_path):
     """``pamlive run --play FILE`` (a process of its own) on 4 channels at 384 kHz,
     resampled from the 250 kHz recordings: the monitor resamples to the model's rate as
     analyze does, and each channel's calls are analyze's."""
@@ -158,7 +148,7 @@ def test_pamlive_run_plays_four_channels_at_384_khz_and_publishes_analyze_s_call
         chans.append(signal.resample_poly(audio, up, down).astype(np.float32))
     wav = tmp_path / "20200817_011332.wav"  # the stream start from its name
     sf.write(wav, np.stack(chans, axis=1), 384000, subtype="FLOAT")
-    cfg_path = write_config(tmp_path, str(bats_package), 'kind = "device"\nspeed = 8.0',
+    cfg_path = write_config(tmp_path, str(bats_package_dir), 'kind = "device"\nspeed = 8.0',
                             'log = "calls.sqlite"\n')
     cfg_path.write_text(cfg_path.read_text().replace("[model]\n", f"[model]\nhop_s = {HOP_S}\n"))
     cfg = load_config(cfg_path)
@@ -174,11 +164,11 @@ def test_pamlive_run_plays_four_channels_at_384_khz_and_publishes_analyze_s_call
     calls = _check_published(messages, wav, data_path(cfg, cfg.alerts.log))
     assert {b["channel"] for b in calls} == {0, 1, 2, 3}
     assert calls[0]["sample_rate"] == 384000
-    _assert_same_calls(_live(calls), _offline(bats_package, wav, tmp_path))
+    _assert_same_calls(_live(calls), _offline(bats_package_dir, wav, tmp_path))
 
 
 def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
-        bats_package, recordings):
+        bats_package_dir, recordings):
     """A monitor that fell behind finds many windows queued; one batch of them all would
     hold about 110 MB of activations per channel-window (GBs at 4 channels x 32 windows),
     so each window (all its channels) is its own batch, with the calls of a batch of all."""
@@ -189,7 +179,7 @@ def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
     from pamlive.live.calls import CallFinder
     from pamlive.pipeline import Window
 
-    package = load_model_package(str(bats_package))
+    package = load_model_package(str(bats_package_dir))
     audio = np.stack([sf.read(p, dtype="float32", frames=1_500_000)[0]
                       for p in recordings[:2]], axis=1)
     windower = make_event_windower(package, 250000, 2, HOP_S)

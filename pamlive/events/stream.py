@@ -1,7 +1,7 @@
 """Stream -> windows -> event model -> calls, de-duplicated (``pamlive analyze``).
 
 The same pieces serve the live monitor: :func:`window_calls` runs the model on any list
-of windows (all channels, batched by width) and decodes them; a
+of windows (each window's channels in one batch) and decodes them; a
 :class:`~pamlive.events.dedup.CallDeduplicator` turns them into one report per call.
 """
 
@@ -22,25 +22,20 @@ from pamlive.pipeline import Window
 def window_calls(model: EventModel, windows: Sequence[Window], input_rate: int, *,
                  threshold: float | None = None) -> list[list[Call]]:
     """Each window's calls on all its channels, in stream seconds (window start from the
-    sample clock); windows of equal width run in one batch. Calls above the input's
-    Nyquist frequency are dropped, as batdetect2 drops them."""
+    sample clock). One network batch per window (its channels): a 3 s channel window
+    holds ~27 MB of activations, so a block of many windows must not become one batch.
+    Calls above the input's Nyquist frequency are dropped, as batdetect2 drops them."""
     package = model.package
     spec = package.events
     assert spec is not None  # EventModel refuses other packages
-    found: list[list[Call]] = [[] for _ in windows]
-    widths: dict[tuple[int, ...], list[int]] = {}
-    for i, w in enumerate(windows):
-        widths.setdefault(w.features.shape, []).append(i)
-    for shape, members in widths.items():
-        feats = np.stack([windows[i].features for i in members]).reshape(-1, *shape[1:])
-        outputs = model.run(feats)
-        channels = shape[0]
-        for k, i in enumerate(members):
-            start_s = windows[i].start_sample / input_rate
-            for ch in range(channels):
-                found[i] += decode_calls(outputs[k * channels + ch], spec, start_s, ch,
-                                         package.class_names, threshold=threshold,
-                                         max_high_hz=input_rate / 2)
+    found: list[list[Call]] = []
+    for w in windows:
+        outputs = model.run(w.features)
+        start_s = w.start_sample / input_rate
+        found.append([call for ch, out in enumerate(outputs)
+                      for call in decode_calls(out, spec, start_s, ch, package.class_names,
+                                               threshold=threshold,
+                                               max_high_hz=input_rate / 2)])
     return found
 
 
