@@ -500,3 +500,39 @@ def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -
     assert h["position"]["errors"] == 1 and h["position"]["fixes"] == 0
     assert h["sd_notify"] == {"sent": 0, "failed": 1}
     assert {"sd_notify.failed", "position.no_fix"} <= set(h["flags"])
+
+
+def test_the_engine_compiles_its_kernels_before_any_audio_flows(tmp_path) -> None:
+    """On a fresh install (no Numba cache) the kernels compiled on the first live block
+    stalled the windowing thread for seconds and a fast replay overran the ring (samples
+    lost, detections shifted). Building the engine compiles them (a fresh process: nothing
+    is compiled or loaded from the cache before its first call)."""
+    cfg = write_config(tmp_path, "builtin:narw", 'kind = "replay"\nfiles = ["x.wav"]')
+    code = f"""
+import numba
+from pamlive.alerts.bus import AlertBus
+from pamlive.config import load_config
+from pamlive.dsp import kernels, resample
+from pamlive.field import watchdog
+from pamlive.inference.package import load_model_package
+from pamlive.live import Engine
+from pamlive.sources.playback import PacedSource
+
+def compiled():
+    return sorted(name for module in (kernels, resample, watchdog)
+                  for name, f in vars(module).items()
+                  if isinstance(f, numba.core.registry.CPUDispatcher) and f.signatures)
+
+before = compiled()
+cfg = load_config({str(cfg)!r})
+Engine(cfg, PacedSource("idle", 96000, 2, lambda: iter(())),
+       load_model_package(cfg.model.path), AlertBus(station="t"))
+print(before, compiled())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("] [")
+    before, after = out[0].strip(" []\n"), out[1].strip(" []\n")
+    assert before == ""
+    # the watchdog's block pass, the anti-alias decimator and the right whale front end
+    for kernel in ("_channel_stats", "fir_decimate", "frame_windowed", "magnitude_interp"):
+        assert f"'{kernel}'" in after

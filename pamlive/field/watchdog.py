@@ -134,6 +134,10 @@ class LivenessWatchdog:
         self._reasons: tuple[str, ...] = ()
         self._flags: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        # compile (or load) the block pass now, not on the first live block
+        silent = np.zeros((1, self.channels), np.float32)
+        _channel_stats(silent, silent, False, np.empty(self.channels, np.bool_),
+                       np.empty(self.channels, np.bool_), np.empty(self.channels, np.float64))
 
     # -- inputs ----------------------------------------------------------------------------
 

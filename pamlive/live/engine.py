@@ -43,7 +43,7 @@ from pamlive.live.observers import (
 from pamlive.live.publish import Publisher
 from pamlive.live.spectrum import SpectrumFeed
 from pamlive.live.supervise import Supervisor
-from pamlive.live.windowing import GapTolerantWindows, Windowing
+from pamlive.live.windowing import GapTolerantWindows, Windowing, warm_up
 from pamlive.pipeline import make_merger, make_windower
 from pamlive.sources import LiveSource
 
@@ -77,9 +77,10 @@ class Engine:
         if events is None:
             classifier = Classifier(package, threads=config.model.threads)
             classifier.check_features(chain.output_shape(package.segment_samples))
-        windows = GapTolerantWindows(
-            events[1] if events else
+        make = events[1] if events else (
             lambda: make_windower(package, rate, channels, config.model.hop_s))
+        warm_up(make, rate, channels, classifier.predict if classifier else None)
+        windows = GapTolerantWindows(make)
         outage = inherited_outage()  # this process was re-executed to reopen the device
         watchdog = LivenessWatchdog(channels, config.watchdog, time.monotonic(),
                                     state=State.DEAF if outage else State.OK)

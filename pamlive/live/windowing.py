@@ -26,6 +26,23 @@ POLL_S = 0.01  # how often the thread looks at the ring when it cannot tell when
 WAIT_S = 0.1  # otherwise it sleeps until the write that completes the next window wakes
 # it, at most this long (the observers' blocks) and until half the ring is full
 END = object()  # end-of-stream marker passed down the queues
+WARM_UP_MAX_S = 60  # seconds of silence a warm-up may push to see its first window
+
+
+def warm_up(make: Callable[[], Windower | SegmentWindower], rate: int, channels: int,
+            score: Callable[[np.ndarray], object] | None = None) -> None:
+    """Cut (and ``score``) one window of silence with a throwaway windower before the
+    stream starts, so the Numba kernels compile (or load from their cache) and the model
+    session sets up here: on the first live block, seconds of compiling on a fresh install
+    stalled the windowing thread, and a fast source overran the ring (samples lost)."""
+    windower = make()
+    second = np.zeros((rate, channels), np.float32)
+    for _ in range(WARM_UP_MAX_S):
+        windows = windower.push(second)
+        if windows:
+            if score is not None:
+                score(windows[0].features)
+            return
 
 
 class GapTolerantWindows:
