@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +37,13 @@ def post(url: str, payload: dict, attempts: int = 5) -> None:
     raise RuntimeError(f"webhook {url} unreachable after {attempts} attempts")
 
 
+def save_state(path: Path, position: object) -> None:
+    """Replace the state file at once: a kill mid-write must not leave it empty."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(position))
+    os.replace(tmp, path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("url")
@@ -49,7 +57,7 @@ def main() -> None:
         for event in client.poll(500):
             if event.alert is not None:  # "onset" or "detection"
                 post(args.url, event.body)
-                args.state.write_text(json.dumps(client.position))
+                save_state(args.state, event.position)  # this alert's, not the newest's
             elif event.kind in ("lost", "recovered", "gap"):
                 post(args.url, {"event": event.kind, "detail": event.body, "error": event.error})
 

@@ -127,6 +127,33 @@ def test_gaps_are_healed_in_order_without_duplicates(monitor):
     client.close()
 
 
+def test_resuming_from_an_events_position_skips_nothing_of_its_batch(monitor):
+    """A poll can hand out several alerts at once; a process that acted on the first and
+    was then killed must resume after *that* one. Storing ``client.position`` (the newest
+    handed out) skipped the rest of the batch: the webhook bridge lost an alert so."""
+    client, s = _connect(monitor)
+    dets = [monitor.detection(s + i) for i in range(3)]
+    monitor.log_detections(dets)
+    for body in dets:
+        monitor.send(body)
+    events = _collect(client, lambda ev: len(_detections(ev)) == 3)
+    batch = [e for e in events if e.alert == "detection"]
+    assert [e.position for e in batch] == [("run-A", s + i) for i in range(3)]
+    assert client.position == ("run-A", s + 2)  # ahead of the first two
+    assert all(e.position is None for e in events if e.alert is None)
+    client.close()
+    resumed = AlertClient(monitor.endpoint, replay_endpoint=monitor.replay_endpoint,
+                          resume_after=batch[0].position)
+    got: list = []
+    for seq in range(s + 3, s + 200):  # it first hears the monitor at some later seq
+        monitor.send(monitor.heartbeat(seq))
+        got += resumed.poll(20)
+        if any(e.topic == "heartbeat" for e in got):
+            break
+    assert _detections(got) == [("replayed", "run-A", s + 1), ("replayed", "run-A", s + 2)]
+    resumed.close()
+
+
 def test_monitor_restart_heals_the_old_runs_tail_and_the_new_runs_start(monitor):
     client, s = _connect(monitor)
     monitor.log_detections([monitor.detection(s), monitor.detection(s + 1)])

@@ -90,6 +90,16 @@ class BusEvent:
             return None
         return logged_kind(self.topic)
 
+    @property
+    def position(self) -> Position | None:
+        """This alert's ``(run_id, seq)``: what to store once it has been acted on, and
+        pass back as ``resume_after``. ``AlertClient.position`` is the newest alert *handed
+        out*, which after a ``poll`` that returned several is ahead of the ones not yet
+        acted on: a process killed between them would skip them on restart."""
+        if self.alert is None or self.body is None:
+            return None
+        return self.body["run_id"], self.body["seq"]
+
 
 class AlertClient:
     """Subscribe, heal gaps through replay, and report monitor liveness."""
