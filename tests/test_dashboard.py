@@ -259,9 +259,9 @@ def test_dashboard_command_reads_a_curve_secured_monitor(tmp_path, capsys):
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / client_public.name).write_bytes(client_public.read_bytes())
-    with zmq.Context.instance().socket(zmq.PUB) as probe:  # a free port for the bus
-        port = probe.bind_to_random_port("tcp://127.0.0.1")
-    bus = AlertBus(f"tcp://127.0.0.1:{port}", station="remote-buoy",
+    # the bus picks its own free port: a probe socket's port, closed and bound again, was
+    # still held by ZeroMQ's asynchronous close once in CI ("Address already in use")
+    bus = AlertBus("tcp://127.0.0.1:*", station="remote-buoy",
                    curve=CurveConfig(server_secret, allowed))
     bus.start()
 
@@ -275,7 +275,7 @@ def test_dashboard_command_reads_a_curve_secured_monitor(tmp_path, capsys):
     publisher = threading.Thread(target=publish_later)
     publisher.start()
     try:
-        code = main(["--connect", f"tcp://127.0.0.1:{port}", "--server-key", str(server_public),
+        code = main(["--connect", bus.endpoint, "--server-key", str(server_public),
                      "--client-key", str(client_secret), "--duration", "2.5", "--no-bell"])
     finally:
         publisher.join()
