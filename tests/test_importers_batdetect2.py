@@ -14,6 +14,7 @@ import batdetect2_own as own
 import numpy as np
 import pytest
 import soundfile as sf
+from import_helpers import import_fails
 
 from pamlive.dsp.resample import StreamResampler
 from pamlive.errors import ModelError
@@ -232,15 +233,6 @@ def test_fixtures_are_batdetect2s_own_and_small():
 # ------------------------------------------------------------------------------- errors
 
 
-def _fails(source, out: Path, *needles: str) -> str:
-    with pytest.raises(ModelError) as info:
-        import_model(source, out)
-    message = str(info.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message
-    assert not out.exists()
-    return message
 
 
 @needs_batdetect2
@@ -248,21 +240,21 @@ def test_truncated_checkpoint(tmp_path):
     data = bd.find_checkpoint("batdetect2").read_bytes()
     cut = tmp_path / "cut.pth.tar"
     cut.write_bytes(data[: len(data) // 2])
-    _fails(cut, tmp_path / "pkg", "cut.pth.tar", "not a readable PyTorch checkpoint")
+    import_fails(cut, tmp_path / "pkg", "cut.pth.tar", "not a readable PyTorch checkpoint")
 
 
 def test_garbage_checkpoint(tmp_path):
     pytest.importorskip("torch")
     bad = tmp_path / "noise.pth.tar"
     bad.write_bytes(b"\x00not a checkpoint at all" * 10)
-    _fails(bad, tmp_path / "pkg", "noise.pth.tar", "not a readable PyTorch checkpoint")
+    import_fails(bad, tmp_path / "pkg", "noise.pth.tar", "not a readable PyTorch checkpoint")
 
 
 def test_other_pytorch_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     other = tmp_path / "resnet.pth.tar"
     torch.save({"epoch": 3, "state_dict": {"fc.weight": torch.zeros(2, 2)}}, other)
-    _fails(other, tmp_path / "pkg", "resnet.pth.tar", "not a batdetect2 checkpoint")
+    import_fails(other, tmp_path / "pkg", "resnet.pth.tar", "not a batdetect2 checkpoint")
 
 
 @needs_batdetect2
@@ -271,17 +263,17 @@ def test_unknown_model_name_and_misfit_weights(tmp_path):
     params, state = bd.load_checkpoint(bd.find_checkpoint("batdetect2"))
     renamed = tmp_path / "other.pth.tar"
     torch.save({"params": {**params, "model_name": "Net2DSkip"}, "state_dict": state}, renamed)
-    _fails(renamed, tmp_path / "a", "unknown batdetect2 model_name 'Net2DSkip'")
+    import_fails(renamed, tmp_path / "a", "unknown batdetect2 model_name 'Net2DSkip'")
     narrow = tmp_path / "narrow.pth.tar"
     torch.save({"params": {**params, "num_filters": 64}, "state_dict": state}, narrow)
-    _fails(narrow, tmp_path / "b", "cannot rebuild the batdetect2 network")
+    import_fails(narrow, tmp_path / "b", "cannot rebuild the batdetect2 network")
     log = tmp_path / "log.pth.tar"
     torch.save({"params": {**params, "spec_scale": "log"}, "state_dict": state}, log)
-    _fails(log, tmp_path / "c", "spec_scale='log'")
+    import_fails(log, tmp_path / "c", "spec_scale='log'")
 
 
 def test_missing_checkpoint(tmp_path):
-    _fails(tmp_path / "missing.pth.tar", tmp_path / "pkg", "missing.pth.tar", "not found")
+    import_fails(tmp_path / "missing.pth.tar", tmp_path / "pkg", "missing.pth.tar", "not found")
 
 
 def test_missing_torch_is_one_line(tmp_path, monkeypatch, capsys):

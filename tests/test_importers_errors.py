@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from import_helpers import import_fails
 
 from pamlive.errors import ModelError
 from pamlive.importers import import_model, main
@@ -34,34 +35,24 @@ def _rezip(src: Path, dest: Path, replace: dict[str, bytes | None]) -> Path:
     return dest
 
 
-def _fails(source: Path, out: Path, *needles: str) -> str:
-    with pytest.raises(ModelError) as info:
-        import_model(source, out)
-    message = str(info.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
-    return message
 
 
 def test_corrupt_zip(tmp_path: Path) -> None:
     bad = tmp_path / "broken.kt"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")
-    _fails(bad, tmp_path / "pkg", "broken.kt", "zip")
+    import_fails(bad, tmp_path / "pkg", "broken.kt", "zip")
 
 
 def test_truncated_zip(shared_dir: Path, tmp_path: Path) -> None:
     data = (shared_dir / NARW_KT).read_bytes()
     cut = tmp_path / "cut.kt"
     cut.write_bytes(data[: len(data) // 2])
-    _fails(cut, tmp_path / "pkg", "cut.kt")
+    import_fails(cut, tmp_path / "pkg", "cut.kt")
 
 
 def test_missing_metadata_file(shared_dir: Path, tmp_path: Path) -> None:
     kt = _rezip(shared_dir / NARW_KT, tmp_path / "norepr.kt", {"audio_repr.json": None})
-    _fails(kt, tmp_path / "pkg", "audio_repr.json", "missing")
+    import_fails(kt, tmp_path / "pkg", "audio_repr.json", "missing")
 
 
 def test_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path) -> None:
@@ -71,7 +62,7 @@ def test_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path) -> N
                            "transforms": [{"name": "enhance_signal", "enhancement": 1.0}]}}
     kt = _rezip(shared_dir / NARW_KT, tmp_path / "enhance.kt",
                 {"audio_repr.json": json.dumps(doc).encode()})
-    _fails(kt, tmp_path / "pkg", "enhance_signal")
+    import_fails(kt, tmp_path / "pkg", "enhance_signal")
 
 
 @pytest.mark.parametrize(("change", "needle"), [
@@ -123,7 +114,7 @@ def test_ketos_waveform_options_translate() -> None:
 def test_animalspot_is_refused(tmp_path: Path) -> None:
     pk = tmp_path / "model.pk"
     pk.write_bytes(b"\x80\x04")
-    _fails(pk, tmp_path / "pkg", "AnimalSpot")
+    import_fails(pk, tmp_path / "pkg", "AnimalSpot")
 
 
 def test_existing_target_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -186,7 +177,7 @@ def test_generic_savedmodel_imports_with_parity(shared_dir: Path, tmp_path: Path
 
 def test_unsupported_op_is_named(shared_dir: Path, tmp_path: Path) -> None:
     folder = _generic_dir(shared_dir, tmp_path, unsupported=True)
-    message = _fails(folder, tmp_path / "pkg", "Lgamma")
+    message = import_fails(folder, tmp_path / "pkg", "Lgamma")
     assert "unsupported op" in message
 
 
@@ -230,7 +221,7 @@ def test_failed_write_leaves_nothing(shared_dir: Path, tmp_path: Path,
         raise ModelError(f"{path}: simulated failure while checking the package")
 
     monkeypatch.setattr(writer, "load_model_package", refuse)
-    _fails(folder, tmp_path / "pkg", "simulated failure")
+    import_fails(folder, tmp_path / "pkg", "simulated failure")
 
 
 def test_pdtf_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path) -> None:
@@ -239,7 +230,7 @@ def test_pdtf_transform_pamlive_lacks_is_named(shared_dir: Path, tmp_path: Path)
     doc = json.loads(pdtf.read_text())
     doc["transforms"].append({"name": "spec_flip_sideways", "params": {}})
     pdtf.write_text(json.dumps(doc))
-    _fails(folder, tmp_path / "pkg", "spec_flip_sideways")
+    import_fails(folder, tmp_path / "pkg", "spec_flip_sideways")
 
 
 KETOS_CROPS = json.loads((Path(__file__).parent / "fixtures/frameworks/ketos_crops.json"
@@ -272,7 +263,7 @@ def test_ketos_crop_keeps_the_bins_ketos_keeps(case: dict) -> None:
 
 def test_koogu_savedmodel_without_rate_asks_for_it(shared_dir: Path, tmp_path: Path) -> None:
     """Koogu's right whale model has no assets/audio_settings.json: no rate is guessed."""
-    _fails(shared_dir / "models/koogu-narw/koogu_narw_model", tmp_path / "pkg",
+    import_fails(shared_dir / "models/koogu-narw/koogu_narw_model", tmp_path / "pkg",
            "no sample rate", "--sample-rate")
 
 
@@ -360,14 +351,14 @@ def test_pamguard_zip_pdtf_with_a_transform_pamlive_lacks(shared_dir: Path,
     doc = json.loads(pdtf.read_text())
     doc["transforms"].append({"name": "clahe", "params": {}})
     pdtf.write_text(json.dumps(doc))
-    _fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "clahe", "m.zip")
+    import_fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "clahe", "m.zip")
 
 
 def test_pamguard_zip_needs_one_model_and_one_pdtf(shared_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "only-metadata"
     folder.mkdir()
     shutil.copy(shared_dir / RIGHT_WHALE_PDTF, folder / "a.pdtf")
-    _fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "exactly one model")
+    import_fails(_zip_folder(folder, tmp_path / "m.zip"), tmp_path / "pkg", "exactly one model")
 
 
 def test_segment_resampling_only_for_load_audio_scipy_at_another_rate() -> None:
