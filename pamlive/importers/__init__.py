@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pamlive.errors import ModelError, PamliveError
-from pamlive.importers import archive, batdetect2
+from pamlive.importers import batdetect2, formats
 from pamlive.importers.model import ImportedModel, ImportOptions
 from pamlive.importers.writer import check, ensure_writable, write_package
 
@@ -24,21 +24,21 @@ Importer = Callable[[Path, Path, ImportOptions], ImportedModel]
 
 def _importer(kind: str) -> Importer:
     """The converter for a source kind (imported late: they pull in TensorFlow)."""
-    if kind in (archive.KETOS_KT, archive.KETOS_KTPB):
+    if kind in (formats.KETOS_KT, formats.KETOS_KTPB):
         from pamlive.importers import ketos
 
-        return ketos.import_kt if kind == archive.KETOS_KT else ketos.import_ktpb
-    if kind == archive.KOOGU_SAVEDMODEL:
+        return ketos.import_kt if kind == formats.KETOS_KT else ketos.import_ktpb
+    if kind == formats.KOOGU_SAVEDMODEL:
         from pamlive.importers import koogu
 
         return koogu.import_savedmodel
     from pamlive.importers import pamguard
 
-    return {archive.KOOGU: pamguard.import_koogu,
-            archive.PAMGUARD_TF: pamguard.import_tf_generic,
-            archive.PAMGUARD_TORCH: pamguard.import_torch_generic,
-            archive.PAMGUARD_ONNX: pamguard.import_onnx_generic,
-            archive.PAMGUARD_ZIP: pamguard.import_zip}[kind]
+    return {formats.KOOGU: pamguard.import_koogu,
+            formats.PAMGUARD_TF: pamguard.import_tf_generic,
+            formats.PAMGUARD_TORCH: pamguard.import_torch_generic,
+            formats.PAMGUARD_ONNX: pamguard.import_onnx_generic,
+            formats.PAMGUARD_ZIP: pamguard.import_zip}[kind]
 
 
 def default_name(source: Path) -> str:
@@ -53,7 +53,7 @@ def convert(source: str | Path, work_dir: str | Path, name: str | None = None,
             ) -> ImportedModel:
     """Convert ``source`` (unpacking into ``work_dir``) and check the result runs."""
     source, work_dir = Path(source), Path(work_dir)
-    kind = archive.detect_kind(source)
+    kind = formats.detect_kind(source)
     work_dir.mkdir(parents=True, exist_ok=True)
     options = ImportOptions(name or default_name(source), classes, sample_rate)
     model = _importer(kind)(source, work_dir, options)

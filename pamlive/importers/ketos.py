@@ -13,7 +13,7 @@ from typing import Any
 
 from pamlive.errors import ModelError
 from pamlive.importers import tfconvert
-from pamlive.importers.archive import read_json, require_file, unpack
+from pamlive.importers.formats import read_json, require_file, unpack
 from pamlive.importers.ketos_repr import KetosRepresentation, translate
 from pamlive.importers.ketos_resnet import CheckpointWeights, resnet_function
 from pamlive.importers.model import ImportedModel, ImportOptions, class_names

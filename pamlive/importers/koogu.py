@@ -21,7 +21,7 @@ from pamlive.dsp.chain import TransformSpec
 from pamlive.dsp.wave import filter_sos, settling_samples
 from pamlive.errors import ModelError
 from pamlive.importers import tfconvert
-from pamlive.importers.archive import read_json, require_file
+from pamlive.importers.formats import read_json, require_file
 from pamlive.importers.model import ImportedModel, ImportOptions, class_names
 
 SIGNATURE = "with_transformation"

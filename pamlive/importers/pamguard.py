@@ -19,7 +19,7 @@ from pamlive.dsp.chain import TransformChain
 from pamlive.dsp.pdtf import PamguardMetadata, read_pdtf
 from pamlive.errors import ModelError, PamliveError, first_line
 from pamlive.importers import koogu, tfconvert
-from pamlive.importers.archive import TORCH_SUFFIXES, find_pdtf, require_file, unpack
+from pamlive.importers.formats import TORCH_SUFFIXES, find_pdtf, require_file, unpack
 from pamlive.importers.model import ImportedModel, ImportOptions, class_names
 from pamlive.importers.writer import run_onnx
 from pamlive.inference.package import pamguard_transforms
