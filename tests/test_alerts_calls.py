@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import zmq
-from test_alerts_onset import _ask, _collect, _fields, bus  # noqa: F401
+from test_alerts_onset import _ask, _collect, _collect_from_old_monitor, _fields, bus  # noqa: F401
 
 from pamlive.alerts.client import AlertClient
 from pamlive.alerts.log import LogReader, read_all
-from pamlive.alerts.replay import ReplayServer, error_reply
+from pamlive.alerts.replay import error_reply
 from pamlive.alerts.schema import (
     call_body,
     call_summary_body,
@@ -176,15 +177,10 @@ def test_against_a_monitor_without_calls_the_client_still_heals_onsets_and_detec
                           ready_monotonic=time.monotonic())
     while bus.stats()["log_rows"] < 2:
         time.sleep(0.01)
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    server = ReplayServer(router, LogReader(tmp_path / "log.db"))
-    answer = server.answer
     asked: list[object] = []
 
-    def old_answer(payload: bytes) -> bytes:  # the protocol before calls
-        request = json.loads(payload)
+    def old_answer(answer: Callable[[bytes], bytes], payload: bytes) -> bytes:
+        request = json.loads(payload)  # the protocol before calls
         asked.append(request.get("kinds"))
         if not set(request.get("kinds", [])) <= {"detection", "onset"}:
             return error_reply(request.get("id"), "bad_request",
@@ -192,14 +188,7 @@ def test_against_a_monitor_without_calls_the_client_still_heals_onsets_and_detec
                                "['detection', 'onset']")
         return answer(payload)
 
-    server.answer = old_answer  # type: ignore[method-assign]
-    server.start()
-    try:
-        client = AlertClient(bus.endpoint, replay_endpoint=f"tcp://127.0.0.1:{port}")
-        events = _collect(client, lambda ev: sum(e.alert is not None for e in ev) >= 2)
-        client.close()
-    finally:
-        server.stop()
+    events = _collect_from_old_monitor(bus, tmp_path, old_answer, alerts=2)
     assert [(e.kind, e.alert) for e in events if e.alert] == [("replayed", "onset"),
                                                              ("replayed", "detection")]
     assert asked[:2] == [["detection", "onset", "call", "call_summary"],

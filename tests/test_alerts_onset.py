@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -149,6 +150,25 @@ def _collect(client: AlertClient, done, timeout_s: float = 10.0) -> list:
     return events
 
 
+def _collect_from_old_monitor(bus, tmp_path, old_answer: Callable[[Callable[[bytes], bytes],
+                              bytes], bytes], *, alerts: int) -> list:
+    """What a client collects (until ``alerts`` alerts) from a replay server of the log
+    that answers as an older monitor: ``old_answer(todays_answer, request)``."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    server = ReplayServer(router, LogReader(tmp_path / "log.db"))
+    answer = server.answer
+    server.answer = lambda payload: old_answer(answer, payload)  # type: ignore[method-assign]
+    server.start()
+    try:
+        client = AlertClient(bus.endpoint, replay_endpoint=f"tcp://127.0.0.1:{port}")
+        events = _collect(client, lambda ev: sum(e.alert is not None for e in ev) >= alerts)
+        client.close()
+    finally:
+        server.stop()
+    return events
+
+
 def test_a_late_client_gets_the_missed_onsets_and_detections_in_order(bus, tmp_path):
     for k in range(3):
         bus.publish_onset(onset_body(**_fields(bus.run_id, k * 8000)),
@@ -175,27 +195,15 @@ def test_against_a_monitor_without_onsets_the_client_still_heals_detections(tmp_
                               ready_monotonic=time.monotonic())
     while bus.stats()["log_rows"] < 2:
         time.sleep(0.01)
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    server = ReplayServer(router, LogReader(tmp_path / "log.db"))
-    answer = server.answer
 
-    def old_answer(payload: bytes) -> bytes:  # the earlier protocol: no "kinds"
-        request = json.loads(payload)
+    def old_answer(answer: Callable[[bytes], bytes], payload: bytes) -> bytes:
+        request = json.loads(payload)  # the earlier protocol: no "kinds"
         if "kinds" in request:
             return error_reply(request.get("id"), "bad_request",
                                "unknown request fields ['kinds']")
         return answer(payload)
 
-    server.answer = old_answer  # type: ignore[method-assign]
-    server.start()
-    try:
-        client = AlertClient(bus.endpoint, replay_endpoint=f"tcp://127.0.0.1:{port}")
-        events = _collect(client, lambda ev: sum(e.alert is not None for e in ev) >= 2)
-        client.close()
-    finally:
-        server.stop()
+    events = _collect_from_old_monitor(bus, tmp_path, old_answer, alerts=2)
     assert [(e.kind, e.alert) for e in events if e.alert] == [("replayed", "detection")] * 2
     assert not [e for e in events if e.kind == "gap"]
 
