@@ -35,7 +35,7 @@ fi
 VENV_PY="$ROOT/.venv/bin/python"
 "$VENV_PY" -m pip install -q --upgrade pip >/dev/null
 EXTRAS="."
-if [ "$MODE" = test ]; then EXTRAS=".[test,convert,cluster,bats]"; fi
+if [ "$MODE" = test ]; then EXTRAS=".[test,convert,cluster,bats,openvino]"; fi
 "$VENV_PY" -m pip install -q -e "$EXTRAS"
 if [ "$MODE" = test ]; then
   # batdetect2's checkpoint (CC-BY-NC-4.0, never in this repository) for the bat import
