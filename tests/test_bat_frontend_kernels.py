@@ -129,10 +129,11 @@ def test_spectrogram_in_pieces_is_the_whole_segment_at_once(n, samples, hop, pie
        pieces=st.sampled_from([1, 3, 8]), seed=st.integers(0, 2**31))
 def test_pcen_in_pieces_is_librosas_pcen(lead, rows, frames, pieces, seed):
     """Any number of rows (pieces of 1, 3 or 8 rows, a part piece at the end), 2-D to
-    4-D: bit for bit what librosa's formula gives on the whole array."""
+    4-D, a cropped view: bit for bit what librosa's formula gives on the whole array."""
     rng = np.random.default_rng(seed)
     shape = (2,) * lead + (rows, frames)
-    s = (np.abs(rng.standard_normal(shape)) * rng.uniform(1e-7, 1e-2)).astype(np.float32)
+    full = np.abs(rng.standard_normal((*shape[:-2], rows + 5, frames))) * rng.uniform(1e-7, 1e-2)
+    s = full.astype(np.float32)[..., 3:3 + rows, :]  # a view, as batdetect2_crop gives
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bf, "PCEN_ROWS", pieces)
         got = bf.pcen(Features(s, 256000.0, np.arange(rows, 0, -1.0)), 25600.0, 512, 2.0**31)
@@ -158,3 +159,14 @@ def test_spectrogram_refuses_a_segment_shorter_than_a_frame():
 
     with pytest.raises(TransformError, match="shorter than one frame"):
         bf.batdetect2_spectrogram(Features(np.zeros((1, 511), np.float32), 256000.0), 512, 128)
+
+
+def test_denoise_is_row_mean_subtraction_clipped_at_zero():
+    rng = np.random.default_rng(3)
+    s = rng.standard_normal((2, 12, 301)).astype(np.float32)[:, 1:11]  # a view, 10 rows
+    s[1, 4, 7] = np.nan
+    got = bf.batdetect2_denoise(Features(s, 256000.0, np.arange(10.0))).data
+    want = np.maximum(s - s.mean(axis=-1, keepdims=True), 0)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1, 4]).all() and np.isfinite(np.delete(got[1], 4, axis=0)).all()
+    assert (got >= 0)[~np.isnan(got)].all() and got.dtype == np.float32

@@ -134,16 +134,19 @@ def pcen(f: Features, sr: float, hop: int, scale: float = 1.0, gain: float = 0.9
     t_frames = tc * sr / float(hop)
     b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
     z_init = float(signal.lfilter_zi([b], [1, b - 1])[0])
-    s = np.asarray(f.data, np.float32) * np.float32(scale)
-    rows = s.reshape(int(np.prod(s.shape[:-1])), s.shape[-1])
-    out = np.empty(rows.shape, np.float32)
-    work = np.empty((min(PCEN_ROWS, rows.shape[0]), rows.shape[1]))
-    for a in range(0, rows.shape[0], PCEN_ROWS):
-        part, y = rows[a:a + PCEN_ROWS], work[:min(PCEN_ROWS, rows.shape[0] - a)]
-        one_pole_rows(part, b, b - 1, z_init, y)  # the smoothed energy
-        _pcen_from_smoothed(part, y, gain, bias, power, eps)
-        out[a:a + PCEN_ROWS] = y
-    return Features(out.reshape(s.shape), f.sample_rate, f.freqs)
+    data = np.asarray(f.data, np.float32)
+    # (segments, rows, frames): a view of a cropped spectrum, not a copy
+    planes = data.reshape(int(np.prod(data.shape[:-2])), *data.shape[-2:])
+    out = np.empty(planes.shape, np.float32)
+    work = np.empty((min(PCEN_ROWS, planes.shape[1]), planes.shape[2]))
+    for plane, result in zip(planes, out, strict=True):
+        for a in range(0, plane.shape[0], PCEN_ROWS):
+            part = plane[a:a + PCEN_ROWS] * np.float32(scale)
+            y = work[:part.shape[0]]
+            one_pole_rows(part, b, b - 1, z_init, y)  # the smoothed energy
+            _pcen_from_smoothed(part, y, gain, bias, power, eps)
+            result[a:a + PCEN_ROWS] = y
+    return Features(out.reshape(data.shape), f.sample_rate, f.freqs)
 
 
 def _pcen_from_smoothed(s: np.ndarray, y: np.ndarray, gain: float, bias: float,
@@ -169,4 +172,4 @@ def batdetect2_denoise(f: Features) -> Features:
     require_spectrum(f, "batdetect2_denoise")
     data = np.asarray(f.data, np.float32)
     out = data - data.mean(axis=-1, keepdims=True)
-    return Features(out.clip(min=0), f.sample_rate, f.freqs)
+    return Features(out.clip(min=0, out=out), f.sample_rate, f.freqs)
