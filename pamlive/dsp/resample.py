@@ -31,25 +31,27 @@ def _polyphase(history, history_start, taps, up, down, half_len, first_out, out)
     """
     n_taps = taps.shape[0]
     n_out = out.shape[0]
-    lowest = max(history_start, 0)  # the oldest input a block may read ...
-    beyond = history_start + history.shape[1]  # ... and one past the newest
-    span = 8 * up
+    span = 8 * up  # outputs per block: eight of each phase
+    # a block whose first output has ``top`` reads the inputs from (top - n_taps + 1) // up
+    # to (top + (span - 1) * down) // up: inside the history for ``first <= top < stop``
+    first = max(history_start, 0) * up + n_taps - 1
+    stop = (history_start + history.shape[1]) * up - (span - 1) * down
     for c in range(out.shape[1]):
         row = history[c]
         m = 0
+        top = first_out * down + half_len  # upsampled index under taps[0] for output m
         while m < n_out:
-            top = (first_out + m) * down + half_len  # upsampled index under taps[0]
-            last = top + (span - 1) * down
-            if (m + span <= n_out and (top - (n_taps - 1)) // up >= lowest
-                    and last // up < beyond):
+            if m + span <= n_out and first <= top < stop:
                 for r in range(up):
                     t = top + r * down
                     _phase8(taps, t % up, up, row, t // up - history_start, down,
                             out[m + r:, c], up)
                 m += span
+                top += span * down
                 continue
             out[m, c] = _one(row, history_start, taps, up, top) * up
             m += 1
+            top += down
 
 
 @njit(cache=True, nogil=True)
