@@ -77,7 +77,9 @@ def _phase8(taps, phase, up, x, at, stride, out, step):
     x[at + q * stride - t]`` for ``q < 8``, the products added in ``t`` order as
     :func:`_one` adds them. Eight independent sums keep the core busy (one sum is a chain
     of dependent additions); each reads its own slice at an index Numba knows is not
-    negative (a negative one gets a wraparound check in the loop)."""
+    negative (a negative one gets a wraparound check in the loop). Not
+    :func:`~pamlive.dsp.kernels.fir_decimate`'s ``_dot8``: that one may reorder its sums
+    (fastmath, to vectorise them); this one keeps the order, so no bit changes."""
     n = (taps.shape[0] - phase + up - 1) // up
     w = taps[phase::up]
     lo = at - (n - 1)
