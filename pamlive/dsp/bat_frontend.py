@@ -22,7 +22,13 @@ from pamlive.dsp.features import (
     require_spectrum,
     require_wave,
 )
+from pamlive.dsp.kernels import one_pole_rows
 from pamlive.errors import TransformError
+
+# work in pieces that stay in a core's cache (and reuse their buffers): the same
+# operations on each element as on the whole array, so no bit changes
+STFT_BYTES = 1 << 19  # windowed frames (float64) per FFT piece: 128 frames of 512
+PCEN_ROWS = 8  # rows per piece of PCEN: 8 rows of 6016 float64 frames
 
 
 def padded_length(n: int, fft: int, hop: int, resize_factor: float, divide_factor: int) -> int:
@@ -59,8 +65,11 @@ def batdetect2_pad(f: Features, fft: int, hop: int, resize_factor: float,
 def batdetect2_spectrogram(f: Features, fft: int, hop: int) -> Features:
     """``|STFT|`` as librosa's ``_spectrogram(power=1, center=False)``: periodic Hann,
     frames from sample 0 every ``hop`` (none past the end), computed in float64 and
-    stored in complex64 as librosa does; then the DC row dropped and the rows flipped so
-    that row 0 is the highest frequency: ``(n, fft // 2, frames)``."""
+    stored in complex64, the magnitude of the contiguous spectrum (numpy's vector loop,
+    as librosa's ``np.abs``: a reversed or one-frame view may take its scalar loop, which
+    differs in the last bit), all as librosa does; then the DC row dropped and the rows
+    flipped so that row 0 is the highest frequency: ``(n, fft // 2, frames)``. The frames
+    go through the FFT in pieces that stay in cache."""
     require_wave(f, "batdetect2_spectrogram")
     fft = positive_int("batdetect2_spectrogram", "fft", fft)
     hop = positive_int("batdetect2_spectrogram", "hop", hop)
@@ -71,10 +80,14 @@ def batdetect2_spectrogram(f: Features, fft: int, hop: int) -> Features:
     window = signal.get_window("hann", fft, fftbins=True)
     frames = sliding_window_view(x, fft, axis=-1)[..., ::hop, :]  # (n, frames, fft)
     out = np.empty((x.shape[0], fft // 2, frames.shape[1]), np.float32)
-    step = max(1, (1 << 20) // fft)  # frames per FFT batch: a few MB in float64
-    for a in range(0, frames.shape[1], step):
-        spec = np.fft.rfft(frames[:, a:a + step] * window, axis=-1).astype(np.complex64)
-        out[:, :, a:a + step] = np.abs(spec[..., :0:-1]).transpose(0, 2, 1)
+    step = max(1, STFT_BYTES // (8 * fft))  # frames per FFT piece
+    work = np.empty((min(step, frames.shape[1]), fft))
+    for seg in range(x.shape[0]):
+        for a in range(0, frames.shape[1], step):
+            windowed = work[:min(step, frames.shape[1] - a)]
+            np.multiply(frames[seg, a:a + step], window, out=windowed)
+            spec = np.fft.rfft(windowed, axis=-1).astype(np.complex64)
+            out[seg, :, a:a + step] = np.abs(spec)[:, :0:-1].T
     freqs = np.arange(fft // 2, 0, -1) * (f.sample_rate / fft)
     return Features(out, f.sample_rate, freqs)
 
@@ -120,13 +133,38 @@ def pcen(f: Features, sr: float, hop: int, scale: float = 1.0, gain: float = 0.9
                              "and gain non-negative")
     t_frames = tc * sr / float(hop)
     b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
-    s = np.asarray(f.data, np.float32) * np.float32(scale)
-    zi = np.empty((1,) * s.ndim)
-    zi[:] = signal.lfilter_zi([b], [1, b - 1])[:]
-    smoothed, _ = signal.lfilter([b], [1, b - 1], s, zi=zi, axis=-1)
-    smooth = np.exp(-gain * (np.log(eps) + np.log1p(smoothed / eps)))
-    out = (bias**power) * np.expm1(power * np.log1p(s * smooth / bias))
-    return Features(out.astype(np.float32), f.sample_rate, f.freqs)
+    z_init = float(signal.lfilter_zi([b], [1, b - 1])[0])
+    data = np.asarray(f.data, np.float32)
+    # (segments, rows, frames): a view of a cropped spectrum, not a copy
+    planes = data.reshape(int(np.prod(data.shape[:-2])), *data.shape[-2:])
+    out = np.empty(planes.shape, np.float32)
+    work = np.empty((min(PCEN_ROWS, planes.shape[1]), planes.shape[2]))
+    for plane, result in zip(planes, out, strict=True):
+        for a in range(0, plane.shape[0], PCEN_ROWS):
+            part = plane[a:a + PCEN_ROWS] * np.float32(scale)
+            y = work[:part.shape[0]]
+            one_pole_rows(part, b, b - 1, z_init, y)  # the smoothed energy
+            _pcen_from_smoothed(part, y, gain, bias, power, eps)
+            result[a:a + PCEN_ROWS] = y
+    return Features(out.reshape(data.shape), f.sample_rate, f.freqs)
+
+
+def _pcen_from_smoothed(s: np.ndarray, y: np.ndarray, gain: float, bias: float,
+                        power: float, eps: float) -> None:
+    """In place, ``y`` (the smoothed ``s``) becomes librosa's PCEN of ``s``, with its
+    operations in its order (``exp(-gain (log eps + log1p(y / eps)))`` and ``bias**power
+    expm1(power log1p(s smooth / bias))``, float64): bit for bit, in cache-sized pieces."""
+    np.divide(y, eps, out=y)
+    np.log1p(y, out=y)
+    np.add(np.log(eps), y, out=y)
+    np.multiply(-gain, y, out=y)
+    np.exp(y, out=y)
+    np.multiply(s, y, out=y)
+    np.divide(y, bias, out=y)
+    np.log1p(y, out=y)
+    np.multiply(power, y, out=y)
+    np.expm1(y, out=y)
+    np.multiply(bias**power, y, out=y)
 
 
 def batdetect2_denoise(f: Features) -> Features:
@@ -134,4 +172,4 @@ def batdetect2_denoise(f: Features) -> Features:
     require_spectrum(f, "batdetect2_denoise")
     data = np.asarray(f.data, np.float32)
     out = data - data.mean(axis=-1, keepdims=True)
-    return Features(out.clip(min=0), f.sample_rate, f.freqs)
+    return Features(out.clip(min=0, out=out), f.sample_rate, f.freqs)

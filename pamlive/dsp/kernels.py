@@ -223,3 +223,23 @@ def sos_filter_channels(sos, x, zi):
                 z0[c] = b1 * x_cur - a1 * x_new + z1[c]
                 z1[c] = b2 * x_cur - a2 * x_new
                 row[c] = x_new
+
+
+@njit(cache=True, nogil=True)
+def one_pole_rows(x, b0, a1, z_init, out):
+    """``scipy.signal.lfilter([b0], [1, a1], row, zi=[z_init])`` along every row of ``x``
+    (2-D) into ``out`` (float64): scipy's transposed direct form operation for operation,
+    ``y = z + b0 x; z = 0 x - a1 y`` (its missing ``b1`` is zero: ``0 x`` keeps a NaN or
+    infinity in the state as scipy does), so no bit differs. Eight rows run side by side:
+    one row is a chain of dependent steps, eight keep the core busy."""
+    n_rows, n = x.shape
+    z = np.empty(8)
+    for r0 in range(0, n_rows, 8):
+        r1 = min(r0 + 8, n_rows)
+        z[:] = z_init
+        for i in range(n):
+            for r in range(r0, r1):
+                v = np.float64(x[r, i])
+                y = z[r - r0] + b0 * v
+                z[r - r0] = v * 0.0 - y * a1
+                out[r, i] = y

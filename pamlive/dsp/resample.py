@@ -24,24 +24,83 @@ def _polyphase(history, history_start, taps, up, down, half_len, first_out, out)
 
     ``xup`` is the input upsampled by zero stuffing; ``history[c, i - history_start]``
     holds input sample ``i`` of channel ``c``; samples before 0 or past it are zeros.
+    Where ``8 * up`` consecutive outputs lie wholly inside the history they are computed
+    eight at a time per phase (:func:`_phase8`); the outputs at the edges one by one
+    (:func:`_one`). Both add the same products in the same order (no fastmath), so the
+    blocking changes no bit.
     """
     n_taps = taps.shape[0]
-    n_hist = history.shape[1]
-    for m in range(out.shape[0]):
-        top = (first_out + m) * down + half_len
-        k = top % up
-        for c in range(out.shape[1]):
-            acc = 0.0
-            kk = k
-            while kk < n_taps:
-                i = (top - kk) // up
-                if i < 0:
-                    break
-                j = i - history_start
-                if j < n_hist:
-                    acc += taps[kk] * history[c, j]
-                kk += up
-            out[m, c] = acc * up
+    n_out = out.shape[0]
+    span = 8 * up  # outputs per block: eight of each phase
+    # a block whose first output has ``top`` reads the inputs from (top - n_taps + 1) // up
+    # to (top + (span - 1) * down) // up: inside the history for ``first <= top < stop``
+    first = max(history_start, 0) * up + n_taps - 1
+    stop = (history_start + history.shape[1]) * up - (span - 1) * down
+    for c in range(out.shape[1]):
+        row = history[c]
+        m = 0
+        top = first_out * down + half_len  # upsampled index under taps[0] for output m
+        while m < n_out:
+            if m + span <= n_out and first <= top < stop:
+                for r in range(up):
+                    t = top + r * down
+                    _phase8(taps, t % up, up, row, t // up - history_start, down,
+                            out[m + r:, c], up)
+                m += span
+                top += span * down
+                continue
+            out[m, c] = _one(row, history_start, taps, up, top) * up
+            m += 1
+            top += down
+
+
+@njit(cache=True, nogil=True)
+def _one(row, history_start, taps, up, top):
+    """``sum_k taps[k] * xup[top - k]`` for one output, zeros outside the history."""
+    n_taps = taps.shape[0]
+    acc = 0.0
+    kk = top % up
+    while kk < n_taps:
+        i = (top - kk) // up
+        if i < 0:
+            break
+        j = i - history_start
+        if j < row.shape[0]:
+            acc += taps[kk] * row[j]
+        kk += up
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _phase8(taps, phase, up, x, at, stride, out, step):
+    """Eight outputs of one phase: ``out[q * step] = up * sum_t taps[phase + t * up] *
+    x[at + q * stride - t]`` for ``q < 8``, the products added in ``t`` order as
+    :func:`_one` adds them. Eight independent sums keep the core busy (one sum is a chain
+    of dependent additions); each reads its own slice at an index Numba knows is not
+    negative (a negative one gets a wraparound check in the loop). Not
+    :func:`~pamlive.dsp.kernels.fir_decimate`'s ``_dot8``: that one may reorder its sums
+    (fastmath, to vectorise them); this one keeps the order, so no bit changes."""
+    n = (taps.shape[0] - phase + up - 1) // up
+    w = taps[phase::up]
+    lo = at - (n - 1)
+    x0, x1, x2, x3 = x[lo:], x[lo + stride:], x[lo + 2 * stride:], x[lo + 3 * stride:]
+    x4, x5 = x[lo + 4 * stride:], x[lo + 5 * stride:]
+    x6, x7 = x[lo + 6 * stride:], x[lo + 7 * stride:]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for t in range(n):
+        u = n - 1 - t  # x[at - t] is x0[u]
+        a = w[t]
+        s0 += a * x0[u]
+        s1 += a * x1[u]
+        s2 += a * x2[u]
+        s3 += a * x3[u]
+        s4 += a * x4[u]
+        s5 += a * x5[u]
+        s6 += a * x6[u]
+        s7 += a * x7[u]
+    out[0], out[step], out[2 * step], out[3 * step] = s0 * up, s1 * up, s2 * up, s3 * up
+    out[4 * step], out[5 * step] = s4 * up, s5 * up
+    out[6 * step], out[7 * step] = s6 * up, s7 * up
 
 
 def design_antialias_taps(up: int, down: int) -> np.ndarray:

@@ -166,9 +166,12 @@ class WindowFeatures:
 
     def _pieces(self, at: np.ndarray, buf: np.ndarray, buf_start: int, lo: int,
                 hi: int) -> np.ndarray:
-        """Samples ``lo .. hi-1`` of each window, as rows ``(windows * channels, hi - lo)``."""
-        idx = (at - buf_start + lo)[:, None] + np.arange(hi - lo)[None, :]
-        return np.ascontiguousarray(buf[idx].transpose(0, 2, 1)).reshape(-1, hi - lo)
+        """Samples ``lo .. hi-1`` of each window, as rows ``(windows * channels, hi - lo)``
+        (one copy, window by window: an index array would copy twice)."""
+        out = np.empty((at.size, buf.shape[1], hi - lo), buf.dtype)
+        for rows, first in zip(out, at - buf_start + lo, strict=True):
+            rows[:] = buf[first:first + hi - lo].T
+        return out.reshape(-1, hi - lo)
 
     def _per_window(self, at: np.ndarray, buf: np.ndarray, buf_start: int) -> np.ndarray:
         """The whole chain on each window (no frame stage, or a window off the grid)."""
