@@ -99,6 +99,8 @@ def bats_sections(package: Path, args: argparse.Namespace, threads: int) -> str:
     sections["model"].update(path=str(package), threads=threads)
     if args.hop is not None:
         sections["model"]["hop_s"] = args.hop
+    if args.precision is not None:
+        sections["model"]["precision"] = args.precision
     return "".join(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in s.items())
                    for name, s in sections.items())
 
@@ -338,6 +340,8 @@ def main() -> None:
     ap.add_argument("--package", help="a converted batdetect2 package (default: convert)")
     ap.add_argument("--hop", type=float, help="window hop (default: configs/bats.toml's)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads, live")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"),
+                    help="[model] precision (default: configs/bats.toml's)")
     ap.add_argument("--channels", type=int, default=4, help="channels at 384 kHz, (b) (c)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-bats-") as folder:

@@ -122,6 +122,9 @@ class ModelConfig(Section):
     detection_threshold: Probability | None = None
     batch_max: Annotated[int, Range(ge=1, le=4096)] = 32
     threads: Annotated[int, Range(ge=1, le=256)] = 1
+    # an event model's arithmetic: float32 (ONNX Runtime) or bfloat16 (OpenVINO, about half
+    # the CPU where the CPU has bfloat16 arithmetic; pamlive/inference/openvino.py)
+    precision: Literal["float32", "bfloat16"] = "float32"
     members: list[MemberConfig] = field(default_factory=list)  # an ensemble instead of path
     fusion: dict[str, FusionConfig] = field(default_factory=dict)  # per class
 

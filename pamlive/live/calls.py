@@ -248,6 +248,7 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     def windower() -> EventWindower:
         return make_event_windower(package, input_rate, channels, config.model.hop_s)
 
-    model = EventModel(package, threads=config.model.threads)
+    model = EventModel(package, threads=config.model.threads,
+                       precision=config.model.precision)
     finder = CallFinder(model, input_rate, windower().hop_s, config.model.detection_threshold)
     return finder, windower
