@@ -212,3 +212,22 @@ def test_analyze_reports_the_network_share(bats, shared_dir, tmp_path):
     with pytest.raises(ConfigError, match="activity_gate"):
         analyze_files([wav], package, tmp_path, hop_s=3.0, detection_threshold=0.3,
                       activity_gate=LEVEL, progress=False)
+
+
+def test_the_live_monitor_refuses_the_gate_in_one_line_where_it_is_unsafe(bats_package_dir):
+    """Before capture starts: with a score model, and below the least supported threshold
+    (the package's own default, 0.01, included)."""
+    from pamlive.live.calls import open_call_finder
+
+    bats = load_model_package(bats_package_dir)
+    for package, overrides in (
+            (load_model_package("builtin:narw"), {}),
+            (bats, {"model.detection_threshold": 0.3}),
+            (bats, {})):
+        cfg = load_config(None, {"model.activity_gate": LEVEL, **overrides})
+        with pytest.raises(ConfigError, match="activity_gate") as err:
+            open_call_finder(cfg, package, 256000, 1)
+        assert "\n" not in str(err.value)
+    cfg = load_config(None, {"model.activity_gate": LEVEL, "model.detection_threshold": 0.5})
+    found = open_call_finder(cfg, bats, 256000, 1)
+    assert found is not None and found[0].gate.level == LEVEL

@@ -16,7 +16,7 @@ channel-window holding a call above a detection threshold of 0.5 has activity >=
 the quiet background (call-free stretches of the recordings, white and pink noise) at
 most 1.31. Below 0.5 the network reports calls as faint as the background (at 0.3 down
 to 0.87), so no level is safe there and :func:`open_gate` refuses the combination.
-Clicks and rain open the gate (>= 2.07): conservative.
+Clicks and rain open the gate (>= 2.06): conservative.
 """
 
 from __future__ import annotations
