@@ -14,6 +14,13 @@
     the drain of a backlog at the end included: what a core must give it to keep up;
     also its share of a core between its first and last health message, and over its
     whole life); medians of ``--repeats`` runs.
+(b') ``--passes 1,0.25,0.05``: (b) with the activity gate (``[model] activity_gate``) on
+    and off, side by side (interleaved runs): 4 channels at 384 kHz where bat passes (the
+    recordings) take the given share of each channel's time and the recordings' own
+    call-free background (no call above 0.05 within 10 ms, cut out and looped) the rest;
+    CPU per audio second, samples lost, the network's share of channel-windows and the
+    calls (the same on as off), at detection threshold ``--gate-threshold`` (0.5, the
+    least the gate supports) and level ``--gate``.
 (c) ``stages``: where (b)'s CPU goes, each live stage run alone on this thread over the
     same stream: resampling + front end, network + decode, de-duplication, the
     dashboard's spectrum strip.
@@ -26,7 +33,7 @@ and threads from here.
 
     python benchmarks/bench_bats.py [--part analyze|live|stages|all] [--repeats 3]
         [--seconds 66] [--threshold 0.3] [--package DIR] [--hop S] [--threads N]
-        [--channels 4]
+        [--channels 4] [--passes 1,0.25,0.05 [--gate 0.95] [--gate-threshold 0.5]]
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -84,7 +92,8 @@ def cpu_of(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, wall
 
 
-def bats_sections(package: Path, args: argparse.Namespace, threads: int) -> str:
+def bats_sections(package: Path, args: argparse.Namespace, threads: int,
+                  **model: object) -> str:
     """``[model]`` and ``[buffers]`` of configs/bats.toml (where it exists; else hop 3 s,
     batdetect2's chunks, the threshold asked for and a short window queue: a 4-channel
     window is 21 MB) with this package and threads."""
@@ -101,6 +110,7 @@ def bats_sections(package: Path, args: argparse.Namespace, threads: int) -> str:
         sections["model"]["hop_s"] = args.hop
     if args.precision is not None:
         sections["model"]["precision"] = args.precision
+    sections["model"].update(model)
     return "".join(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in s.items())
                    for name, s in sections.items())
 
@@ -182,7 +192,7 @@ class Health:
         self.sock.connect(endpoint)
         self.pid_of = pid_of
         self.samples: list[tuple[float, float, dict]] = []  # (wall, cpu s, body)
-        self.calls = 0
+        self.calls: list[tuple[int, int, str]] = []  # (channel, start sample, species)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -194,7 +204,8 @@ class Health:
                 continue
             topic, body = self.sock.recv_multipart()
             if topic.startswith(b"call."):
-                self.calls += 1
+                call = json.loads(body)
+                self.calls.append((call["channel"], call["start_sample"], call["species"]))
             if topic != b"health" or "pid" not in self.pid_of:
                 continue
             try:
@@ -213,7 +224,7 @@ class Health:
         self.ctx.term()
 
 
-def live_once(cfg: Path, wav: Path, seconds: float) -> dict[str, float]:
+def live_once(cfg: Path, wav: Path, seconds: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pid_of: dict[str, int] = {}
     endpoint = f"ipc://{cfg.parent}/pub"
@@ -245,9 +256,19 @@ def live_once(cfg: Path, wav: Path, seconds: float) -> dict[str, float]:
         "process_cpu": total_cpu / wall,
         "lost": drops["ring_samples"] + last["capture"]["overflows"],
         "dropped": drops["window_queue"] + drops["detection_queue"] + drops["publish"],
-        "calls": health.calls,
+        "calls": len(health.calls),
+        "call_list": sorted(health.calls),
         "inference_ms": last["inference"]["mean_batch_ms"] or 0.0,
+        "network": network_share(last),
     }
+
+
+def network_share(health: dict) -> float:
+    """The share of channel-windows the network ran on (the activity gate skipped the
+    rest), from a health message's ``calls`` section."""
+    counts = health.get("calls", {}).get("channel_windows", {})
+    total = counts.get("run", 0) + counts.get("skipped", 0)
+    return counts.get("run", 0) / total if total else float("nan")
 
 
 def bench_live(args: argparse.Namespace, package: Path, tmp: Path) -> None:
@@ -270,6 +291,108 @@ def bench_live(args: argparse.Namespace, package: Path, tmp: Path) -> None:
                        ("process_cpu", "CPU, whole process (% of one core)")):
         print(f"{label:<36} {100 * statistics.median(r[key] for r in runs):10.1f}   "
               f"(runs: {', '.join(f'{100 * r[key]:.1f}' for r in runs)})")
+
+
+# -- (b') passes and quiet, the activity gate on and off ----------------------------------
+
+
+def fade(x: np.ndarray, rate: int, seconds: float = 0.005) -> np.ndarray:
+    """``x`` with half-Hann fades in and out (splices without clicks)."""
+    n = min(int(seconds * rate), x.size // 2)
+    ramp = np.hanning(2 * n)[:n].astype(np.float32)
+    x = x.astype(np.float32)
+    x[:n] *= ramp
+    x[x.size - n:] *= ramp[::-1]
+    return x
+
+
+def call_free_background(package: Path, tmp: Path, guard_s: float = 0.01,
+                         least_s: float = 0.05) -> np.ndarray:
+    """The recordings' stretches without a call above 0.05 (pamlive analyze, hop 3 s) within
+    ``guard_s``, each at least ``least_s`` long, faded and joined; at 384 kHz."""
+    from pamlive.analyze import analyze_files
+    from pamlive.inference.package import load_model_package
+
+    result = analyze_files(recordings(), load_model_package(package), tmp / "quiet", hop_s=3.0,
+                           detection_threshold=0.05, progress=False)
+    pieces = []
+    for f in result.files:
+        x, rate = sf.read(f.path, dtype="float32")
+        t = 0.0
+        busy = sorted((c.start_s - guard_s, c.end_s + guard_s) for c in f.calls)
+        for a, b in [*busy, (x.size / rate, x.size / rate)]:
+            if a - t >= least_s:
+                pieces.append(fade(x[int(t * rate):int(a * rate)], rate))
+            t = max(t, b)
+    return resample_poly(np.concatenate(pieces), 384, 250).astype(np.float32)
+
+
+def make_mix_file(folder: Path, n_channels: int, share: float, seconds: float,
+                  quiet: np.ndarray) -> Path:
+    """``seconds`` of 4 channels: on each, one stretch of bat passes (the recordings, as
+    in :func:`make_live_file`) taking ``share`` of the time, at its own offset, and the
+    call-free background the rest."""
+    n = int(seconds * LIVE_RATE)
+    dense = sf.read(make_live_file(folder, n_channels), dtype="float32")[0]
+    channels = []
+    for ch in range(n_channels):
+        x = np.resize(quiet, n)
+        k = int(share * n)
+        if k:
+            at = (ch * n // n_channels + np.arange(k)) % n
+            x[at] = fade(np.resize(dense[:, ch], k), LIVE_RATE)
+        channels.append(x)
+    path = folder / f"20200817_011332_mix{share:g}.wav"
+    sf.write(path, np.clip(np.stack(channels, axis=1), -1, 1), LIVE_RATE, subtype="PCM_16")
+    return path
+
+
+def same_calls(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same calls in two runs, up to where both had played (``--duration`` is wall time,
+    so one run may play a little further; a window ends 3 s after its start, and a call is
+    published once the next window has been decoded)."""
+    end = (min(a["audio_s"], b["audio_s"]) - 6.0) * LIVE_RATE
+    return ([c for c in a["call_list"] if c[1] < end]
+            == [c for c in b["call_list"] if c[1] < end])
+
+
+def bench_passes(args: argparse.Namespace, package: Path, tmp: Path) -> None:
+    if args.quiet == "real":
+        quiet = call_free_background(package, tmp)
+        what = f"the recordings' call-free background ({quiet.size / LIVE_RATE:.1f} s, looped)"
+    else:  # a recorder's self-noise on a night without bats
+        quiet = np.random.default_rng(0).normal(0, 0.001, LIVE_RATE * 10).astype(np.float32)
+        what = "white noise at -60 dBFS (a recorder's self-noise)"
+    print(f"\n(b') live: {args.channels} ch x {LIVE_RATE} Hz at real time, {args.seconds:.0f} s "
+          f"per run, bat passes taking a share of the time and {what} the rest; detection "
+          f"threshold {args.gate_threshold}, activity gate {args.gate} vs off; medians of "
+          f"{args.repeats}")
+    print(f"{'passes':>7} {'CPU off %':>10} {'CPU on %':>9} {'off/on':>7} {'network on %':>13} "
+          f"{'lost off/on':>12} {'calls off/on':>13} {'same calls':>11}")
+    for share in args.passes:
+        folder = tmp / f"mix{share:g}"
+        folder.mkdir()
+        wav = make_mix_file(folder, args.channels, share, args.seconds, quiet)
+        runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+        for _ in range(args.repeats):  # interleaved: both see the same machine load
+            for name, level in (("off", False), ("on", args.gate)):
+                cfg = write_config(folder, bats_sections(
+                    package, args, args.threads, detection_threshold=args.gate_threshold,
+                    activity_gate=level),
+                    f'[source]\nkind = "replay"\nloop = true\nspeed = 1.0\nfiles = ["{wav}"]\n')
+                runs[name].append(live_once(cfg, wav, args.seconds))
+        cpu = {k: statistics.median(r["cpu_per_audio_s"] for r in v) for k, v in runs.items()}
+        lost = {k: max(r["lost"] + r["dropped"] for r in v) for k, v in runs.items()}
+        calls = {k: statistics.median(r["calls"] for r in v) for k, v in runs.items()}
+        same = all(same_calls(a, b) for a, b in zip(runs["off"], runs["on"], strict=True))
+        network = statistics.median(r["network"] for r in runs["on"])
+        print(f"{100 * share:6.0f}% {100 * cpu['off']:10.1f} {100 * cpu['on']:9.1f} "
+              f"{cpu['off'] / cpu['on']:6.2f}x {100 * network:12.0f}% "
+              f"{lost['off']:>5}/{lost['on']:<6} {calls['off']:>6.0f}/{calls['on']:<6.0f} "
+              f"{'yes' if same else 'NO':>11}")
+        each = {k: ", ".join(f"{100 * r['cpu_per_audio_s']:.1f}" for r in v)
+                for k, v in runs.items()}
+        print(f"        runs, CPU % off: {each['off']}; on: {each['on']}")
 
 
 # -- (c) where the CPU goes: the live stages one by one, on one thread ------------------------
@@ -300,7 +423,7 @@ def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
             windows += windower.push(audio[i:i + block])
         windows += windower.flush()
         front = time.process_time() - t
-        model = EventModel(pkg, threads=1)
+        model = EventModel(pkg, threads=1, precision=cfg.model.precision)
         t = time.process_time()
         decoded = [window_calls(model, [w], rate, threshold=cfg.model.detection_threshold)[0]
                    for w in windows]
@@ -343,6 +466,13 @@ def main() -> None:
     ap.add_argument("--precision", choices=("float32", "bfloat16"),
                     help="[model] precision (default: configs/bats.toml's)")
     ap.add_argument("--channels", type=int, default=4, help="channels at 384 kHz, (b) (c)")
+    ap.add_argument("--passes", type=lambda v: [float(x) for x in v.split(",")],
+                    help="(b') instead of (b): shares of time with bat passes, e.g. 1,0.25,0.05")
+    ap.add_argument("--gate", type=float, default=0.95, help="(b') activity gate level")
+    ap.add_argument("--quiet", choices=("real", "noise"), default="real",
+                    help="(b') between passes: the recordings' call-free stretches, or noise")
+    ap.add_argument("--gate-threshold", type=float, default=0.5,
+                    help="(b') detection threshold (the gate needs >= 0.5)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-bats-") as folder:
         tmp = Path(folder)
@@ -350,7 +480,10 @@ def main() -> None:
         if args.part in ("analyze", "all"):
             bench_analyze(args, package, tmp)
         if args.part in ("live", "all"):
-            bench_live(args, package, tmp)
+            if args.passes:
+                bench_passes(args, package, tmp)
+            else:
+                bench_live(args, package, tmp)
         if args.part in ("stages", "all"):
             bench_stages(args, package, tmp)
 

@@ -23,6 +23,7 @@ from pamlive.detection import Detection
 from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.events.call import Call
+from pamlive.events.gate import ActivityGate, open_gate, refuse_gate
 from pamlive.events.stream import EventDetector
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.events import EventModel
@@ -68,6 +69,7 @@ class FileResult:
 @dataclass
 class AnalyzeResult:
     files: list[FileResult] = field(default_factory=list)
+    gate: ActivityGate | None = None  # an event model's: channel-windows run and skipped
 
     @property
     def failed(self) -> list[FileResult]:
@@ -103,6 +105,7 @@ def analyze_files(
     array: ArraySettings | None = None,
     raven_rows: str = "detection",
     detection_threshold: float | None = None,
+    activity_gate: float | bool = False,
 ) -> AnalyzeResult:
     """Analyse every input with a model package or an ensemble of them; with ``scores``,
     also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
@@ -110,13 +113,21 @@ def analyze_files(
     each) or ``channel`` (Raven's multichannel convention, one row per channel).
 
     An event model (``package.events``) writes one row per call instead (its own box and
-    species; ``detection_threshold`` replaces the package's); it has no window scores and
-    no bearings, so ``scores`` and ``array`` are refused with it."""
+    species; ``detection_threshold`` replaces the package's; ``activity_gate``: the level
+    of :mod:`pamlive.events.gate`, False: off); it has no window scores and no bearings,
+    so ``scores`` and ``array`` are refused with it."""
     outputs = Outputs(scores, array, raven_rows)
     if isinstance(package, ModelPackage) and package.events is not None:
         refuse_event_model(package, scores=scores, array=array is not None)
-        return _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
-                        _event_detectors(package, hop_s, detection_threshold, threads))
+        threshold = (package.events.detection_threshold if detection_threshold is None
+                     else detection_threshold)
+        gate = open_gate(activity_gate, threshold)
+        result = _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
+                          _event_detectors(package, hop_s, detection_threshold, threads, gate))
+        result.gate = gate
+        return result
+    refuse_gate(activity_gate, str(package.path) if isinstance(package, ModelPackage)
+                else "an ensemble")
     new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
                               thresholds=thresholds or {}, threads=threads)
     return _analyze(inputs, outdir, console, progress, package, hop_s, outputs, new_detector)
@@ -287,11 +298,13 @@ def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int
 
 
 def _event_detectors(package: ModelPackage, hop_s: float, threshold: float | None,
-                     threads: int) -> Callable[[int, int, ScoreTable | None], Detector]:
-    """An event detector per input (rate, channels); the model is loaded once, here."""
+                     threads: int, gate: ActivityGate
+                     ) -> Callable[[int, int, ScoreTable | None], Detector]:
+    """An event detector per input (rate, channels); the model is loaded once, here, and
+    ``gate`` counts over all inputs."""
     model = EventModel(package, threads=threads)
     return lambda rate, channels, _sink: EventDetector(model, rate, channels, hop_s=hop_s,
-                                                       threshold=threshold)
+                                                       threshold=threshold, gate=gate)
 
 
 def _open_score_table(table: Path, path: Path, package: ModelPackage | Ensemble,

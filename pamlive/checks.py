@@ -70,7 +70,7 @@ def _describe(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in args if a is not type(None))
     if origin is Literal:
-        names = [str(a) for a in args]
+        names = [str(a).lower() if isinstance(a, bool) else str(a) for a in args]  # TOML
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     if isinstance(tp, type) and issubclass(tp, Section):
         return "a table"

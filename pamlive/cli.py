@@ -161,6 +161,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.builtin import resolve_config
     from pamlive.config import load_config
     from pamlive.ensemble import Ensemble, load_ensemble
+    from pamlive.events.gate import refuse_gate
     from pamlive.inference.package import ModelPackage, load_model_package
 
     cfg = load_config(resolve_config(args.config),
@@ -176,6 +177,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     else:
         package = load_model_package(model.path)
     events = isinstance(package, ModelPackage) and package.events is not None
+    if not events:  # --cluster included
+        refuse_gate(model.activity_gate, "an ensemble" if model.members else model.path)
     if events and model.thresholds:
         raise PamliveError(f"{model.path} is an event model: [model] thresholds are per-class "
                            "window-score thresholds; set [model] detection_threshold instead")
@@ -216,12 +219,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             thresholds=thresholds, threads=model.threads, scores=args.scores,
             progress=progress, array=array, raven_rows=raven_rows,
             detection_threshold=model.detection_threshold if args.threshold is None
-            else args.threshold,
+            else args.threshold, activity_gate=model.activity_gate,
         )
     for f in result.files:
         if f.table is not None:
             found = f"{len(f.calls)} call(s)" if events else f"{len(f.detections)} detection(s)"
             print(f"{f.path}: {found} -> {f.table}")
+    if result.gate is not None:
+        print(f"pamlive: {result.gate.share()}")
     if result.failed:
         print(f"pamlive: {len(result.failed)} of {len(result.files)} input(s) failed",
               file=sys.stderr)

@@ -31,7 +31,8 @@ def _state_with_calls() -> DashboardState:
     seq = Seq()
     state = DashboardState(endpoint="tcp://wood:5556", channel=0)
     health = _health(seq())
-    health["calls"] = {"published": 0, "summaries": 0, "species": {}}
+    health["calls"] = {"published": 0, "summaries": 0, "species": {},
+                       "channel_windows": {"run": 3, "skipped": 9}, "activity_gate": 0.95}
     state.apply(BusEvent("message", "health", health), 1.0)
     # 01:13:58.x: two pipistrelles and a noctule; the next minute: one more pipistrelle
     for t, species, prob in ((0.1, "Pipistrellus pipistrellus", 0.71),
@@ -61,6 +62,7 @@ def test_calls_are_counted_per_species_and_listed_without_a_banner():
     assert state.malformed == 0
     text = _screen(state, 1.5)
     assert "calls per species (4 in all)" in text and "latest calls" in text
+    assert "network: 25 % of 12 windows (gate 0.95)" in text  # the activity gate's share
     assert "detections (" not in text  # the score model's table gives way
     row = next(line.split("││")[0] for line in text.splitlines()
                if "Pipistrellus pipistrellus" in line)

@@ -93,6 +93,10 @@ def _check_published(messages: list[tuple[str, dict]], wav: Path, log: Path) -> 
     assert read_all(log, kinds=("call_summary",)) == summaries
     health = [b for t, b in messages if t == "health"][-1]
     assert health["final"] is True and health["calls"]["published"] == len(calls)
+    # the gate is off (configs' default): the network ran on every channel-window
+    assert health["calls"]["activity_gate"] is None
+    assert health["calls"]["channel_windows"]["run"] > 0
+    assert health["calls"]["channel_windows"]["skipped"] == 0
     assert not any(health["drops"].values()), health["drops"]
     return calls
 

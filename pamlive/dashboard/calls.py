@@ -42,6 +42,27 @@ class CallBoard:
     summary: dict[str, Any] | None = None  # the newest ``summary.calls`` body
     calls: int = 0
     seen: bool = False  # an event model's monitor: a call, a summary or a ``calls`` health
+    channel_windows: dict[str, int] = field(default_factory=dict)  # network run / skipped
+    activity_gate: float | None = None  # the monitor's gate level (None: off)
+
+    def on_health(self, section: dict[str, Any]) -> None:
+        """A health message's ``calls`` section: the network's share of channel-windows."""
+        self.seen = True
+        counts = section.get("channel_windows")
+        if isinstance(counts, dict):
+            self.channel_windows = {k: int(v) for k, v in counts.items()
+                                    if k in ("run", "skipped") and isinstance(v, int)}
+        gate = section.get("activity_gate")
+        self.activity_gate = float(gate) if isinstance(gate, int | float) else None
+
+    def network(self) -> str:
+        """``network: 12 % of 340 windows (gate 0.95)``; empty before a count arrives (a
+        monitor from before the gate sends none)."""
+        run, skipped = self.channel_windows.get("run"), self.channel_windows.get("skipped")
+        if run is None or skipped is None or run + skipped == 0:
+            return ""
+        gate = "gate off" if self.activity_gate is None else f"gate {self.activity_gate:g}"
+        return f"network: {100 * run / (run + skipped):.0f} % of {run + skipped} windows ({gate})"
 
     def on_call(self, body: dict[str, Any], replayed: bool) -> None:
         row = CallRow(start_utc=parse_utc(body["start_utc"]), species=str(body["species"]),

@@ -130,7 +130,8 @@ class DashboardState:
             _check_health(body)
             self.health, self.health_at = body, now
             self.said_goodbye = body.get("final") is True
-            self.calls.seen |= isinstance(body.get("calls"), dict)
+            if isinstance(body.get("calls"), dict):
+                self.calls.on_health(body["calls"])
         elif event.topic == SPECTRUM_TOPIC:
             self._on_spectrum(body)
 

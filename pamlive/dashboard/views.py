@@ -450,7 +450,8 @@ def call_panels(board: CallBoard, max_rows: int) -> Layout:
     panels = Layout(name="calls")
     panels.split_row(
         Layout(Panel(species_table(board, max_rows), border_style="blue",
-                     title=f"calls per species ({board.calls} in all)"), name="species",
+                     title=f"calls per species ({board.calls} in all)",
+                     subtitle=board.network() or None), name="species",
                ratio=1),
         Layout(Panel(call_table(board, max_rows), title="latest calls, newest first",
                      border_style="blue"), name="latest", ratio=1),

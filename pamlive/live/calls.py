@@ -4,8 +4,9 @@ A package whose ``output`` says ``events`` emits calls, not window scores, so th
 rule is not applied. The stages stay those of the window scores (``windowing.py`` cuts
 the windows, ``inference.py`` runs the batches on its thread) with two pieces swapped:
 
-* :class:`CallFinder` runs on the inference thread: one ONNX batch per window (all its
-  channels), the heatmaps decoded into calls, calls found twice in overlapping windows
+* :class:`CallFinder` runs on the inference thread: one ONNX batch per window (its
+  channels that pass the activity gate, ``pamlive/events/gate.py``), the heatmaps decoded
+  into calls, calls found twice in overlapping windows
   de-duplicated (``pamlive.events``, the code ``pamlive analyze`` runs on the same
   windows), so the queue to the engine's thread carries finished calls only;
 * :class:`CallPublisher`, on the engine's thread, only turns calls into bus bodies (UTC
@@ -30,6 +31,7 @@ from pamlive.config import Config
 from pamlive.errors import ConfigError
 from pamlive.events.call import Call
 from pamlive.events.dedup import CallDeduplicator
+from pamlive.events.gate import ActivityGate, open_gate, refuse_gate
 from pamlive.events.stream import window_calls
 from pamlive.events.windows import EventWindower, make_event_windower
 from pamlive.inference.events import EventModel
@@ -63,14 +65,16 @@ class CallFinder:
 
     The calls ``pamlive analyze`` finds (:class:`~pamlive.events.stream.EventDetector`):
     the same :func:`~pamlive.events.stream.window_calls` on the same windows, the same
-    de-duplication across overlapping windows.
+    de-duplication across overlapping windows, the same activity gate (``gate``: its
+    counts are read by the engine's thread for health).
     """
 
     def __init__(self, model: EventModel, input_rate: int, hop_s: float,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, gate: ActivityGate | None = None) -> None:
         self.model = model
         self.input_rate = input_rate
         self.threshold = threshold
+        self.gate = gate or ActivityGate()
         self.dedup = CallDeduplicator(hop_s)
 
     def find(self, windows: list[Window]) -> list[FoundCalls]:
@@ -79,7 +83,8 @@ class CallFinder:
         rate = self.input_rate
         found = []
         for w in windows:
-            [calls] = window_calls(self.model, [w], rate, threshold=self.threshold)
+            [calls] = window_calls(self.model, [w], rate, threshold=self.threshold,
+                                   gate=self.gate)
             # a later window starts after this one: no call starting before it comes again
             found.append(FoundCalls(w.end_sample, w.start_sample,
                                     self.dedup.push(calls, w.start_sample / rate,
@@ -189,9 +194,12 @@ class CallPublisher:
             self._summaries(minutes.flush(self.utc(end_sample)))
 
     def part(self) -> Part:
-        """The health section ``calls``: published calls per species, summaries sent."""
+        """The health section ``calls``: published calls per species, summaries sent, and
+        the channel-windows the network ran on and the activity gate skipped."""
+        gate = self.finder.gate
         return Part("calls", {"published": self.detections, "summaries": self.summaries,
-                              "species": dict(self.per_species)})
+                              "species": dict(self.per_species),
+                              "channel_windows": gate.counts(), "activity_gate": gate.level})
 
     def _counts(self) -> MinuteCounts:
         if self._minutes is None:
@@ -237,6 +245,7 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     it; None for a window-score model. What does not apply to calls yet is refused here,
     before capture starts."""
     if package.events is None:
+        refuse_gate(config.model.activity_gate, str(package.path))
         return None
     if config.model.thresholds:
         raise ConfigError(f"{package.path} is an event model: [model] thresholds are per-class "
@@ -248,7 +257,10 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     def windower() -> EventWindower:
         return make_event_windower(package, input_rate, channels, config.model.hop_s)
 
+    threshold = config.model.detection_threshold
+    gate = open_gate(config.model.activity_gate,
+                     package.events.detection_threshold if threshold is None else threshold)
     model = EventModel(package, threads=config.model.threads,
                        precision=config.model.precision)
-    finder = CallFinder(model, input_rate, windower().hop_s, config.model.detection_threshold)
+    finder = CallFinder(model, input_rate, windower().hop_s, threshold, gate)
     return finder, windower
