@@ -19,11 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
 from pamlive.array.settings import ArraySettings
+from pamlive.config import refuse_event_keys
 from pamlive.detection import Detection
 from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.events.call import Call
-from pamlive.events.gate import ActivityGate, open_gate, refuse_gate
+from pamlive.events.gate import ActivityGate, open_gate
 from pamlive.events.stream import EventDetector
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.events import EventModel
@@ -106,6 +107,7 @@ def analyze_files(
     raven_rows: str = "detection",
     detection_threshold: float | None = None,
     activity_gate: float | bool = False,
+    precision: str = "float32",
 ) -> AnalyzeResult:
     """Analyse every input with a model package or an ensemble of them; with ``scores``,
     also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
@@ -114,7 +116,8 @@ def analyze_files(
 
     An event model (``package.events``) writes one row per call instead (its own box and
     species; ``detection_threshold`` replaces the package's; ``activity_gate``: the level
-    of :mod:`pamlive.events.gate`, False: off); it has no window scores and no bearings,
+    of :mod:`pamlive.events.gate`, False: off; ``precision``: its network's arithmetic,
+    :class:`~pamlive.inference.events.EventModel`); it has no window scores and no bearings,
     so ``scores`` and ``array`` are refused with it."""
     outputs = Outputs(scores, array, raven_rows)
     if isinstance(package, ModelPackage) and package.events is not None:
@@ -123,11 +126,12 @@ def analyze_files(
                      else detection_threshold)
         gate = open_gate(activity_gate, threshold)
         result = _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
-                          _event_detectors(package, hop_s, detection_threshold, threads, gate))
+                          _event_detectors(package, hop_s, detection_threshold, threads, gate,
+                                           precision))
         result.gate = gate
         return result
-    refuse_gate(activity_gate, str(package.path) if isinstance(package, ModelPackage)
-                else "an ensemble")
+    refuse_event_keys(str(package.path) if isinstance(package, ModelPackage) else "an ensemble",
+                      activity_gate=activity_gate, precision=precision)
     new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
                               thresholds=thresholds or {}, threads=threads)
     return _analyze(inputs, outdir, console, progress, package, hop_s, outputs, new_detector)
@@ -298,11 +302,11 @@ def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int
 
 
 def _event_detectors(package: ModelPackage, hop_s: float, threshold: float | None,
-                     threads: int, gate: ActivityGate
+                     threads: int, gate: ActivityGate, precision: str
                      ) -> Callable[[int, int, ScoreTable | None], Detector]:
     """An event detector per input (rate, channels); the model is loaded once, here, and
     ``gate`` counts over all inputs."""
-    model = EventModel(package, threads=threads)
+    model = EventModel(package, threads=threads, precision=precision)
     return lambda rate, channels, _sink: EventDetector(model, rate, channels, hop_s=hop_s,
                                                        threshold=threshold, gate=gate)
 

@@ -159,9 +159,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from pamlive.analyze import analyze_files, refuse_event_model
     from pamlive.builtin import resolve_config
-    from pamlive.config import load_config
+    from pamlive.config import load_config, refuse_event_keys
     from pamlive.ensemble import Ensemble, load_ensemble
-    from pamlive.events.gate import refuse_gate
     from pamlive.inference.package import ModelPackage, load_model_package
 
     cfg = load_config(resolve_config(args.config),
@@ -178,7 +177,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         package = load_model_package(model.path)
     events = isinstance(package, ModelPackage) and package.events is not None
     if not events:  # --cluster included
-        refuse_gate(model.activity_gate, "an ensemble" if model.members else model.path)
+        refuse_event_keys("an ensemble" if model.members else model.path,
+                          activity_gate=model.activity_gate, precision=model.precision)
     if events and model.thresholds:
         raise PamliveError(f"{model.path} is an event model: [model] thresholds are per-class "
                            "window-score thresholds; set [model] detection_threshold instead")
@@ -219,7 +219,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             thresholds=thresholds, threads=model.threads, scores=args.scores,
             progress=progress, array=array, raven_rows=raven_rows,
             detection_threshold=model.detection_threshold if args.threshold is None
-            else args.threshold, activity_gate=model.activity_gate,
+            else args.threshold, activity_gate=model.activity_gate, precision=model.precision,
         )
     for f in result.files:
         if f.table is not None:

@@ -139,6 +139,18 @@ class ModelConfig(Section):
                               "of an ensemble")
 
 
+def refuse_event_keys(model: str, *, activity_gate: float | bool = False,
+                      precision: str = "float32") -> None:
+    """One line if keys that only event models (bats) have are set for ``model``, a
+    window-score model or an ensemble."""
+    keys = [key for key, on in (("activity_gate", bool(activity_gate)),
+                                ("precision", precision != "float32")) if on]
+    if keys:
+        them = "it" if len(keys) == 1 else "them"
+        raise ConfigError(f"[model] {' and '.join(keys)}: for event models (bats) only; "
+                          f"{model} gives window scores: remove {them}")
+
+
 @dataclass(frozen=True)
 class BufferConfig(Section):
     SECTION = "buffers"

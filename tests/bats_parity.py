@@ -4,7 +4,7 @@ scripts/make_batdetect2_reference.py) on the six bat recordings of ../shared.
 Prints the parity figures of docs/bats.md (converts the installed batdetect2 checkpoint
 into a temporary package first; needs the bats extra and batdetect2 --no-deps):
 
-    PYTHONPATH=. python tests/bats_parity.py [--shared ../shared]
+    PYTHONPATH=. python tests/bats_parity.py [--shared ../shared] [--precision bfloat16]
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ def reference_calls(doc: dict[str, Any], nyquist_hz: float) -> list[Call]:
     return calls
 
 
-def parity(package: ModelPackage, shared: Path, hop_s: float, outdir: Path
-           ) -> dict[str, Parity]:
+def parity(package: ModelPackage, shared: Path, hop_s: float, outdir: Path,
+           precision: str = "float32") -> dict[str, Parity]:
     """Per recording: pamlive's calls (threshold as the fixtures') against batdetect2's."""
     docs = fixtures()
     threshold = docs[0]["meta"]["detection_threshold"]
     wavs = [shared / d["recording"] for d in docs]
     result = analyze_files(wavs, package, outdir, hop_s=hop_s, detection_threshold=threshold,
-                           progress=False)
+                           progress=False, precision=precision)
     found = {f.path: f.calls for f in result.files}
     return {w.stem: match_calls(found[w], reference_calls(d, open_audio(w).sample_rate / 2))
             for w, d in zip(wavs, docs, strict=True)}
@@ -84,13 +84,16 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                    help="[model] precision (bfloat16: OpenVINO, a CPU with AVX512-BF16)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pkg = load_model_package(import_package(find_checkpoint("batdetect2"),
                                                 Path(tmp) / "pkg"))
         for hop, what in ((3.0, "batdetect2's chunks"), (config_hop(), "configs/bats.toml")):
-            print(report(f"\nhop {hop} s ({what}), 3 s windows:",
-                         parity(pkg, args.shared, hop, Path(tmp) / f"out{hop}")))
+            print(report(f"\nhop {hop} s ({what}), 3 s windows, {args.precision}:",
+                         parity(pkg, args.shared, hop, Path(tmp) / f"out{hop}",
+                                args.precision)))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_a_score_model_refuses_the_gate_in_one_line(tmp_path):
                          cwd=REPO, check=False)
     assert run.returncode == 2
     [line] = run.stderr.strip().splitlines()
-    assert "activity_gate is for event models" in line
+    assert "activity_gate: for event models (bats) only" in line
 
 
 @pytest.fixture(scope="module")

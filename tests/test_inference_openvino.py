@@ -4,12 +4,14 @@ Parity of the calls with batdetect2's own in bfloat16: tests/test_events_parity.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from cpu_flags import BF16_CPU
 
 from pamlive.errors import ModelError
 from pamlive.events.windows import make_event_windower
@@ -20,14 +22,6 @@ from pamlive.inference.package import ModelPackage, load_model_package
 openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
 
-def _cpu_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-BF16_CPU = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 needs_bf16 = pytest.mark.skipif(not BF16_CPU, reason="this CPU has no bfloat16 arithmetic")
 
 
@@ -46,7 +40,7 @@ def features(bat_package: ModelPackage, shared_dir: Path) -> np.ndarray:
     return windows[0].features
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads /proc/cpuinfo")
 def test_bfloat16_support_is_what_the_cpu_flags_say() -> None:
     assert ov_runner.has_bfloat16(openvino.Core()) == BF16_CPU
 
@@ -114,3 +108,23 @@ def test_a_model_openvino_cannot_read_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="OpenVINO cannot read the model") as err:
         ov_runner.BFloat16Runner(broken, OUTPUTS)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('path = "builtin:narw"\nprecision = "bfloat16"',
+     "[model] precision: for event models (bats) only; builtin:narw gives window scores"),
+    ('path = "builtin:narw"\nprecision = "float16"',
+     "[model] precision must be float32 or bfloat16, got 'float16'"),
+])
+def test_precision_in_a_config_is_checked_in_one_line(tmp_path: Path, line: str,
+                                                      message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[model]\n{line}\n")
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(4000, np.float32), 2000)
+    run = subprocess.run([sys.executable, "-m", "pamlive", "analyze", str(wav), "-c", str(cfg),
+                          "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], check=False)
+    assert run.returncode == 2
+    [error] = run.stderr.strip().splitlines()
+    assert message in error

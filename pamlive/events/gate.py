@@ -90,9 +90,3 @@ def open_gate(level: float | bool, threshold: float) -> ActivityGate:
             f"background), got {threshold:g}: raise the threshold or set activity_gate = false")
     return ActivityGate(float(level))
 
-
-def refuse_gate(level: float | bool, model: str) -> None:
-    """One line if ``[model] activity_gate`` is set for ``model``, a window-score model."""
-    if level:
-        raise ConfigError(f"[model] activity_gate is for event models (bats); {model} gives "
-                          "window scores: remove it or set it to false")

@@ -27,11 +27,11 @@ from typing import cast
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import call_body, call_summary_body
 from pamlive.buffers import RingBuffer
-from pamlive.config import Config
+from pamlive.config import Config, refuse_event_keys
 from pamlive.errors import ConfigError
 from pamlive.events.call import Call
 from pamlive.events.dedup import CallDeduplicator
-from pamlive.events.gate import ActivityGate, open_gate, refuse_gate
+from pamlive.events.gate import ActivityGate, open_gate
 from pamlive.events.stream import window_calls
 from pamlive.events.windows import EventWindower, make_event_windower
 from pamlive.inference.events import EventModel
@@ -245,7 +245,8 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     it; None for a window-score model. What does not apply to calls yet is refused here,
     before capture starts."""
     if package.events is None:
-        refuse_gate(config.model.activity_gate, str(package.path))
+        refuse_event_keys(str(package.path), activity_gate=config.model.activity_gate,
+                          precision=config.model.precision)
         return None
     if config.model.thresholds:
         raise ConfigError(f"{package.path} is an event model: [model] thresholds are per-class "
