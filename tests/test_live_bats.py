@@ -95,6 +95,7 @@ def _check_published(messages: list[tuple[str, dict]], wav: Path, log: Path) -> 
     assert health["final"] is True and health["calls"]["published"] == len(calls)
     # the gate is off (configs' default): the network ran on every channel-window
     assert health["calls"]["activity_gate"] is None
+    assert health["calls"]["precision"] == "float32"
     assert health["calls"]["channel_windows"]["run"] > 0
     assert health["calls"]["channel_windows"]["skipped"] == 0
     assert not any(health["drops"].values()), health["drops"]

@@ -195,11 +195,13 @@ class CallPublisher:
 
     def part(self) -> Part:
         """The health section ``calls``: published calls per species, summaries sent, and
-        the channel-windows the network ran on and the activity gate skipped."""
+        the channel-windows the network ran on and the activity gate skipped, and the
+        network's arithmetic."""
         gate = self.finder.gate
         return Part("calls", {"published": self.detections, "summaries": self.summaries,
                               "species": dict(self.per_species),
-                              "channel_windows": gate.counts(), "activity_gate": gate.level})
+                              "channel_windows": gate.counts(), "activity_gate": gate.level,
+                              "precision": self.finder.model.precision})
 
     def _counts(self) -> MinuteCounts:
         if self._minutes is None:
