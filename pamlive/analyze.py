@@ -122,9 +122,7 @@ def analyze_files(
     outputs = Outputs(scores, array, raven_rows)
     if isinstance(package, ModelPackage) and package.events is not None:
         refuse_event_model(package, scores=scores, array=array is not None)
-        threshold = (package.events.detection_threshold if detection_threshold is None
-                     else detection_threshold)
-        gate = open_gate(activity_gate, threshold)
+        gate = open_gate(activity_gate, package.events.threshold(detection_threshold))
         result = _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
                           _event_detectors(package, hop_s, detection_threshold, threads, gate,
                                            precision))

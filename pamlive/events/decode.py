@@ -66,7 +66,7 @@ def decode_calls(outputs: Mapping[str, np.ndarray], spec: EventSpec, window_star
     classes = np.asarray(outputs["classes"])[: len(class_names)]
     height, width = heat.shape
     duration = (width * spec.step_samples + spec.offset_samples) / spec.sample_rate
-    cut = spec.detection_threshold if threshold is None else threshold
+    cut = spec.threshold(threshold)
     chosen = top_k(heat.ravel(), local_maxima(heat, spec.nms_kernel_size, cut),
                    int(duration * spec.nms_top_k_per_sec))
     ys, xs = np.divmod(chosen, width)

@@ -30,6 +30,11 @@ class EventSpec:
     width_multiple: int
     sample_rate: int
 
+    def threshold(self, override: float | None = None) -> float:
+        """The detection threshold in force: ``override`` (the config's or ``--threshold``),
+        else the package's."""
+        return self.detection_threshold if override is None else override
+
     @property
     def step_samples(self) -> float:
         """The spectrogram hop in samples (batdetect2's ``nfft - noverlap``)."""

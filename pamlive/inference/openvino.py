@@ -4,7 +4,7 @@ batdetect2's network is 37.6 GFLOP per 3 s channel window, and float32 on one co
 go much below 0.4 s for it. CPUs with bfloat16 arithmetic (AVX512-BF16: AMD Zen 4 and later,
 Intel Cooper Lake, Sapphire Rapids and later; AMX) do twice the multiply-adds per cycle, and
 OpenVINO uses them; ONNX Runtime does not on x86. bfloat16 keeps 8 bits of mantissa, so
-probabilities move by up to ~0.005 (docs/bats.md: parity). The model is compiled for each
+probabilities move by up to ~0.007 (docs/bats.md, "bfloat16"). The model is compiled for each
 input shape it meets (a static shape is ~13 % faster than a dynamic one; compiling takes
 ~0.3 s of CPU), and the last few compiled shapes are kept.
 """

@@ -261,8 +261,7 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
         return make_event_windower(package, input_rate, channels, config.model.hop_s)
 
     threshold = config.model.detection_threshold
-    gate = open_gate(config.model.activity_gate,
-                     package.events.detection_threshold if threshold is None else threshold)
+    gate = open_gate(config.model.activity_gate, package.events.threshold(threshold))
     model = EventModel(package, threads=config.model.threads,
                        precision=config.model.precision)
     finder = CallFinder(model, input_rate, windower().hop_s, threshold, gate)
