@@ -90,8 +90,12 @@ class Windower:
 
     def flush(self) -> list[Window]:
         """End of stream: the remaining windows, plus one aligned to the end if the tail
-        after the last full window would otherwise never be looked at."""
+        after the last full window would otherwise never be looked at. A stream shorter
+        than one window (a clip from a call library) is padded with silence to one window:
+        a call in it is looked at, not passed over without a word."""
         self._append(self.resampler.flush())
+        if 0 < self._end < self.segment:
+            self._append(np.zeros((self.segment - self._end, self.channels), np.float32))
         return self._cut(final=True)
 
     def _append(self, samples: np.ndarray) -> None:

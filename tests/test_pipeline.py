@@ -72,3 +72,19 @@ def test_hop_shorter_than_a_sample_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="hop"):
         Windower(CHAIN, 8000, 1, 2.0, 0.0001)
+
+
+def test_a_clip_shorter_than_a_window_is_scored_once_padded_with_silence() -> None:
+    """A 1.6-s call-library clip (PAMGuard's southern right whale example is one) gives
+    one window: the clip followed by silence, features as scipy's resampling of the
+    padded clip gives them. Before, such a file gave no window and no word."""
+    clip = np.random.default_rng(5).normal(0, 0.1, (int(8000 * 1.6), 1)).astype(np.float32)
+    w = Windower(CHAIN, 8000, 1, segment_s=2.0, hop_s=0.5)
+    windows = w.push(clip) + w.flush()
+    assert [(win.index, win.start_sample) for win in windows] == [(0, 0)]
+    ref = resample_poly(np.r_[clip[:, 0], np.zeros(8000)].astype(np.float64), 1, 4)[:4000]
+    mid = slice(2, 28)  # frames clear of the resampler's edges at the clip's end
+    np.testing.assert_allclose(windows[0].features[0][mid],
+                               CHAIN.apply(ref[None].astype(np.float32))[0][mid], atol=2e-5)
+    empty = Windower(CHAIN, 8000, 1, segment_s=2.0, hop_s=0.5)
+    assert empty.flush() == []  # no audio at all: nothing to look at
