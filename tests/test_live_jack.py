@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,10 +58,12 @@ ANNOTATIONS = "data/narw-dclde2013/train/annotations_train.csv"
 # 50 s holding six annotated upcalls (632-674 s), two of them 2 s apart
 PLAY_FROM_S, PLAY_TO_S = 628, 678
 PLAY_S = PLAY_TO_S - PLAY_FROM_S
-# A fine hop, so the first window holding a whole call ends at most a hop after it
-# (PAMGuard's right whale example slid by 0.1 s); PAMLIVE_JACK_HOP_S measures others.
-HOP_S = float(os.environ.get("PAMLIVE_JACK_HOP_S", "0.25"))
-MAX_MERGE = 10
+# The shipped configuration's hop and merge rule (what a crew runs); PAMLIVE_JACK_HOP_S
+# measures other hops.
+SHIPPED = tomllib.loads((Path(__file__).resolve().parents[1] / "pamlive/configs/narw.toml")
+                        .read_text(encoding="utf-8"))["model"]
+HOP_S = float(os.environ.get("PAMLIVE_JACK_HOP_S", SHIPPED["hop_s"]))
+MAX_MERGE = int(SHIPPED["max_merge"])
 P95_BOUND_MS = 500.0
 LAG_BOUND_MS = 250.0  # a JACK period (21 ms), the callback, the log's fsync, the send
 UTC_TOLERANCE_S = 1.0  # the wall clocks of two processes and a non-realtime server

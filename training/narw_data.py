@@ -1,18 +1,20 @@
-"""The DCLDE 2013 right whale training data: recordings, split, window sampling, features.
+"""The labelled DCLDE 2013 right whale days, the leave-one-day-out split, window sampling.
 
-Version 2 adds the two unlabelled recordings of other days: Koogu's NARW model
-(a teacher trained on other data) marks pseudo-calls where it is sure (peak score
->= ``PSEUDO_PEAK``) and quiet stretches where it sees nothing; windows where the v1
-detector fired but the teacher is quiet are hard negatives (noise bursts and other
-sounds in whale recordings, what v1 raised false alarms on off its training day).
-Augmentation adds speed perturbation (small time-stretch + pitch shift together).
+Three days of the NOPP6 array in Cape Cod Bay carry DCLDE 2013 ground truth: 2009-03-28
+(three 15-min files, 53 upcalls), 2009-03-29 (15 min, 61) and 2009-03-31 (15 min of
+another channel, 18). Three 15-min background files from another site (GSC, 2000) hold
+no calls; each is paired with a day, so a held-out day is tested like the hidden one:
+its calls plus background.
 
-Why sampling this way: the 53 annotated upcalls are far too few to train on as fixed
-windows, so every epoch draws fresh 2-s windows around each call (random time shift
-with at least ``MIN_CALL_FRACTION`` of the call inside, as a 1-s hop sees it), random
-gain, and mixes the call window with a noise window (calls into background). Negatives
-come from the background files *and* from the right whale files away from annotated
-calls: negatives from one site only would teach the net to tell sites apart, not calls.
+Why sample this way (v3): the detector is judged on another day and at other sites, so
+every epoch draws (a) each day's real calls equally often (03-31 has 18 calls, 03-28 53:
+uniform sampling would learn 03-28), time-shifted, speed-perturbed and mixed with noise
+of *another* recording; (b) synthetic upcalls (``narw_synth``) mixed into real noise of
+every recording at levels drawn wide; (c) negatives: real noise of every recording
+(away from annotated calls and from anything Koogu's model hears: the truth misses faint
+calls), synthetic confusers mixed into it, and hard negatives the model itself scored
+high on (mined during training from the same call-free places,
+:meth:`WindowSampler.add_hard`).
 """
 
 from __future__ import annotations
@@ -20,51 +22,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import narw_synth
 import numpy as np
 import soundfile as sf
+from narw_synth import SAMPLE_RATE, SEGMENT
 
 from pamlive.dsp.chain import TransformChain
 from pamlive.dsp.pdtf import read_pdtf
 from pamlive.evaluate import Event, read_annotations, stem_of
 
-SAMPLE_RATE = 2000
-SEGMENT = 2 * SAMPLE_RATE
 MIN_CALL_FRACTION = 0.6
-# Negatives from right whale files keep this far (s) from any annotated call: the
-# files may hold faint calls that were not annotated next to annotated ones.
+# Negatives keep this far (s) from any annotated call: faint unannotated calls sit
+# next to annotated ones; and this far from anything the teacher hears (a Koogu clip
+# >= TEACHER_QUIET): calls nobody annotated (``narw_teacher``).
 CALL_GUARD_S = 4.0
-
-DATA_SUBDIR = Path("data/narw-dclde2013/train")
-UNLABELLED_SUBDIR = Path("data/narw-dclde2013/unlabelled")
-UNLABELLED_FILES = ("NOPP6_EST_20090329_121500.wav", "NOPP6_EST_20090331_220000_CH10.wav")
-
-# Teacher (Koogu NARW) thresholds. A pseudo-call is a run of clips scoring >=
-# PSEUDO_RUN whose peak reaches PSEUDO_PEAK (Koogu at 0.999 raised no false alarm on the
-# hidden day in issue 11); quiet = no clip within TEACHER_GUARD_S of the window reaches
-# TEACHER_QUIET. PSEUDO_CALL_S: assumed call length around the run's centre.
-PSEUDO_RUN, PSEUDO_PEAK, PSEUDO_CALL_S = 0.99, 0.999, 1.0
 TEACHER_QUIET, TEACHER_GUARD_S = 0.5, 1.0
-# A hard negative: teacher-quiet window where v1 scored at least this.
-HARD_SCORE = 0.5
 PDTF = Path("models/pamguard-right-whale/right_whale_DL_settings.pdtf")
 
-NARW_FILES = tuple(f"narw/NOPP6_EST_20090328_{t}.wav" for t in ("000000", "001500", "003000"))
-# Paired with NARW_FILES by position for leave-one-out; pair 1 is the shipped test split.
-BACKGROUND_FILES = tuple(f"background/GSC_2000-05-19_00-{m}-00.wav" for m in ("00", "30", "15"))
+ROOT = Path("data/narw-dclde2013")
+ANNOTATIONS = (ROOT / "train/annotations_train.csv", ROOT / "unlabelled/annotations_dclde2013.csv")
 
 
-def leave_one_out(k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(training files, held-out files) holding out the k-th right whale file together
-    with the k-th background file: a file-level split."""
-    held = (NARW_FILES[k], BACKGROUND_FILES[k])
-    return tuple(f for f in NARW_FILES + BACKGROUND_FILES if f not in held), held
+@dataclass(frozen=True)
+class Day:
+    """One labelled day: its right whale recordings and the background file paired
+    with it when the day is held out."""
+
+    name: str
+    files: tuple[Path, ...]
+    background: Path
 
 
-# The shipped model's split. The test files are never read by training or model selection.
-TRAIN_FILES, TEST_FILES = leave_one_out(1)
-# Model selection (architecture, epochs, augmentation): two-fold CV over TRAIN_FILES.
-DEV_TRAIN_FILES = TRAIN_FILES[0::2]
-DEV_VALID_FILES = TRAIN_FILES[1::2]
+DAYS = (
+    Day("2009-03-28", tuple(ROOT / f"train/narw/NOPP6_EST_20090328_{t}.wav"
+                            for t in ("000000", "001500", "003000")),
+        ROOT / "train/background/GSC_2000-05-19_00-00-00.wav"),
+    Day("2009-03-29", (ROOT / "unlabelled/NOPP6_EST_20090329_121500.wav",),
+        ROOT / "train/background/GSC_2000-05-19_00-15-00.wav"),
+    Day("2009-03-31", (ROOT / "unlabelled/NOPP6_EST_20090331_220000_CH10.wav",),
+        ROOT / "train/background/GSC_2000-05-19_00-30-00.wav"),
+)
+
+
+def split(holdout: int | None) -> tuple[list[Day], Day | None]:
+    """(training days, held-out day); ``holdout`` None: train on all three."""
+    if holdout is None:
+        return list(DAYS), None
+    return [d for i, d in enumerate(DAYS) if i != holdout], DAYS[holdout]
+
+
+def annotations(shared: Path) -> dict[str, list[Event]]:
+    """Every labelled call of the three days, by file stem."""
+    out: dict[str, list[Event]] = {}
+    for path in ANNOTATIONS:
+        out.update(read_annotations(shared / path))
+    return out
 
 
 def feature_chain(shared: Path) -> TransformChain:
@@ -74,157 +86,152 @@ def feature_chain(shared: Path) -> TransformChain:
 
 @dataclass
 class Recording:
-    """One file's samples and its annotated calls (seconds)."""
+    """One file's samples (2 kHz, float32) and its calls (seconds); ``group`` names the
+    day (or background) it belongs to, for balanced sampling."""
 
     name: str
+    group: str
     audio: np.ndarray
     calls: list[Event]
-    # Koogu clip centres (s) and scores; empty arrays if no teacher is used
+    # Koogu clip centres (s) and scores; empty: no teacher
     teacher_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     teacher_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # v1 window starts (s) and scores, for hard negatives
-    miner_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    miner_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def stem(self) -> str:
         return stem_of(self.name)
 
     def noise_starts(self) -> np.ndarray:
-        """Sample offsets of windows that stay ``CALL_GUARD_S`` away from every call."""
+        """Sample offsets of windows that stay ``CALL_GUARD_S`` away from every call and
+        ``TEACHER_GUARD_S`` away from every clip the teacher hears something in."""
         starts = np.arange(0, len(self.audio) - SEGMENT + 1)
         ok = np.ones(len(starts), bool)
-        for c in self.calls:
-            lo = int((c.start - CALL_GUARD_S) * SAMPLE_RATE) - SEGMENT
-            hi = int((c.end + CALL_GUARD_S) * SAMPLE_RATE)
-            ok[max(lo, 0) : max(hi, 0)] = False
-        for t in self.teacher_t[self.teacher_s >= TEACHER_QUIET]:
-            lo = int((t - TEACHER_GUARD_S) * SAMPLE_RATE) - SEGMENT
-            hi = int((t + TEACHER_GUARD_S) * SAMPLE_RATE)
+        guards = [(c.start, c.end, CALL_GUARD_S) for c in self.calls]
+        guards += [(t, t, TEACHER_GUARD_S) for t in self.teacher_t[self.teacher_s >= TEACHER_QUIET]]
+        for start, end, guard in guards:
+            lo = int((start - guard) * SAMPLE_RATE) - SEGMENT
+            hi = int((end + guard) * SAMPLE_RATE)
             ok[max(lo, 0) : max(hi, 0)] = False
         return starts[ok]
 
-    def hard_starts(self) -> np.ndarray:
-        """Noise windows (see :meth:`noise_starts`) where v1 scored >= ``HARD_SCORE``."""
-        if not len(self.miner_t):
-            return np.zeros(0, np.int64)
-        cand = np.round(self.miner_t[self.miner_s >= HARD_SCORE] * SAMPLE_RATE).astype(np.int64)
-        return np.intersect1d(cand, self.noise_starts())
+
+def read_audio(path: Path) -> np.ndarray:
+    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, got {rate}")
+    return audio[:, 0]
 
 
-def pseudo_calls(t: np.ndarray, s: np.ndarray) -> list[Event]:
-    """Teacher-sure calls: runs of clips >= ``PSEUDO_RUN`` peaking >= ``PSEUDO_PEAK``,
-    each taken as ``PSEUDO_CALL_S`` around the run's centre."""
-    calls: list[Event] = []
-    high = np.flatnonzero(s >= PSEUDO_RUN)
-    if not len(high):
-        return calls
-    breaks = np.flatnonzero(np.diff(high) > 1)
-    for run in np.split(high, breaks + 1):
-        if s[run].max() >= PSEUDO_PEAK:
-            mid = float(t[run].mean())
-            calls.append(Event(mid - PSEUDO_CALL_S / 2, mid + PSEUDO_CALL_S / 2, 1.0))
-    return calls
+def load_days(shared: Path, days: list[Day], backgrounds: bool = True, teacher: bool = True
+              ) -> list[Recording]:
+    """The days' recordings with their calls, and (``backgrounds``) their paired
+    background files (group ``background``, no calls); ``teacher``: with Koogu's scores
+    (computed once, cached; needs TensorFlow)."""
+    calls = annotations(shared)
+    out = [Recording(f.name, d.name, read_audio(shared / f), calls.get(stem_of(f), []))
+           for d in days for f in d.files]
+    if backgrounds:
+        out += [Recording(d.background.name, "background", read_audio(shared / d.background), [])
+                for d in days]
+    if teacher:
+        from narw_teacher import cached_koogu
 
-
-def load_recordings(shared: Path, names: tuple[str, ...]) -> list[Recording]:
-    """Read the files (2 kHz mono int16 -> float32 in [-1, 1]) with their annotations."""
-    root = shared / DATA_SUBDIR
-    annotations = read_annotations(root / "annotations_train.csv")
-    out = []
-    for name in names:
-        audio, rate = sf.read(str(root / name), dtype="float32", always_2d=True)
-        if rate != SAMPLE_RATE:
-            raise ValueError(f"{name}: expected {SAMPLE_RATE} Hz, got {rate}")
-        out.append(Recording(name, audio[:, 0], annotations.get(stem_of(name), [])))
-    return out
-
-
-def load_unlabelled(shared: Path, teacher: dict[str, tuple[np.ndarray, np.ndarray]],
-                    ) -> list[Recording]:
-    """The unlabelled recordings of other days, with the teacher's pseudo-calls."""
-    out = []
-    for name in UNLABELLED_FILES:
-        audio, rate = sf.read(str(shared / UNLABELLED_SUBDIR / name), dtype="float32",
-                              always_2d=True)
-        if rate != SAMPLE_RATE:
-            raise ValueError(f"{name}: expected {SAMPLE_RATE} Hz, got {rate}")
-        t, s = teacher[stem_of(name)]
-        out.append(Recording(name, audio[:, 0], pseudo_calls(t, s)))
+        paths = {p.name: shared / p for d in days for p in (*d.files, d.background)}
+        for rec in out:
+            rec.teacher_t, rec.teacher_s = cached_koogu(shared, paths[rec.name])
     return out
 
 
 class WindowSampler:
-    """Draws augmented positive and negative 2-s windows from recordings.
+    """Draws augmented positive and negative 2-s windows (see the module docstring).
 
-    ``hard_frac`` of the negatives come from the hard-negative pool (when there is one);
     ``speed``: windows are read ``1 +- speed`` times as long and resampled to 2 s
     (time-stretch and pitch shift together)."""
 
-    def __init__(
-        self, recordings: list[Recording], rng: np.random.Generator, noise_mix_max: float = 2.0,
-        hard_frac: float = 0.0, speed: float = 0.0,
-    ) -> None:
+    def __init__(self, recordings: list[Recording], rng: np.random.Generator,
+                 speed: float = 0.05) -> None:
         self.rng = rng
-        self.noise_mix_max = noise_mix_max
-        self.hard_frac = hard_frac
         self.speed = speed
-        self.recordings = recordings
-        self.calls = [(r, c) for r in recordings for c in r.calls]
-        self.noise = [(r, r.noise_starts()) for r in recordings]
-        self.noise = [(r, s) for r, s in self.noise if len(s)]
-        self.hard = [(r, r.hard_starts()) for r in recordings]
-        self.hard = [(r, s) for r, s in self.hard if len(s)]
+        groups = sorted({r.group for r in recordings if r.calls})
+        self.calls = {g: [(r, c) for r in recordings if r.group == g for c in r.calls]
+                      for g in groups}
+        self.noise = [(r, s) for r in recordings if len(s := r.noise_starts())]
+        self.hard: list[tuple[Recording, int]] = []
+
+    @property
+    def n_calls(self) -> int:
+        return sum(len(c) for c in self.calls.values())
 
     def _read(self, rec: Recording, s: int) -> np.ndarray:
         """2 s from sample ``s``, speed-perturbed if asked."""
-        if not self.speed:
-            s = min(max(s, 0), len(rec.audio) - SEGMENT)
-            return rec.audio[s : s + SEGMENT]
-        n = round(SEGMENT * self.rng.uniform(1 - self.speed, 1 + self.speed))
+        n = round(SEGMENT * self.rng.uniform(1 - self.speed, 1 + self.speed)) if self.speed \
+            else SEGMENT
         s = min(max(s + (SEGMENT - n) // 2, 0), len(rec.audio) - n)
+        if n == SEGMENT:
+            return rec.audio[s : s + SEGMENT].astype(np.float64)
         pos = np.linspace(0.0, n - 1.0, SEGMENT)  # linear interpolation: cheap, any n
-        return np.interp(pos, np.arange(n), rec.audio[s : s + n]).astype(np.float32)
+        return np.interp(pos, np.arange(n), rec.audio[s : s + n])
 
-    def _noise_window(self, hard: bool = False) -> np.ndarray:
-        pool = self.hard if hard and self.hard else self.noise
-        rec, starts = pool[self.rng.integers(len(pool))]
-        return self._read(rec, int(starts[self.rng.integers(len(starts))]))
+    def _noise(self) -> tuple[Recording, np.ndarray]:
+        rec, starts = self.noise[self.rng.integers(len(self.noise))]
+        return rec, self._read(rec, int(starts[self.rng.integers(len(starts))]))
 
-    def _call_window(self, rec: Recording, call: Event) -> np.ndarray:
+    def _other_noise(self, rec: Recording) -> np.ndarray:
+        """A noise window from another recording than ``rec`` (another day or site)."""
+        while True:
+            other, x = self._noise()
+            if other is not rec or len(self.noise) == 1:
+                return x
+
+    def _real_call(self) -> np.ndarray:
+        groups = list(self.calls)
+        pool = self.calls[groups[self.rng.integers(len(groups))]]
+        rec, call = pool[self.rng.integers(len(pool))]
         dur = min(call.end - call.start, 2.0)
         lo = call.start + MIN_CALL_FRACTION * dur - 2.0
         hi = call.end - MIN_CALL_FRACTION * dur
-        return self._read(rec, round(self.rng.uniform(lo, hi) * SAMPLE_RATE))
+        x = self._read(rec, round(self.rng.uniform(lo, hi) * SAMPLE_RATE))
+        if self.rng.random() < 0.5:  # the call heard in another place's noise
+            n = self._other_noise(rec)
+            x = x + n * narw_synth.band_rms(x) / narw_synth.band_rms(n) \
+                * self.rng.uniform(0.3, 2.0)
+        return x
 
-    def _augment(self, x: np.ndarray, mix_prob: float) -> np.ndarray:
-        x = x.astype(np.float32, copy=True)
+    def _gain(self, x: np.ndarray) -> np.ndarray:
+        """Random level (-30..+10 dB around a common RMS): the chain's row normalisation
+        removes most of it, the rest teaches level does not matter."""
         rms = float(np.sqrt(np.mean(x**2))) + 1e-9
-        if self.rng.random() < mix_prob:
-            n = self._noise_window()
-            n_rms = float(np.sqrt(np.mean(n**2))) + 1e-9
-            # noise added at 0.3x to noise_mix_max x the window's own level
-            x += n * (rms / n_rms) * self.rng.uniform(0.3, self.noise_mix_max)
-        gain = 10 ** (self.rng.uniform(-20, 10) / 20)
-        return x * (0.1 / rms) * gain
+        return (x * (0.1 / rms) * 10 ** (self.rng.uniform(-30, 10) / 20)).astype(np.float32)
 
-    def draw(self, per_call: int, negatives: int) -> tuple[np.ndarray, np.ndarray]:
-        """``per_call`` windows per annotated call and ``negatives`` noise windows."""
-        xs, ys = [], []
-        for rec, call in self.calls:
-            for _ in range(per_call):
-                xs.append(self._augment(self._call_window(rec, call), mix_prob=0.5))
-                ys.append(1)
-        for _ in range(negatives):
-            hard = self.rng.random() < self.hard_frac
-            xs.append(self._augment(self._noise_window(hard), mix_prob=0.3))
-            ys.append(0)
-        return np.stack(xs), np.asarray(ys, np.int64)
+    def add_hard(self, rec: Recording, starts: np.ndarray) -> None:
+        """Windows (sample offsets into ``rec``, clear of calls) the model scored high."""
+        self.hard += [(rec, int(s)) for s in starts]
+
+    def _negative(self) -> np.ndarray:
+        r = self.rng.random()
+        if r < 0.25 and self.hard:
+            rec, s = self.hard[self.rng.integers(len(self.hard))]
+            return self._read(rec, s)
+        _, x = self._noise()
+        if r < 0.5:
+            x = narw_synth.mix(x, narw_synth.confuser(self.rng), self.rng.uniform(-6, 20))
+        return x
+
+    def draw(self, real: int, synthetic: int, negatives: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """``real`` windows of labelled calls (days balanced), ``synthetic`` upcalls in
+        real noise, ``negatives`` windows without a call; labels 1/1/0."""
+        xs = [self._real_call() for _ in range(real)]
+        xs += [narw_synth.mix(self._noise()[1], narw_synth.upcall(self.rng),
+                              self.rng.uniform(-10, 20)) for _ in range(synthetic)]
+        xs += [self._negative() for _ in range(negatives)]
+        ys = np.r_[np.ones(real + synthetic), np.zeros(negatives)].astype(np.int64)
+        return np.stack([self._gain(x) for x in xs]), ys
 
 
 def file_windows(audio: np.ndarray, hop_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """All 2-s windows at ``hop_s``: (segments (n, 4000), start times s)."""
+    """All 2-s windows at ``hop_s``: (segments (n, 4000), start sample offsets)."""
     hop = int(hop_s * SAMPLE_RATE)
     starts = np.arange(0, len(audio) - SEGMENT + 1, hop)
     segs = np.stack([audio[s : s + SEGMENT] for s in starts])
-    return segs, starts / SAMPLE_RATE
+    return segs, starts

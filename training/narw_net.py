@@ -24,25 +24,18 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class UpcallNet(nn.Module):
-    """Log compression, three conv blocks (16-32-64), global average pooling, dropout,
-    linear. The log (inside the model, so the frozen feature chain stays PAMGuard's)
-    lets faint calls count as much as loud ones in a frame normalised to sum 1.
+    """Log compression, per-frequency background subtraction, three conv blocks,
+    global average pooling, dropout, linear.
 
-    ``bg_sub``: subtract each frequency bin's mean over the window's frames from the log
-    spectrum (per-frequency background subtraction: tonal noise and the recorder's
-    spectral shape vanish, a 1-s upcall sweeping through a bin stays). ``temperature``
-    divides the logits (calibration, set after training; exported with the model)."""
+    The log (inside the model, so the frozen feature chain stays PAMGuard's) lets faint
+    calls count as much as loud ones in a frame normalised to sum 1. The background
+    subtraction takes each frequency bin's mean over the window's frames from the log
+    spectrum: tonal noise and the recorder's spectral shape vanish, a 1-s upcall
+    sweeping through a bin stays -- what a site changes, the network does not see."""
 
-    temperature: torch.Tensor
-
-    def __init__(
-        self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3,
-        log_input: bool = True, bg_sub: bool = False,
-    ) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3
+                 ) -> None:
         super().__init__()
-        self.log_input = log_input
-        self.bg_sub = bg_sub
-        self.register_buffer("temperature", torch.ones(()))
         w1, w2, w3 = widths
         self.features = nn.Sequential(_block(1, w1), _block(w1, w2), _block(w2, w3))
         self.head = nn.Sequential(
@@ -51,12 +44,9 @@ class UpcallNet(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (n, 40, 40, 1) NHWC features straight from the transform chain."""
-        x = x.permute(0, 3, 1, 2) * N_BINS
-        if self.log_input:
-            x = torch.log(x + 0.01)
-        if self.bg_sub:
-            x = x - x.mean(dim=2, keepdim=True)  # (n, 1, time, freq): mean over time
+        x = torch.log(x.permute(0, 3, 1, 2) * N_BINS + 0.01)
+        x = x - x.mean(dim=2, keepdim=True)  # (n, 1, time, freq): mean over time
         return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x) / self.temperature, dim=1)
+        return torch.softmax(self.logits(x), dim=1)
