@@ -39,8 +39,9 @@ DESCRIPTIONS = {
     StopReason.REEXEC: "reopening the input device",
 }
 
-SIGNALS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM,
-           signal.SIGHUP: StopReason.SIGHUP}
+SIGNALS: dict[int, StopReason] = {signal.SIGINT: StopReason.SIGINT,
+                                  signal.SIGTERM: StopReason.SIGTERM,
+                                  signal.SIGHUP: StopReason.SIGHUP}
 
 
 class Stop(threading.Event):
