@@ -160,3 +160,21 @@ def test_a_log_from_before_run_ends_finds_no_dead_run(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT run_id, stop_reason FROM runs ORDER BY ord").fetchall() == [
         ("old", "unknown"), ("new", "sigterm"), ("newer", "unclean"), ("newest", None)]
+
+
+def test_a_bus_that_cannot_bind_leaves_no_dead_run(tmp_path):
+    """A start refused (replay port in use) is no run that died: the next start is quiet."""
+    from pamlive.alerts.bus import AlertBus
+    from pamlive.errors import ConfigError
+
+    taken = AlertBus(f"ipc://{tmp_path}/a", station="s", log_path=tmp_path / "a.db",
+                     replay_endpoint="tcp://127.0.0.1:0")
+    taken.start()
+    try:
+        refused = AlertBus(f"ipc://{tmp_path}/b", station="s", log_path=tmp_path / "b.db",
+                           replay_endpoint=taken.replay_endpoint)
+        with pytest.raises(ConfigError):
+            refused.start()
+    finally:
+        taken.close()
+    assert DetectionLog(tmp_path / "b.db").start_run("next", "s") == []

@@ -159,6 +159,8 @@ class AlertBus:
                 self.replay_endpoint = _bound_endpoint(router)
                 self._replay = ReplayServer(router, reader)
         except BaseException:
+            if self._log is not None:  # this run never began: no death for the next start
+                self._log.end_run("failed")
             self._release()
             raise
         if self._replay is not None:
