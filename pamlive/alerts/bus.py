@@ -53,6 +53,7 @@ from pamlive.alerts.security import CurveConfig, CurveServer, check_bind_allowed
 from pamlive.checks import build_section
 from pamlive.config import AlertsConfig
 from pamlive.errors import ConfigError
+from pamlive.stop import StopReason
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class AlertBus:
                 self._replay = ReplayServer(router, reader)
         except BaseException:
             if self._log is not None:  # this run never began: no death for the next start
-                self._log.end_run("failed")
+                self._log.end_run(StopReason.FAILED)
             self._release()
             raise
         if self._replay is not None:
