@@ -3,8 +3,9 @@
 Onsets (a call has begun: the early alert) go to ``<prefix>/<station>/onset/<class>``,
 detections (the call, closed; same ``id``) to ``<prefix>/<station>/detection/<class>``
 (QoS 1, the bus's JSON body);
-monitor liveness goes to ``<prefix>/status`` as a retained ``ok``/``lost`` so a late MQTT
-subscriber sees the current state at once.
+the monitor's state goes to ``<prefix>/status`` as a retained ``ok``/``stopped``/``lost``
+(``stopped``: a clean stop, the monitor said goodbye; ``lost``: silent without one, or
+this bridge gone) so a late MQTT subscriber sees the current state at once.
 
     pip install 'pamlive[bridges]'
     python examples/mqtt_bridge.py --broker localhost --publish tcp://127.0.0.1:5556 \
@@ -41,9 +42,8 @@ def main() -> None:
                 body = event.body
                 topic = f"{args.prefix}/{body['station']}/{event.alert}/{body['class']}"
                 broker.publish(topic, json.dumps(body), qos=1)  # paho resends until acked
-            elif event.kind in ("lost", "recovered"):
-                state = "lost" if event.kind == "lost" else "ok"
-                broker.publish(f"{args.prefix}/status", state, qos=1, retain=True)
+            elif event.liveness is not None:  # "ok", "stopped" or "lost"
+                broker.publish(f"{args.prefix}/status", event.liveness, qos=1, retain=True)
 
 
 if __name__ == "__main__":

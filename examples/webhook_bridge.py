@@ -3,7 +3,9 @@
 Every onset (a call has begun: the early alert) and every detection (the call, closed;
 same ``id`` as its onset), live or healed through replay, is POSTed as the bus's JSON
 body (``schema`` tells them apart), and
-monitor silence / recovery as ``{"event": "lost"|"recovered", ...}``. The bridge keeps
+the monitor's state as ``{"event": "stopped"|"lost"|"recovered", ...}``: ``stopped`` is a
+clean stop (``detail.reason`` says why: ``sigterm``, ``end_of_input`` ...), ``lost`` a
+monitor gone silent without a goodbye (killed, hung, link down). The bridge keeps
 its place in ``--state``, so a restarted bridge misses nothing; a detection posted just
 before a crash may be posted again (at-least-once: receivers de-duplicate by run_id, seq).
 
@@ -50,15 +52,18 @@ def main() -> None:
     p.add_argument("--publish", default="tcp://127.0.0.1:5556")
     p.add_argument("--replay", default="tcp://127.0.0.1:5557")
     p.add_argument("--state", type=Path, default=Path("webhook_bridge.state"))
+    p.add_argument("--lost-after-s", type=float, default=5.0,
+                   help="silence (without a goodbye) after which the monitor is lost")
     args = p.parse_args()
     resume = tuple(json.loads(args.state.read_text())) if args.state.exists() else None
-    client = AlertClient(args.publish, replay_endpoint=args.replay, resume_after=resume)
+    client = AlertClient(args.publish, replay_endpoint=args.replay, resume_after=resume,
+                         lost_after_s=args.lost_after_s)
     while True:
         for event in client.poll(500):
             if event.alert is not None:  # "onset" or "detection"
                 post(args.url, event.body)
                 save_state(args.state, event.position)  # this alert's, not the newest's
-            elif event.kind in ("lost", "recovered", "gap"):
+            elif event.liveness is not None or event.kind == "gap":
                 post(args.url, {"event": event.kind, "detail": event.body, "error": event.error})
 
 

@@ -1,8 +1,9 @@
 """The live app: ``pamlive run`` and ``pamlive demo`` around the engine.
 
 What the engine does not know about: which source the config asks for, the alert bus's
-endpoints, signals (SIGINT/SIGTERM stop cleanly), the dashboard in the main thread, exit
-codes (0 fine, 2 a bad input named in one line, 1 a crash), re-executing the process to
+endpoints, signals (SIGINT/SIGTERM/SIGHUP stop cleanly, named as the stop reason), the
+dashboard in the main thread, exit codes (0 fine, 2 a bad input named in one line, 1 a
+crash; per stop reason in docs/contracts.md), re-executing the process to
 reopen a dead sound card, and the demo's tally of simulated calls.
 """
 
@@ -28,6 +29,7 @@ from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
 from pamlive.inference.package import load_model_package
 from pamlive.live import Engine
 from pamlive.sources import LiveSource
+from pamlive.stop import DESCRIPTIONS, SIGNALS, Stop, request_stop
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def _open_source_waiting(config: Config,
     rec.lost(time.monotonic())
     notifier = Notifier.from_env()
     pinger = ProgressPinger(notifier, watchdog_interval_s())
-    stop_event = stop_event or threading.Event()
+    stop_event = stop_event or Stop()
     with _stop_on_signals(stop_event):
         while not stop_event.is_set():
             now = time.monotonic()
@@ -90,7 +92,8 @@ def open_bus(config: Config) -> AlertBus:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM/SIGHUP set ``stop_event`` (clean shutdown) while the monitor runs.
+    """SIGINT/SIGTERM/SIGHUP set ``stop_event`` (clean shutdown, the signal its reason)
+    while the monitor runs.
 
     SIGHUP is what a foreground monitor gets when its SSH session drops: it must flush
     (pending clips, log, final health) and say it stopped, like any other stop.
@@ -101,7 +104,7 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
-        signal.signal(sig, lambda *_: stop_event.set())
+        signal.signal(sig, lambda signum, _: request_stop(stop_event, SIGNALS[signum]))
     try:
         yield
     finally:
@@ -126,7 +129,7 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
     bus = open_bus(config)
     engine = Engine(config, source, package, bus, on_detection=on_detection)
     bus.start()  # a port already in use fails here, before capture starts
-    stop_event = stop_event or threading.Event()
+    stop_event = stop_event or Stop()
     log.info("pamlive %s: %s, %d ch at %d Hz, model %s %s, alerts on %s", bus.run_id,
              source.name, source.channels, source.sample_rate, package.name, package.version,
              bus.endpoint)
@@ -138,11 +141,12 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
             else:
                 error = _run_with_dashboard(config, engine, bus, stop_event, duration_s)
     finally:
-        bus.close()
+        bus.close(engine.stop_reason, final=engine.restart is None)
     h = engine.health()
     unlogged = bus.stats()["log_errors"]
-    log.info("stopped: %.1f s of audio, %d %s, lost %d ring samples, dropped %d "
+    log.info("stopped: %s [%s]; %.1f s of audio, %d %s, lost %d ring samples, dropped %d "
              "window(s), %d score(s), %d message(s); %d alert(s) could not be logged",
+             DESCRIPTIONS[engine.stop_reason], engine.stop_reason,
              h["stream_time_s"], engine.detections,
              "call(s)" if package.events is not None else "detection(s)",
              h["drops"]["ring_samples"],

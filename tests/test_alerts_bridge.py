@@ -72,3 +72,43 @@ def test_webhook_bridge_posts_every_alert_once_across_its_own_restart(tmp_path):
     schemas = [b["schema"] for b in logged]
     assert schemas == ["pamlive.onset/1", "pamlive.detection/1"] * 60
     assert [b["id"] for b in logged[::2]] == [b["id"] for b in logged[1::2]]
+
+
+def _wait(condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_webhook_bridge_tells_a_clean_stop_from_a_kill(tmp_path):
+    """issue 25 (1): SIGTERM is "stopped" (with its reason), never "lost"; kill -9 is "lost"."""
+    server, received = _webhook()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    sim_argv = ["--publish", f"ipc://{tmp_path}/pub", "--replay", f"ipc://{tmp_path}/replay",
+                "--log", str(tmp_path / "log.db"), "--rate", "5"]  # fmt: skip
+    lost_after_s = 1.0
+    states = lambda: [r for r in received if "event" in r]  # noqa: E731
+    sim, ready = spawn(sim_argv)
+    bridge = subprocess.Popen([sys.executable, str(BRIDGE), url, "--publish", ready["publish"],
+                               "--replay", ready["replay"], "--state", str(tmp_path / "state"),
+                               "--lost-after-s", str(lost_after_s)])  # fmt: skip
+    try:
+        _wait(lambda: any("event" not in r for r in received))  # the bridge is connected
+        sim.send_signal(signal.SIGTERM)  # a clean stop
+        sim.communicate(timeout=20)
+        _wait(lambda: states())
+        time.sleep(3 * lost_after_s)  # the silence after a goodbye: no "lost" may follow
+        sim, _ = spawn(sim_argv)  # the monitor starts again ...
+        _wait(lambda: len(states()) >= 2)
+        sim.kill()  # ... and is killed
+        sim.wait()
+        _wait(lambda: len(states()) >= 3)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        bridge.kill()
+        bridge.wait()
+        server.shutdown()
+    assert [r["event"] for r in states()] == ["stopped", "recovered", "lost"]
+    assert states()[0]["detail"]["reason"] == "sigterm"

@@ -230,6 +230,30 @@ def test_silence_is_reported_lost_then_recovered(monitor):
     client.close()
 
 
+def test_a_goodbye_is_reported_stopped_not_lost(monitor):
+    client, s = _connect(monitor, lost_after_s=0.4)
+    monitor.send({**monitor.heartbeat(s), "schema": "pamlive.health/1", "final": True,
+                  "stop_reason": "sigterm"})
+    events = _collect(client, lambda ev: ev)
+    assert [e.kind for e in events] == ["message", "stopped"]
+    assert events[1].body == {"run_id": "run-A", "reason": "sigterm"}
+    assert events[1].liveness == "stopped"
+    # the silence that follows a goodbye is no loss, however long
+    silence = _collect(client, lambda ev: False, timeout_s=1.2)
+    assert [e.kind for e in silence] == []
+    monitor.send(monitor.heartbeat(s + 1))  # the stopped run's last heartbeat: still stopped
+    assert [e.kind for e in _collect(client, lambda ev: ev)] == ["message"]
+    monitor.new_run("run-B")  # the monitor starts again
+    monitor.send(monitor.heartbeat(1))
+    events = _collect(client, lambda ev: ev)
+    assert [e.kind for e in events] == ["recovered", "message"]
+    assert events[0].liveness == "ok"
+    # and a new run that dies without a goodbye is lost again
+    events = _collect(client, lambda ev: ev, timeout_s=2.0)
+    assert [(e.kind, e.liveness) for e in events] == [("lost", "lost")]
+    client.close()
+
+
 def test_without_replay_a_gap_is_reported_not_hidden(monitor):
     client, s = _connect(monitor, replay_endpoint=None)
     monitor.send(monitor.heartbeat(s + 5))

@@ -137,3 +137,44 @@ def shared_log_reader(tmp_path_factory):
     log.close()
     server = ReplayServer(socket=None, reader=LogReader(path))
     yield server
+
+
+def test_a_log_from_before_run_ends_finds_no_dead_run(tmp_path):
+    """Upgrading must not take every earlier run for one that died: their ends are unknown."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (ord INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT"
+                 " NULL UNIQUE, station TEXT NOT NULL, started_epoch REAL NOT NULL)")
+    conn.execute("INSERT INTO runs (run_id, station, started_epoch) VALUES ('old', 's', 1.0)")
+    conn.commit()
+    conn.close()
+    log = DetectionLog(path)
+    assert log.start_run("new", "s") == []
+    log.end_run("sigterm")
+    log.close()
+    log = DetectionLog(path)
+    assert log.start_run("newer", "s") == []  # "new" recorded its end
+    log.close()  # "newer" did not: the next start finds it
+    found = DetectionLog(path).start_run("newest", "s")
+    assert [(r.run_id, r.open_onsets) for r in found] == [("newer", ())]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT run_id, stop_reason FROM runs ORDER BY ord").fetchall() == [
+        ("old", "unknown"), ("new", "sigterm"), ("newer", "unclean"), ("newest", None)]
+
+
+def test_a_bus_that_cannot_bind_leaves_no_dead_run(tmp_path):
+    """A start refused (replay port in use) is no run that died: the next start is quiet."""
+    from pamlive.alerts.bus import AlertBus
+    from pamlive.errors import ConfigError
+
+    taken = AlertBus(f"ipc://{tmp_path}/a", station="s", log_path=tmp_path / "a.db",
+                     replay_endpoint="tcp://127.0.0.1:0")
+    taken.start()
+    try:
+        refused = AlertBus(f"ipc://{tmp_path}/b", station="s", log_path=tmp_path / "b.db",
+                           replay_endpoint=taken.replay_endpoint)
+        with pytest.raises(ConfigError):
+            refused.start()
+    finally:
+        taken.close()
+    assert DetectionLog(tmp_path / "b.db").start_run("next", "s") == []

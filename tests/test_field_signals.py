@@ -31,7 +31,8 @@ def test_sighup_is_a_clean_stop_with_pending_clip_flushed(tmp_path: Path) -> Non
             proc.kill()
     sub.close()
     assert proc.returncode == 0, err
-    assert "Traceback" not in err and "stopped:" in err
+    assert "Traceback" not in err and "stopped: SIGHUP (terminal or SSH session closed)" in err
+    assert sub.of("health")[-1]["stop_reason"] == "sighup"
     assert Path(first["clip"]).is_file()  # the pending clip was flushed, short of post-roll
     logged = [d["seq"] for d in read_all(tmp_path / "data" / "detections.sqlite")]
     assert first["seq"] in logged

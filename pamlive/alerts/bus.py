@@ -6,7 +6,10 @@ event model's calls and per-minute call summaries.
 Callers only enqueue (bounded, never blocking, every drop counted); the publisher thread
 owns the PUB socket and the log writer, numbers every message (``seq``), commits each
 batch of detections to the log before sending any of it, and sends a heartbeat every
-``heartbeat_s`` even when idle, so subscribers can tell a quiet sea from a dead monitor.
+``heartbeat_s`` even when idle, so subscribers can tell a quiet sea from a dead monitor;
+closing it says goodbye (a last heartbeat with ``"final": true``), so they can tell a
+clean stop from a lost monitor too. At start it closes what a run that died left open
+(``runs.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import zmq
 from pamlive.alerts.latency import DETECTION, LatencyTracker
 from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader, LogState
 from pamlive.alerts.replay import MAX_FRAME_BYTES, ReplayServer
+from pamlive.alerts.runs import UncleanRun, closing_detection
 from pamlive.alerts.schema import (
     CALL_SCHEMA,
     CALL_SUMMARY_SCHEMA,
@@ -49,6 +53,7 @@ from pamlive.alerts.security import CurveConfig, CurveServer, check_bind_allowed
 from pamlive.checks import build_section
 from pamlive.config import AlertsConfig
 from pamlive.errors import ConfigError
+from pamlive.stop import StopReason
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,7 @@ class AlertBus:
         self._replay: ReplayServer | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.unclean_runs: list[UncleanRun] = []  # earlier runs found dead at start
 
     @classmethod
     def from_config(cls, alerts: AlertsConfig | Mapping[str, Any], *, station: str,
@@ -139,7 +145,7 @@ class AlertBus:
             self.endpoint = _bound_endpoint(self._pub)
             if self._log_path is not None:
                 self._log = DetectionLog(self._log_path)
-                self._log.start_run(self.run_id, self.station)
+                self.unclean_runs = self._log.start_run(self.run_id, self.station)
                 if self._retention_days is not None:
                     self._log.prune(self._retention_days)
             if self.replay_endpoint is not None:
@@ -154,10 +160,14 @@ class AlertBus:
                 self.replay_endpoint = _bound_endpoint(router)
                 self._replay = ReplayServer(router, reader)
         except BaseException:
+            if self._log is not None:  # this run never began: no death for the next start
+                self._log.end_run(StopReason.FAILED)
             self._release()
             raise
         if self._replay is not None:
             self._replay.start()
+        for run in self.unclean_runs:
+            self._close_left_open(run)
         self._thread = threading.Thread(target=self._run, name="pamlive-alerts", daemon=True)
         self._thread.start()
 
@@ -176,16 +186,41 @@ class AlertBus:
             raise ConfigError(f"alert bus cannot bind {endpoint}: {e.strerror}") from e
         return sock
 
-    def close(self) -> None:
-        """Publish everything queued, then close sockets and the log. Idempotent."""
+    def _close_left_open(self, run: UncleanRun) -> None:
+        """Say that an earlier run died, and close each onset it left open with an
+        ``incomplete`` detection: the first messages of this run, logged like any."""
+        log.warning("the previous run %s ended uncleanly (killed, crashed or power lost: "
+                    "no clean stop in the log); closing the %d onset(s) it left open",
+                    run.run_id, len(run.open_onsets))
+        for onset in run.open_onsets:
+            self._enqueue(detection_topic(onset["class"]), closing_detection(onset), None)
+        self.publish("alert.monitor.previous_run_lost", {
+            "schema": HEALTH_ALERT_SCHEMA, "class": "monitor.previous_run_lost",
+            "previous_run_id": run.run_id, "onsets_closed": len(run.open_onsets),
+            "reasons": [f"run {run.run_id} ended without a clean stop"]})
+
+    def close(self, stop_reason: str | None = None, *, final: bool = True) -> None:
+        """Publish everything queued, then close sockets and the log. Idempotent.
+
+        ``final``: this is the end of the monitor, not a hand-over to a re-executed
+        image: a last heartbeat says so (``"final": true``, ``stop_reason``). The log
+        records the run's end and ``stop_reason`` either way.
+        """
         if self._closed:
             return
+        if final and self._thread is not None:
+            goodbye = {"schema": HEARTBEAT_SCHEMA, "final": True}
+            if stop_reason is not None:
+                goodbye["stop_reason"] = stop_reason
+            self._enqueue("heartbeat", goodbye, None)
         self._closed = True
         self._closing.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(_WAKE)  # full queue: the thread is awake anyway
         if self._thread is not None:
             self._thread.join()
+        if self._log is not None:
+            self._log.end_run(stop_reason)
         self._release()
 
     def _release(self) -> None:

@@ -4,8 +4,9 @@ This is the code a mitigation system (or the dashboard) runs: it subscribes to t
 notices gaps in ``seq``, late joins and monitor restarts, fetches the missing alerts
 (onsets and detections) from the monitor's replay socket before delivering newer
 messages (so alerts arrive in order, each once), and turns heartbeat silence into
-``lost``/``recovered`` events. Nothing it receives can make it raise: bad messages
-become ``malformed`` events.
+``lost``/``recovered`` events, told apart from a clean stop (``stopped``: the monitor's
+last health or heartbeat said ``"final": true``). Nothing it receives can make it raise:
+bad messages become ``malformed`` events.
 
     client = AlertClient("tcp://127.0.0.1:5556", replay_endpoint="tcp://127.0.0.1:5557")
     while True:
@@ -57,6 +58,7 @@ _REPLAY_ATTEMPTS = 3
 _REPLAY_KINDS = (["detection", "onset", "call", "call_summary"], ["detection", "onset"])
 
 Position = tuple[str, int]  # (run_id, seq)
+_LIVENESS = {"stopped": "stopped", "lost": "lost", "recovered": "ok"}
 
 
 def _well_formed(reply: dict, key: str) -> bool:
@@ -72,9 +74,11 @@ def _well_formed(reply: dict, key: str) -> bool:
 class BusEvent:
     """One thing that happened on the bus, as seen by this subscriber.
 
-    ``kind``: ``message`` (live), ``replayed`` (a missed alert, healed), ``lost`` /
-    ``recovered`` (monitor silence), ``malformed`` (unreadable message), ``gap`` (missed
-    alerts that could not be fetched; ``body`` holds the bounds).
+    ``kind``: ``message`` (live), ``replayed`` (a missed alert, healed), ``stopped`` (the
+    monitor said goodbye: ``body`` has ``run_id`` and ``reason``), ``lost`` / ``recovered``
+    (silence without a goodbye, and traffic again after ``lost`` or ``stopped``),
+    ``malformed`` (unreadable message), ``gap`` (missed alerts that could not be fetched;
+    ``body`` holds the bounds).
     """
 
     kind: str
@@ -99,6 +103,13 @@ class BusEvent:
         if self.alert is None or self.body is None:
             return None
         return self.body["run_id"], self.body["seq"]
+
+    @property
+    def liveness(self) -> str | None:
+        """The monitor's state this event reports, for a bridge to forward: ``stopped``
+        (a clean stop), ``lost`` (silence without a goodbye: killed, hung, link down) or
+        ``ok`` (heard again); None for other events."""
+        return _LIVENESS.get(self.kind)
 
 
 class AlertClient:
@@ -151,6 +162,7 @@ class AlertClient:
         self.position: Position | None = resume_after
         self._last_heard = time.monotonic()
         self._lost = False
+        self._stopped: str | None = None  # the run that said goodbye, until another is heard
 
     # -- public ---------------------------------------------------------------------------
 
@@ -165,7 +177,7 @@ class AlertClient:
                     break
                 self._on_frames(frames, events)
         silent = time.monotonic() - self._last_heard
-        if not self._lost and silent > self._lost_after_s:
+        if not self._lost and self._stopped is None and silent > self._lost_after_s:
             self._lost = True
             events.append(
                 BusEvent("lost", "heartbeat", {"run_id": self._run_id, "silent_s": silent})
@@ -192,8 +204,8 @@ class AlertClient:
 
     def _on_frames(self, frames: list[bytes], events: list[BusEvent]) -> None:
         now = time.monotonic()
+        silent = now - self._last_heard
         if self._lost:
-            silent = now - self._last_heard
             self._lost = False
             events.append(BusEvent("recovered", "heartbeat", {"silent_s": silent}))
         self._last_heard = now
@@ -208,6 +220,10 @@ class AlertClient:
             events.append(BusEvent("malformed", frames[0].decode("ascii", "replace"), None, str(e)))
             return
         run_id, seq = body["run_id"], body["seq"]
+        if self._stopped is not None and run_id != self._stopped:  # a new run after a stop
+            self._stopped = None
+            events.append(BusEvent("recovered", "heartbeat", {"silent_s": silent,
+                                                              "run_id": run_id}))
         events.extend(self._heal_before(run_id, seq))
         if run_id != self._run_id:
             self._run_id, self._last_seq = run_id, 0
@@ -216,6 +232,11 @@ class AlertClient:
             self._deliver_alert("message", topic, body, events)
         elif self._wanted(topic):
             events.append(BusEvent("message", topic, body))
+        if (topic in ("health", "heartbeat") and body.get("final") is True
+                and self._stopped != run_id):
+            self._stopped = run_id  # a goodbye: its silence from now on is no loss
+            events.append(BusEvent("stopped", topic, {"run_id": run_id,
+                                                      "reason": body.get("stop_reason")}))
 
     def _deliver_alert(self, kind: str, topic: str, body: Any, events: list) -> None:
         """An alert (onset, detection, call, call summary): checked, de-duplicated by

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -27,7 +28,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pamlive.alerts import runs
 from pamlive.errors import ConfigError
+
+_log = logging.getLogger(__name__)
 
 # message kind -> its table; an event model's calls and per-minute summaries have their own
 TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
@@ -38,7 +42,9 @@ CREATE TABLE IF NOT EXISTS runs (
     ord INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL UNIQUE,
     station TEXT NOT NULL,
-    started_epoch REAL NOT NULL
+    started_epoch REAL NOT NULL,
+    ended_epoch REAL,
+    stop_reason TEXT
 );
 """
 # one table per message kind, all of one layout
@@ -114,6 +120,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            runs.migrate(conn)
         conn.execute("PRAGMA busy_timeout=5000")
     except (sqlite3.Error, OSError) as e:
         raise ConfigError(f"detection log {path}: cannot open ({e})") from e
@@ -134,14 +141,37 @@ class DetectionLog:
         self._problem: str | None = None
         self._error: str | None = None
         self._events: deque[tuple[str, str]] = deque(maxlen=64)
+        self._unsettled: list[runs.UncleanRun] = []  # marked unclean with the next write
 
-    def start_run(self, run_id: str, station: str) -> None:
+    def start_run(self, run_id: str, station: str) -> list[runs.UncleanRun]:
+        """Register this run; return the earlier runs that recorded no end (they died),
+        with the onsets each left open. They are marked ``unclean`` in the transaction of
+        the next write, the one that logs the detections closing those onsets (at once
+        if none is open), so a death in between leaves them to be found again."""
         with self._conn:
             cur = self._conn.execute(
                 "INSERT INTO runs (run_id, station, started_epoch) VALUES (?, ?, ?)",
                 (run_id, station, time.time()),
             )
         self._run_ord = cur.lastrowid
+        assert self._run_ord is not None  # an INSERT always has one
+        found = runs.unclean_runs(self._conn, self._run_ord, TABLES.values())
+        self._unsettled = list(found)
+        if not any(run.open_onsets for run in found):
+            self.append([])
+        return found
+
+    def end_run(self, reason: str | None) -> None:
+        """Record this run's clean end (its last write); failing, the next start will take
+        it for a run that died."""
+        if self._run_ord is None:
+            return
+        try:
+            with self._conn:
+                runs.mark_ended(self._conn, self._run_ord, reason, time.time())
+        except (sqlite3.Error, OSError) as exc:
+            _log.warning("detection log %s: cannot record the end of this run (%s)",
+                         self.path, exc)
 
     def append(self, rows: Iterable[LoggedDetection]) -> bool:
         """Write the backlog and a batch in one transaction (one fsync); False if it failed.
@@ -158,7 +188,7 @@ class DetectionLog:
                 self._backlog.popleft()
                 self._lost += 1
             held = list(self._backlog)
-        if not held:
+        if not held and not self._unsettled:
             return True
         now = time.time()
         params: dict[str, list[tuple]] = {}
@@ -172,6 +202,8 @@ class DetectionLog:
                         " VALUES (?, ?, ?, ?, ?)",
                         values,
                     )
+                for run in self._unsettled:
+                    runs.mark_ended(self._conn, run.ord, runs.UNCLEAN, run.last_logged_epoch)
         except (sqlite3.Error, OSError) as exc:
             if self._problem is None:
                 self._problem = "log.disk_full" if _disk_full(exc) else "log.write_failed"
@@ -180,6 +212,7 @@ class DetectionLog:
                                      "detections are published and kept in memory"))
             self._error = str(exc)
             return False
+        self._unsettled = []
         with self._lock:
             for _ in held:
                 self._backlog.popleft()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import detection_body, onset_body
+from pamlive.stop import SIGNALS, Stop, StopReason
 
 SAMPLE_RATE = 2000
 
@@ -45,7 +46,7 @@ def _emit(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> dict:
+def run(args: argparse.Namespace, stop: Stop) -> dict:
     alerts = {"publish": args.publish, "log": args.log, "replay": args.replay,
               "allow_insecure": args.allow_insecure, "curve_server_secret": args.curve_secret,
               "curve_clients": args.curve_clients if args.curve_secret else None}
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict:
         n += 1
     elapsed = time.monotonic() - t0
     stop.wait(args.linger_s)
-    bus.close()
+    bus.close(stop.reason or StopReason.END_OF_INPUT)  # its goodbye names why
     return {"count": n, "elapsed_s": elapsed, "stats": bus.stats()}
 
 
@@ -107,9 +108,9 @@ def spawn(argv: list[str], *, timeout_s: float = 15.0) -> tuple[subprocess.Popen
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = Stop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _: stop.request(SIGNALS[signum]))
     _emit(done=True, **run(args, stop))
     return 0
 

@@ -31,7 +31,14 @@ from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.live.calls import CallPublisher, open_call_finder
 from pamlive.live.capture import Capture
-from pamlive.live.field import archive_part, log_part, open_archive, open_evidence, position_part
+from pamlive.live.field import (
+    archive_part,
+    log_part,
+    open_archive,
+    open_evidence,
+    position_part,
+    previous_run_part,
+)
 from pamlive.live.health import Part, Snapshot, health_body
 from pamlive.live.inference import Inference
 from pamlive.live.observers import (
@@ -46,6 +53,7 @@ from pamlive.live.supervise import Supervisor
 from pamlive.live.windowing import GapTolerantWindows, Windowing, warm_up
 from pamlive.pipeline import make_merger, make_windower
 from pamlive.sources import LiveSource
+from pamlive.stop import Stop, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +134,7 @@ class Engine:
             lambda: Part("clock", self.capture.clock.stats()),
             self.supervisor.part,
             lambda: log_part(bus),
+            lambda: previous_run_part(bus),
         ]
         if isinstance(self.publisher, CallPublisher):
             self.health_parts.append(self.publisher.part)
@@ -141,6 +150,7 @@ class Engine:
         if array is not None:
             self.health_parts.append(lambda: Part("array", array.health(), tuple(array.flags())))
         self.restart: Outage | None = None
+        self.stop_reason = StopReason.FAILED  # until the loop ends as it should
         self._input_done = threading.Event()
         self._started = time.monotonic()
         self._published: Snapshot | None = None  # the snapshot of the last health sent
@@ -198,9 +208,26 @@ class Engine:
                         self.restart = self.supervisor.restart()
                         if self.restart is not None:
                             break
+            self.stop_reason = self._why_stopped(stop_event, deadline)
         finally:
             self._shut_down()
         return self.failure or self.source.error
+
+    def _why_stopped(self, stop_event: threading.Event, deadline: float | None) -> StopReason:
+        """What ended the loop (the first cause when several came at once)."""
+        if self.restart is not None:
+            return StopReason.REEXEC
+        if self.failure is not None:
+            return StopReason.FAILED
+        if self.source.error is not None:
+            return StopReason.DEVICE_LOST if self.source.live else StopReason.INPUT_ERROR
+        if self.capture.ended:
+            return StopReason.END_OF_INPUT
+        if isinstance(stop_event, Stop) and stop_event.reason is not None:
+            return stop_event.reason  # a signal
+        if deadline is not None and time.monotonic() >= deadline:
+            return StopReason.DURATION
+        return StopReason.REQUESTED
 
     def _shut_down(self) -> None:
         if self.restart is None:
@@ -232,11 +259,12 @@ class Engine:
     # -- health --------------------------------------------------------------------------
 
     def _publish_health(self, final: bool | None = None) -> None:
-        """Send health; ``final`` (the last message of the run) only at shutdown."""
+        """Send health; ``final`` (the last message of the run) and why, only at shutdown."""
         snap = self.snapshot()
         body = health_body(snap, self._published)
         if final is not None:
             body["final"] = final
+            body["stop_reason"] = str(self.stop_reason)
         self.bus.publish_health(body)
         self._published = snap
 

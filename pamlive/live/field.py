@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pamlive.alerts.bus import AlertBus
+from pamlive.alerts.runs import UNCLEAN
 from pamlive.buffers import RingBuffer
 from pamlive.config import Config, data_path
 from pamlive.detection import Detection
@@ -115,3 +116,13 @@ def log_part(bus: AlertBus) -> Part | None:
         return None
     stats = {k: state.get(k) for k in ("rows", "unlogged", "error")}
     return Part("log", stats, tuple(state.get("flags", ())), degrades=True)
+
+
+def previous_run_part(bus: AlertBus) -> Part | None:
+    """The run before this one when it died (kill -9, power loss) instead of stopping:
+    named in every health of this run, with the onsets closed for it (``alerts/runs.py``)."""
+    if not bus.unclean_runs:
+        return None
+    return Part("previous_run", {
+        "run_id": bus.unclean_runs[-1].run_id, "stop_reason": UNCLEAN,
+        "onsets_closed": sum(len(run.open_onsets) for run in bus.unclean_runs)})
