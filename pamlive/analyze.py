@@ -265,7 +265,12 @@ def _analyze_calls(path: Path, info: AudioFileInfo, table: Path, detector: Event
                    block: int, advance: Callable[[int], None]) -> FileResult:
     """One input through an event model: one row per call."""
     calls: list[Call] = []
-    error = _read(path, block, lambda x: calls.extend(detector.push(x)), advance)
+    error = detector.model.spec.band_problem(info.sample_rate)
+    if error is not None:  # a failed input, not a table of no calls
+        error = f"{path}: {error}"
+        _report(error)
+    else:
+        error = _read(path, block, lambda x: calls.extend(detector.push(x)), advance)
     calls.extend(detector.finish())
     written, error = write_table(table, error, lambda: write_call_table(table, calls))
     return FileResult(path, written, [], info.duration_s, error, calls)
