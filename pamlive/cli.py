@@ -194,6 +194,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             assert isinstance(package, ModelPackage)
             refuse_event_model(package, cluster=True)
         from pamlive.cluster.run import analyze_on_cluster, connect
+        from pamlive.inference.locate import locate_package
 
         if array is not None or args.scores or isinstance(package, Ensemble) \
                 or raven_rows != "detection":
@@ -202,7 +203,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                "for those")
         model_path = model.path
         if not model_path.startswith("builtin:"):
-            model_path = str(Path(model_path).resolve())  # workers read it from shared storage
+            # workers read it from shared storage
+            model_path = str(locate_package(model_path).resolve())
         with connect(address) as client:
             print(f"pamlive: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             run = analyze_on_cluster(

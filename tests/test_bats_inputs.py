@@ -4,6 +4,7 @@ model where the docs say to put it (docs/bats.md, "Install")."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,27 @@ def test_live_refuses_a_recording_below_the_bat_band_before_any_work(
     r = pamlive("run", "-c", str(config), "--play", str(phone_recording), "--headless")
     assert r.returncode == 2
     assert r.stderr.splitlines() == [f"pamlive: error: {phone_recording}: {BELOW_BAND}"]
+
+
+def test_builtin_bats_finds_the_model_in_the_users_model_folder(
+        bats_package_dir: Path, tmp_path: Path) -> None:
+    """Imported once into ``$XDG_DATA_HOME/pamlive/models``, the package is found from any
+    folder; missing there too, one line names both places and the command that makes it."""
+    models = tmp_path / "xdg" / "pamlive" / "models"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    quiet = np.random.default_rng(1).standard_normal(256000).astype(np.float32) * 0.001
+    sf.write(elsewhere / "night.wav", quiet, 256000)
+    args = ("analyze", "night.wav", "-c", "builtin:bats", "-o", "out")
+    r = pamlive(*args, cwd=elsewhere, env=env)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"pamlive: error: batdetect2-uk: model package not found here nor in {models} (make "
+        f"it from your batdetect2 installation: pamlive import-model batdetect2 -o "
+        f"{models / 'batdetect2-uk'})"]
+    models.mkdir(parents=True)
+    (models / "batdetect2-uk").symlink_to(bats_package_dir)
+    r = pamlive(*args, cwd=elsewhere, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "out" / "night.selections.txt").is_file()

@@ -27,7 +27,7 @@ REFERENCES = sorted(FIXTURES.glob("*.json"))
 
 needs_batdetect2 = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("batdetect2") is None,
-    reason="needs PyTorch and batdetect2's checkpoint (pip install 'pamlive[bats]'; "
+    reason="needs PyTorch and batdetect2's checkpoint (pip install '.[bats]'; "
            "pip install --no-deps batdetect2==1.3.1)")
 
 
@@ -310,7 +310,7 @@ def test_missing_torch_is_one_line(tmp_path, monkeypatch, capsys):
     ckpt.write_bytes(b"whatever")
     assert main([str(ckpt), "-o", str(tmp_path / "pkg")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "needs PyTorch" in err and "pamlive[bats]" in err
+    assert err.count("\n") == 0 and "needs PyTorch" in err and "'.[bats]'" in err
 
 
 def test_classes_option_does_not_apply(tmp_path):

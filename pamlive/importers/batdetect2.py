@@ -93,7 +93,7 @@ def _torch() -> Any:
         import torch
     except ImportError:
         raise ModelError("converting a batdetect2 model needs PyTorch "
-                         "(pip install 'pamlive[bats]')") from None
+                         "(pip install '.[bats]' in a pamlive checkout)") from None
     return torch
 
 
