@@ -249,7 +249,7 @@ def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detecto
             estimator = BearingEstimator(outputs.array)
             estimator.check_channels(info.channels)
             found = locate(found, file_reader(path), outputs.array, estimator)
-        except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
+        except (PamliveError, RuntimeError, OSError) as exc:  # the input fails: no table
             error = error or f"{path}: no bearings: {exc}"
             _report(error)
     score_error = score_table.close(keep=error is None) if score_table is not None else None
