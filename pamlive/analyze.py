@@ -1,14 +1,16 @@
 """``pamlive analyze``: the detection pipeline over files, as fast as the machine allows.
 
 One Raven selection table per input file. A bad or missing input is reported and
-skipped; the detections found in a file before a read error are still written. Ctrl-C
-stops at once, says which tables are complete and leaves no partial table.
+skipped, and a failed input (a read error mid-file included) leaves no table, so every
+table on disk is a whole input. Ctrl-C stops at once, says which tables are complete and
+leaves no partial table.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,30 +249,42 @@ def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detecto
             estimator = BearingEstimator(outputs.array)
             estimator.check_channels(info.channels)
             found = locate(found, file_reader(path), outputs.array, estimator)
-        except (PamliveError, RuntimeError, OSError) as exc:  # detections kept
+        except (PamliveError, RuntimeError, OSError) as exc:  # the input fails: no table
             error = error or f"{path}: no bearings: {exc}"
             _report(error)
-    score_error = score_table.close() if score_table is not None else None
+    score_error = score_table.close(keep=error is None) if score_table is not None else None
     if score_error:
         error = score_error
         _report(error)
-    written, write_error = _write(table, lambda: write_selection_table(
+    written, error = write_table(table, error, lambda: write_selection_table(
         table, found, outputs.raven_rows, bearings=outputs.array is not None))
-    return FileResult(path, written, found, info.duration_s, error or write_error)
+    return FileResult(path, written, found, info.duration_s, error)
 
 
 def _analyze_calls(path: Path, info: AudioFileInfo, table: Path, detector: EventDetector,
                    block: int, advance: Callable[[int], None]) -> FileResult:
     """One input through an event model: one row per call."""
     calls: list[Call] = []
-    error = _read(path, block, lambda x: calls.extend(detector.push(x)), advance)
+    error = detector.model.spec.band_problem(info.sample_rate)
+    if error is not None:  # a failed input, not a table of no calls
+        error = f"{path}: {error}"
+        _report(error)
+    else:
+        error = _read(path, block, lambda x: calls.extend(detector.push(x)), advance)
     calls.extend(detector.finish())
-    written, write_error = _write(table, lambda: write_call_table(table, calls))
-    return FileResult(path, written, [], info.duration_s, error or write_error, calls)
+    written, error = write_table(table, error, lambda: write_call_table(table, calls))
+    return FileResult(path, written, [], info.duration_s, error, calls)
 
 
-def _write(table: Path, write: Callable[[], None]) -> tuple[Path | None, str | None]:
-    """The table written whole; a failure (e.g. disk full) reported, the others go on."""
+def write_table(table: Path, error: str | None, write: Callable[[], None]
+                ) -> tuple[Path | None, str | None]:
+    """The table written whole, or, for an input that failed (``error``), none at all: not
+    even one an earlier run left under its name, so that a table on disk always means a
+    whole input. A write failure (e.g. disk full) is reported; the other inputs go on."""
+    if error is not None:
+        with suppress(OSError):
+            table.unlink(missing_ok=True)
+        return None, error
     try:
         write()
     except OSError as exc:

@@ -13,7 +13,6 @@ import argparse
 import importlib
 import math
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,11 @@ DELEGATED = {
 }
 
 
-# `pamlive demo` without a config: the embedded simulated array, data in a temp folder
+# `pamlive demo` without a config: the embedded simulated array; its data (and that of a
+# demo config without data_dir) in a private per-user folder, pamlive.private.demo_data_dir
 DEMO_ARRAY = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]  # metres: a 40 m square
 DEMO_DEFAULTS: dict[str, Any] = {
     "station": "demo",
-    "data_dir": str(Path(tempfile.gettempdir()) / "pamlive-demo"),
     "source.kind": "simulator",
     # a lively, reproducible array: a call every ~10 s at 8-25 dB SNR, the same each run
     "simulator.call_interval_s": 10.0,
@@ -195,6 +194,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             assert isinstance(package, ModelPackage)
             refuse_event_model(package, cluster=True)
         from pamlive.cluster.run import analyze_on_cluster, connect
+        from pamlive.inference.locate import locate_package
 
         if array is not None or args.scores or isinstance(package, Ensemble) \
                 or raven_rows != "detection":
@@ -203,7 +203,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                "for those")
         model_path = model.path
         if not model_path.startswith("builtin:"):
-            model_path = str(Path(model_path).resolve())  # workers read it from shared storage
+            # workers read it from shared storage
+            model_path = str(locate_package(model_path).resolve())
         with connect(address) as client:
             print(f"pamlive: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             run = analyze_on_cluster(
@@ -238,14 +239,19 @@ def _cmd_live(args: argparse.Namespace, demo: bool) -> int:
     from pamlive.app import run_demo, run_monitor
     from pamlive.builtin import resolve_config
     from pamlive.config import load_config
+    from pamlive.private import claim_private_dir, demo_data_dir
 
     if args.duration is not None and args.duration <= 0:
         raise PamliveError(f"--duration must be positive, got {args.duration}")
     overrides = _overrides(args)
     if demo and args.config is None:
         overrides = {**DEMO_DEFAULTS, **overrides}
-    cfg = load_config(None if args.config is None else resolve_config(args.config), overrides)
+    demo_dir = demo_data_dir()  # the demo's unless its config names one
+    cfg = load_config(None if args.config is None else resolve_config(args.config), overrides,
+                      defaults={"data_dir": str(demo_dir)} if demo else None)
     if demo:
+        if cfg.data_dir == demo_dir:
+            claim_private_dir(demo_dir)
         return run_demo(cfg, headless=args.headless, duration_s=args.duration,
                         truth_path=args.truth)
     return run_monitor(cfg, headless=args.headless, duration_s=args.duration)

@@ -291,9 +291,11 @@ SECTIONS: dict[str, type[Section]] = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                defaults: dict[str, Any] | None = None) -> Config:
     """Read ``path`` (TOML; None = defaults), apply ``overrides`` ("section.key": value,
-    or "section": table)."""
+    or "section": table) over it and ``defaults`` (the same form) under it: the file's
+    own values win over those."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -307,17 +309,24 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
         base = path.resolve().parent
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        if key:
-            doc.setdefault(section, {})[key] = value
-        else:
-            doc[section] = value
+    _apply(doc, overrides or {}, over=True)
+    _apply(doc, defaults or {}, over=False)
     where = str(path) if path is not None else "config"
     try:
         return _build(doc, base)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _apply(doc: dict[str, Any], values: dict[str, Any], *, over: bool) -> None:
+    """``values`` ("section.key" or "section" -> value) into ``doc``, over what it holds
+    or only where it holds nothing."""
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        table = doc.setdefault(section, {}) if key else doc
+        name = key or section
+        if over or name not in table:
+            table[name] = value
 
 
 def _build(doc: dict[str, Any], base: Path) -> Config:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -88,16 +89,21 @@ class ScoreTable:
                             *map(str, part[1][ch])]
             self._writer.writerow(row)
 
-    def close(self) -> str | None:
-        """Finish the table; the problem in one line if it could not be written."""
+    def close(self, keep: bool = True) -> str | None:
+        """Finish the table, or leave none where its input failed (not ``keep``) or it
+        could not be written; that problem in one line."""
         try:
             if self._fh is not None:
                 self._fh.close()
-            if self._error is None:
+            if keep and self._error is None:
                 self._tmp.replace(self.path)
+                return None
         except OSError as exc:
             self._error = self._error or exc
-        if self._error is None:
+        for stale in (self._tmp, self.path):
+            with suppress(OSError):
+                stale.unlink(missing_ok=True)
+        if not keep or self._error is None:
             return None
         return f"{self.path}: cannot write score table ({self._error.strerror or self._error})"
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -141,3 +144,20 @@ def test_curve_serves_allowed_keys_and_refuses_others(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert json.loads(out.strip().splitlines()[-1])["done"]
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "--headless", "--duration", "2", "--publish", "tcp://[::1]:5556"],
+    ["demo", "--headless", "--duration", "2", "--replay", "tcp://[::1]:5556"],
+    ["dashboard", "--duration", "2", "--connect", "tcp://[::1]:5556"],
+])
+def test_an_ipv6_endpoint_is_refused_in_one_line_before_any_work(tmp_path, command):
+    """IPv4 sockets cannot bind an IPv6 address nor receive from one: say so up front (it
+    passed the loopback check, then failed to bind, or a dashboard waited in vain)."""
+    r = subprocess.run([sys.executable, "-m", "pamlive", *command], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert r.returncode == 2, r.stderr
+    what = "dashboard: --connect" if command[0] == "dashboard" else "alert bus endpoint"
+    assert r.stderr.strip().splitlines() == [
+        f"pamlive: error: {what} 'tcp://[::1]:5556': IPv6 addresses are not supported; "
+        "use tcp://127.0.0.1:5556 on this machine, or an IPv4 address"]

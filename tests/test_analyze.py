@@ -74,8 +74,9 @@ def test_bad_inputs_are_reported_and_good_ones_still_analysed(tmp_path: Path,
     assert "nan.wav: NaN or Inf sample at 15.000 s" in r.stderr
     assert "Traceback" not in r.stderr
     assert len(read_selection_table(tmp_path / "o" / "good.selections.txt")) == 1
-    # the detection before the NaN is kept
-    assert len(read_selection_table(tmp_path / "o" / "nan.selections.txt")) == 1
+    # a failed input leaves no table, not even one found before its bad sample
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good.selections.txt"]
+    assert "nan.wav:" not in r.stdout and "good.wav: 1 detection(s)" in r.stdout
 
 
 def test_missing_model_is_one_line_before_any_work(tmp_path: Path) -> None:

@@ -98,3 +98,25 @@ def test_ctrl_c_names_the_complete_tables_and_leaves_no_partial_one(tmp_path: Pa
         assert f"complete: {t}" in err
         assert len(read_selection_table(t)) == 1
     assert "Traceback" not in err
+
+
+def test_a_truncated_input_leaves_no_table_and_is_not_listed(tmp_path: Path,
+                                                            config: Path) -> None:
+    """A recording cut short (header announces more than is there) is a failed input: one
+    line, exit 1, no table (not even an earlier run's), not listed; the others go on."""
+    sf.write(tmp_path / "good.wav", tone_in_noise(8000, 20, [(8.2, 9.8, 150.0)]), 8000)
+    sf.write(tmp_path / "cut.wav", tone_in_noise(8000, 20, [(4.2, 5.8, 150.0)]), 8000,
+             subtype="PCM_16")
+    whole = (tmp_path / "cut.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])  # the tone is before the cut
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "cut.selections.txt").write_text("an earlier run's table\n")
+    r = pamlive("analyze", str(tmp_path / "good.wav"), str(tmp_path / "cut.wav"), "-c",
+                str(config), "-o", str(out))
+    assert r.returncode == 1, r.stderr
+    assert f"{tmp_path / 'cut.wav'}: truncated: header announces 160000 frames" in r.stderr
+    assert "1 of 2 input(s) failed" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good.selections.txt"]
+    assert r.stdout.splitlines() == [
+        f"{tmp_path / 'good.wav'}: 1 detection(s) -> {out / 'good.selections.txt'}"]

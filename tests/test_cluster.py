@@ -173,9 +173,13 @@ def test_a_bad_file_fails_alone(client, recordings: Path, serial: Path, package,
     for p in recordings.glob("*.wav"):
         (inputs / p.name).symlink_to(p)
     (inputs / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
+    whole = (recordings / "calls_16k.wav").read_bytes()
+    (inputs / "cut.wav").write_bytes(whole[: len(whole) // 2])  # ends mid-file: no table
     run = run_cluster(client, [inputs], package, tmp_path / "out")
-    assert [f.path.name for f in run.result.failed] == ["broken.wav"]
-    assert "broken.wav: not a readable audio file" in (run.result.failed[0].error or "")
+    failed = {f.path.name: f.error or "" for f in run.result.failed}
+    assert sorted(failed) == ["broken.wav", "cut.wav"]
+    assert "broken.wav: not a readable audio file" in failed["broken.wav"]
+    assert "cut.wav: truncated" in failed["cut.wav"]
     same_tables(serial, tmp_path / "out")
 
 

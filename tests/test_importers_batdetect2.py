@@ -27,7 +27,7 @@ REFERENCES = sorted(FIXTURES.glob("*.json"))
 
 needs_batdetect2 = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("batdetect2") is None,
-    reason="needs PyTorch and batdetect2's checkpoint (pip install 'pamlive[bats]'; "
+    reason="needs PyTorch and batdetect2's checkpoint (pip install '.[bats]'; "
            "pip install --no-deps batdetect2==1.3.1)")
 
 
@@ -250,6 +250,34 @@ def test_garbage_checkpoint(tmp_path):
     import_fails(bad, tmp_path / "pkg", "noise.pth.tar", "not a readable PyTorch checkpoint")
 
 
+class _NotWeights:
+    """A pickled object of a class: torch's weights-only reader refuses it."""
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda p: p.write_text("release notes, saved under the wrong name\n" * 20),
+     "corrupt, truncated or not a PyTorch file"),
+    (lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 64), "corrupt, truncated or not a "
+     "PyTorch file"),
+    (lambda p: __import__("torch").save({"params": _NotWeights()}, p),
+     "it holds Python objects besides weights, and pamlive runs no code from a file"),
+])
+def test_a_wrong_file_is_one_line_from_the_command(tmp_path, make, problem):
+    """A text file, a broken zip, or a checkpoint with pickled objects: one line naming the
+    file and the problem, exit 2 (no traceback, no torch advice to load it unsafely)."""
+    import subprocess
+
+    pytest.importorskip("torch")
+    wrong = tmp_path / "model.pth.tar"
+    make(wrong)
+    r = subprocess.run([sys.executable, "-m", "pamlive", "import-model", str(wrong), "-o",
+                        str(tmp_path / "pkg")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"pamlive: error: {wrong}: not a readable PyTorch checkpoint ({problem})"]
+    assert not (tmp_path / "pkg").exists()
+
+
 def test_other_pytorch_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     other = tmp_path / "resnet.pth.tar"
@@ -282,7 +310,7 @@ def test_missing_torch_is_one_line(tmp_path, monkeypatch, capsys):
     ckpt.write_bytes(b"whatever")
     assert main([str(ckpt), "-o", str(tmp_path / "pkg")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "needs PyTorch" in err and "pamlive[bats]" in err
+    assert err.count("\n") == 0 and "needs PyTorch" in err and "'.[bats]'" in err
 
 
 def test_classes_option_does_not_apply(tmp_path):

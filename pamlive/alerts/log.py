@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pamlive.alerts import runs
 from pamlive.errors import ConfigError
+from pamlive.private import create_private_file, make_private_dir
 
 _log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             conn = sqlite3.connect(path, check_same_thread=False)
             conn.execute("PRAGMA query_only=1")
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)
+            create_private_file(path, empty=False)  # its -wal and -shm take its mode
             conn = sqlite3.connect(path, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")

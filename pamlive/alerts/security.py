@@ -19,13 +19,27 @@ from pamlive.errors import ConfigError
 _LOCAL_TRANSPORTS = ("ipc://", "inproc://")
 
 
+def _tcp_host(endpoint: str) -> str:
+    return endpoint[len("tcp://") :].rsplit(":", 1)[0]
+
+
+def refuse_ipv6(endpoint: str, what: str = "alert bus endpoint") -> None:
+    """One line for an IPv6 address (``tcp://[::1]:5556``), before any work: the bus and
+    pamlive's subscribers (dashboard, ``AlertClient``, bridges) use IPv4 sockets, which
+    cannot bind such an address, nor receive from it."""
+    if endpoint.startswith("tcp://") and ":" in _tcp_host(endpoint):
+        port = endpoint.rsplit(":", 1)[-1]
+        raise ConfigError(f"{what} {endpoint!r}: IPv6 addresses are not supported; use "
+                          f"tcp://127.0.0.1:{port} on this machine, or an IPv4 address")
+
+
 def is_loopback_endpoint(endpoint: str) -> bool:
     """True when a bind endpoint is reachable from this machine only."""
     if endpoint.startswith(_LOCAL_TRANSPORTS):
         return True
     if not endpoint.startswith("tcp://"):
         raise ConfigError(f"alert bus endpoint {endpoint!r}: only tcp://, ipc:// or inproc://")
-    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    host = _tcp_host(endpoint).strip("[]")
     if host == "localhost":
         return True
     try:
@@ -58,6 +72,7 @@ class CurveConfig:
 
 
 def check_bind_allowed(endpoint: str, *, allow_insecure: bool, curve: CurveConfig | None) -> None:
+    refuse_ipv6(endpoint)
     if is_loopback_endpoint(endpoint) or allow_insecure or curve is not None:
         return
     raise ConfigError(

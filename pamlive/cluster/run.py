@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pamlive.analyze import AnalyzeResult, FileResult, open_inputs
+from pamlive.analyze import AnalyzeResult, FileResult, open_inputs, write_table
 from pamlive.cluster.plan import Chunk, ModelSpec, plan_file
 from pamlive.cluster.store import InputKey, ResultStore, config_hash
 from pamlive.cluster.work import ChunkScores, score_chunk
@@ -207,14 +207,8 @@ def _finish_file(path: Path, job: _FileJob, ready: list[ChunkScores], store: Res
     found, error = merge_windows(ready, package, rate, max_merge, thresholds)
     if error:
         print(f"pamlive: error: {error}", file=sys.stderr)
-    target = job.table
-    table: Path | None = target
-    try:
-        write_selection_table(target, found)
-    except OSError as exc:
-        error = f"{target}: cannot write selection table ({exc.strerror or exc})"
-        print(f"pamlive: error: {error}", file=sys.stderr)
-        table = None
+    table, error = write_table(job.table, error,
+                               lambda: write_selection_table(job.table, found))
     store.record(job.key, package.version, table, found, error)
     frames = ready[-1].frames_read
     return FileResult(path, table, found, frames / rate, error)

@@ -19,6 +19,7 @@ from rich.live import Live
 
 from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX
+from pamlive.alerts.security import refuse_ipv6
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if ep is not None and "://" not in ep:
             raise ConfigError(f"dashboard: {name} must be a ZeroMQ endpoint like "
                               f"tcp://host:5556, got {ep!r}")
+        if ep is not None:
+            refuse_ipv6(ep, f"dashboard: {name}")
     server_key, client_keypair = _load_curve(args.server_key, args.client_key)
     return run_dashboard(args.connect, replay_endpoint=args.replay, channel=args.channel,
                          duration_s=args.duration, bell=not args.no_bell,

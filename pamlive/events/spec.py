@@ -30,6 +30,16 @@ class EventSpec:
     width_multiple: int
     sample_rate: int
 
+    def band_problem(self, input_rate: int) -> str | None:
+        """Why audio at ``input_rate`` cannot hold a single call of this model: it records
+        nothing above its Nyquist frequency (half the rate), and that lies at or below the
+        model's band, so the audio would analyse silently to no calls. None if it can."""
+        if input_rate / 2 > self.min_freq_hz:
+            return None
+        return (f"sample rate {input_rate} Hz holds frequencies up to {input_rate / 2:g} Hz "
+                f"only, below the model's band ({self.min_freq_hz:g}-{self.max_freq_hz:g} Hz; "
+                f"it needs a rate over {2 * self.min_freq_hz:g} Hz)")
+
     def threshold(self, override: float | None = None) -> float:
         """The detection threshold in force: ``override`` (the config's or ``--threshold``),
         else the package's."""

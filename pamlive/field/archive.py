@@ -33,6 +33,7 @@ import soundfile as sf
 from pamlive.clock import utc_at_sample
 from pamlive.config import ArchiveSettings
 from pamlive.field.events import HealthEvents
+from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class RawArchive:
         self.samples_written = 0
         self.deleted_files = 0
         self.deleted_bytes = 0
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         self._thread = threading.Thread(target=self._run, name="pamlive-archive", daemon=True)
         self._thread.start()
 
@@ -173,6 +174,7 @@ class RawArchive:
         name = f"{PREFIX}{file_stamp(start_utc)}.flac"
         self._file_path = self.directory / name
         try:
+            create_private_file(self._file_path)
             self._file = sf.SoundFile(self._file_path, "w", self.sample_rate, self.channels,
                                       subtype=f"PCM_{self.settings.bits}", format="FLAC")
         except (OSError, RuntimeError) as exc:

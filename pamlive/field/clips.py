@@ -33,6 +33,7 @@ from scipy.signal import spectrogram
 from pamlive.config import ClipSettings
 from pamlive.detection import Detection
 from pamlive.field.events import HealthEvents
+from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class ClipWriter:
             raise ValueError(f"samples [{start_sample}, {start_sample + samples.shape[0]}) "
                              f"do not cover the detection [{det.start_sample}, {det.end_sample})")
         clip = samples[lo - start_sample: hi - start_sample]
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         fmt = self.settings.format
         data = clip if fmt == "wav" else np.clip(clip, -1.0, 1.0)
         _atomic(job.audio_path, lambda tmp: sf.write(
@@ -274,6 +275,7 @@ def _safe(name: str) -> str:
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        create_private_file(tmp)
         write(tmp)
         os.replace(tmp, path)
     finally:

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +93,7 @@ def _torch() -> Any:
         import torch
     except ImportError:
         raise ModelError("converting a batdetect2 model needs PyTorch "
-                         "(pip install 'pamlive[bats]')") from None
+                         "(pip install '.[bats]' in a pamlive checkout)") from None
     return torch
 
 
@@ -106,9 +105,10 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             doc = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as exc:
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})"
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on junk
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({_unreadable(exc)})"
                          ) from None
     if not isinstance(doc, Mapping) or not {"params", "state_dict"} <= set(doc):
         raise ModelError(f"{path}: not a batdetect2 checkpoint (no 'params' and "
@@ -119,6 +119,14 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ModelError(f"{path}: not a batdetect2 checkpoint (params lack model_name or "
                          "class_names)")
     return dict(params), dict(state)
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why torch could not read a checkpoint, in pamlive's words: torch's own message
+    spans lines and may advise ``weights_only=False``, which would run the file's code."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return "it holds Python objects besides weights, and pamlive runs no code from a file"
+    return "corrupt, truncated or not a PyTorch file"
 
 
 def param(params: Mapping[str, Any], key: str) -> Any:

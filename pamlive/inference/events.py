@@ -27,6 +27,7 @@ class EventModel:
             raise ModelError(f"{package.path}: not an event model (its metadata has no "
                              "\"output\": {\"kind\": \"events\"})")
         self.package = package
+        self.spec = package.events
         self._session = open_session(package.onnx_path, threads)
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = {o.name: o.shape for o in self._session.get_outputs()}

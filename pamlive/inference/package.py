@@ -20,6 +20,7 @@ from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.pdtf import read_pdtf
 from pamlive.errors import ConfigError, ModelError, PamliveError
 from pamlive.events.spec import DECODERS, EventSpec
+from pamlive.inference.locate import locate_package
 
 METADATA_NAME = "pamlive-model.json"
 SCHEMA = "pamlive.model/1"
@@ -62,32 +63,20 @@ class ModelPackage:
 
 
 def load_model_package(path: str | Path) -> ModelPackage:
-    """Load a package directory, a ``.zip`` of one, or ``builtin:NAME``."""
+    """Load a package directory, a ``.zip`` of one (a relative path: here, else in the
+    user's model folder, :mod:`pamlive.inference.locate`), or ``builtin:NAME``."""
     if str(path).startswith("builtin:"):
         name = str(path).split(":", 1)[1]
         target = BUILTIN_DIR / name
         if not (target / METADATA_NAME).is_file():
             raise ModelError(f"no built-in model '{name}' (have: {', '.join(builtin_names())})")
         return _load_dir(target)
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"{p}: model package not found{_import_hint(p)}")
+    p = locate_package(path)
     if p.is_file() and p.suffix.lower() == ".zip":
         return _load_zip(p)
     if p.is_dir():
         return _load_dir(p)
     raise ModelError(f"{p}: a model package is a directory or a .zip of one")
-
-
-# packages a user converts from their own installation (weights pamlive cannot ship),
-# named by the folder name the shipped configs use
-IMPORT_HINTS = {"batdetect2": "make it from your batdetect2 installation: "
-                              "pamlive import-model batdetect2 -o {path}"}
-
-
-def _import_hint(p: Path) -> str:
-    hints = [h for key, h in IMPORT_HINTS.items() if p.name.startswith(key)]
-    return f" ({hints[0].format(path=p)})" if hints else ""
 
 
 def builtin_names() -> list[str]:

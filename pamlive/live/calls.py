@@ -256,6 +256,11 @@ def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
     if config.array is not None:
         raise ConfigError("[array]: bearings apply to window-score models, not yet to the "
                           f"calls of event model {package.name}")
+    deaf = package.events.band_problem(input_rate)
+    if deaf is not None:
+        source = config.source
+        raise ConfigError(f"{', '.join(map(str, source.files))}: {deaf}" if source.kind ==
+                          "replay" else f"[source] {source.kind}: {deaf}")
 
     def windower() -> EventWindower:
         return make_event_windower(package, input_rate, channels, config.model.hop_s)

@@ -19,6 +19,7 @@ from pamlive.field.clips import ClipWorker, ClipWriter, PendingClips
 from pamlive.live.capture import Capture
 from pamlive.live.health import Part
 from pamlive.live.observers import ArchiveFeed
+from pamlive.private import make_private_dir
 
 
 class Evidence:
@@ -82,7 +83,7 @@ def open_archive(config: Config, capture: Capture,
         return None
     directory = data_path(config, Path(settings.directory))
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
     except OSError as exc:
         raise ConfigError(f"[archive] cannot create {directory}: "
                           f"{exc.strerror or exc}") from None
