@@ -230,7 +230,7 @@ def format_scores(rows: Sequence[Scores]) -> str:
         f"{'found':>6} {'dets':>5} {'true':>5} {'false':>5}"
     lines = [head]
     for s in rows:
-        thr = "table" if s.threshold is None else f"{s.threshold:.3f}"
+        thr = "table" if s.threshold is None else f"{s.threshold:.6g}"
         lines.append(
             f"{thr:>9} {s.recall:7.3f} {s.precision:9.3f} {s.false_alarms_per_hour:7.2f} "
             f"{s.annotations:6d} {s.matched_annotations:6d} {s.detections:5d} "

@@ -51,7 +51,8 @@ from pamlive.scores import SCORES_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS = "right_whale"
-SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
+SWEEP = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995,
+         0.99998, 0.99999)
 FOLDS = Path.home() / ".cache/pamlive-narw/folds"  # fold models: derived from ../shared
 OFF_SITE = {
     "example": "data/pamguard-tutorial/right_whale_example.wav",

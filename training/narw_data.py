@@ -37,6 +37,7 @@ MIN_CALL_FRACTION = 0.6
 # >= TEACHER_QUIET): calls nobody annotated (``narw_teacher``).
 CALL_GUARD_S = 4.0
 TEACHER_QUIET, TEACHER_GUARD_S = 0.5, 1.0
+PAD_PROB = 0.05
 PDTF = Path("models/pamguard-right-whale/right_whale_DL_settings.pdtf")
 
 ROOT = Path("data/narw-dclde2013")
@@ -199,9 +200,14 @@ class WindowSampler:
 
     def _gain(self, x: np.ndarray) -> np.ndarray:
         """Random level (-30..+10 dB around a common RMS): the chain's row normalisation
-        removes most of it, the rest teaches level does not matter."""
+        removes most of it, the rest teaches level does not matter. One window in
+        ``PAD_PROB`` ends in silence, as a clip shorter than a window is padded
+        (:meth:`pamlive.pipeline.Windower.flush`)."""
         rms = float(np.sqrt(np.mean(x**2))) + 1e-9
-        return (x * (0.1 / rms) * 10 ** (self.rng.uniform(-30, 10) / 20)).astype(np.float32)
+        x = x * (0.1 / rms) * 10 ** (self.rng.uniform(-30, 10) / 20)
+        if self.rng.random() < PAD_PROB:
+            x[SEGMENT - int(self.rng.uniform(0.1, 0.6) * SAMPLE_RATE):] = 0.0
+        return x.astype(np.float32)
 
     def add_hard(self, rec: Recording, starts: np.ndarray) -> None:
         """Windows (sample offsets into ``rec``, clear of calls) the model scored high."""

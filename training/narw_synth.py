@@ -5,8 +5,8 @@ those learns their recorder, their level and their noise floor, and hears nothin
 another site (v2 scored 0.0002 on PAMGuard's own example). Upcalls drawn over a wide
 range of start frequency, sweep, length, curvature, harmonics, level and multipath, mixed
 into the real noise of every training recording, teach the call's shape instead; tones,
-downsweeps, pulse trains and knocks mixed the same way teach what it is not (vessel
-lines, minke pulses, other sweeps).
+downsweeps, pulse trains, sweeps starting too high and knocks mixed the same way teach
+what it is not (vessel lines, minke pulses, humpback units, other sweeps).
 
 All signals are at ``SAMPLE_RATE`` (the model's 2 kHz), ``SEGMENT`` (one 2-s window) long.
 
@@ -140,6 +140,16 @@ def _short_sweep(rng: np.random.Generator) -> np.ndarray:
     return _place(_tone(freq, rng, True) * np.hanning(n), rng)
 
 
+def _high_sweep(rng: np.random.Generator) -> np.ndarray:
+    """A rising sweep that starts where no right whale upcall starts (170-260 Hz; upcalls
+    begin at 50-130 Hz): humpback song units, other species' upsweeps."""
+    n = int(rng.uniform(0.5, 1.8) * SAMPLE_RATE)
+    f0 = rng.uniform(170, 260)
+    u = np.linspace(0, 1, n)
+    freq = f0 + rng.uniform(30, 150) * u ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    return _place(_tone(freq, rng, True) * _envelope(n, rng), rng, inside=0.7)
+
+
 def _knock(rng: np.random.Generator) -> np.ndarray:
     """Broadband transients: a few decaying noise bursts."""
     out = np.zeros(SEGMENT)
@@ -151,7 +161,7 @@ def _knock(rng: np.random.Generator) -> np.ndarray:
 
 
 CONFUSERS: tuple[Callable[[np.random.Generator], np.ndarray], ...] = (
-    _tonal, _downsweep, _pulse_train, _short_sweep, _knock,
+    _tonal, _downsweep, _pulse_train, _short_sweep, _high_sweep, _knock,
 )
 
 
