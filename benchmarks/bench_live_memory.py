@@ -11,6 +11,7 @@ warm-up) and the RSS at the end of the audio, with file-backed vs anonymous page
 where the memory goes in this tree: the RSS each import of the live path adds, in one
 fresh process, and the ring's size.
 
+    python benchmarks/bench_live_memory.py [--before 7a100e0] [--repeats 3] [--seconds 120]
 """
 
 from __future__ import annotations
