@@ -221,3 +221,38 @@ def test_settings_validation():
     assert load_config(overrides={"clips": {"format": "wav", "pre_s": 2}}).clips.pre_s == 2.0
     with pytest.raises(ConfigError, match=r"\[clips\] format must be flac or wav"):
         load_config(overrides={"clips": {"format": "mp3"}})
+
+
+def clip_at_96k(seconds: float = 13.0) -> tuple[np.ndarray, Detection]:
+    """A clip as the live right whale monitor cuts it: 96 kHz, pre + call + post."""
+    rate = 96_000
+    x = (0.01 * np.random.default_rng(5).standard_normal(round(seconds * rate))).astype(
+        np.float32)
+    det = Detection(class_name="right_whale", score=0.9, scores={"right_whale": 0.9},
+                    channels=[0], start_sample=5 * rate, end_sample=8 * rate,
+                    sample_rate=rate, n_windows=2, best_channel=0, low_freq=47.0,
+                    high_freq=357.0)
+    return x, det
+
+
+def test_clip_spectrogram_is_scipys_on_the_whole_clip():
+    from scipy.signal import spectrogram
+
+    from pamlive.field.clips import _band_power
+    x, _ = clip_at_96k(4.1)
+    freqs, _, whole = spectrogram(x.astype(np.float64), fs=96_000, nperseg=16384,
+                                  noverlap=12288, mode="psd")
+    assert np.array_equal(_band_power(x, 96_000, 16384, 714.0), whole[freqs <= 714.0])
+
+
+def test_clip_spectrogram_needs_a_few_mb_not_the_whole_clip_in_float64_spectra():
+    """A 13-s 96 kHz clip's PNG took ~150 MB at once (issue 25, live memory)."""
+    import tracemalloc
+
+    from pamlive.field.clips import spectrogram_image
+    x, det = clip_at_96k()
+    tracemalloc.start()
+    spectrogram_image(x, 96_000, det, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3 * x.nbytes, f"{peak / 2**20:.0f} MiB for a {x.nbytes / 2**20:.0f} MiB clip"

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
 QUEUED_CLIPS = 8  # clips cut from the ring and waiting for the disk (each holds its audio)
 _BOX_RGB = (255, 40, 40)
+_IMAGE_FRAMES = 16  # spectrogram frames of a clip's PNG computed at once (memory)
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,17 @@ class ClipWriter:
         clip = samples[lo - start_sample: hi - start_sample]
         make_private_dir(self.directory)
         fmt = self.settings.format
-        data = clip if fmt == "wav" else np.clip(clip, -1.0, 1.0)
-        _atomic(job.audio_path, lambda tmp: sf.write(
-            tmp, data, det.sample_rate, subtype=_SUBTYPE[fmt], format=fmt.upper()))
-        if job.image_path is not None:
+        drawn = None
+        if job.image_path is not None:  # drawn from the samples before clipping
             channel = min(det.best_channel, clip.shape[1] - 1)
-            image = spectrogram_image(clip[:, channel], det.sample_rate, det, lo)
-            _atomic(job.image_path, lambda tmp: image.save(tmp, format="PNG"))
+            drawn = job.image_path, spectrogram_image(clip[:, channel], det.sample_rate, det, lo)
+        if fmt != "wav":  # in place: the samples are ours, and a copy is a clip's size
+            np.clip(clip, -1.0, 1.0, out=clip)
+        _atomic(job.audio_path, lambda tmp: sf.write(
+            tmp, clip, det.sample_rate, subtype=_SUBTYPE[fmt], format=fmt.upper()))
+        if drawn is not None:
+            image_path, image = drawn
+            _atomic(image_path, lambda tmp: image.save(tmp, format="PNG"))
         return Evidence(job.audio_path, job.image_path, lo, hi)
 
 
@@ -243,9 +248,7 @@ def spectrogram_image(
     nyquist = rate / 2.0
     fmax = min(nyquist, 2.0 * detection.high_freq) if detection.high_freq else nyquist
     nperseg = int(min(len(x), 2 ** np.ceil(np.log2(rate / (fmax / 128.0)))))
-    freqs, _, power = spectrogram(x.astype(np.float64), fs=rate, nperseg=nperseg,
-                                  noverlap=nperseg * 3 // 4, mode="psd")
-    db = 10.0 * np.log10(power[freqs <= fmax] + 1e-20)
+    db = 10.0 * np.log10(_band_power(x, rate, nperseg, fmax) + 1e-20)
     lo, hi = np.percentile(db, [5.0, 99.8])
     gray = np.clip((db - lo) / max(hi - lo, 1e-9), 0.0, 1.0)[::-1]  # low frequencies at bottom
     pixels = (255 * gray).astype(np.uint8)
@@ -266,6 +269,25 @@ def spectrogram_image(
         outline=_BOX_RGB, width=2,
     )
     return image
+
+
+def _band_power(x: np.ndarray, rate: int, nperseg: int, fmax: float) -> np.ndarray:
+    """scipy's PSD spectrogram of ``x`` (frames overlapping by 3/4), rows up to ``fmax``.
+
+    Computed ``_IMAGE_FRAMES`` frames at a time: each frame is transformed on its own, so
+    the rows are those of one call over all of ``x``, but a 13-s clip at 96 kHz needs a
+    few MB at once instead of ~150 MB (float64 frames, complex spectra, all bins).
+    """
+    step = nperseg - nperseg * 3 // 4
+    frames = (len(x) - nperseg) // step + 1
+    parts = []
+    for first in range(0, frames, _IMAGE_FRAMES):
+        n = min(_IMAGE_FRAMES, frames - first)
+        piece = x[first * step: (first + n - 1) * step + nperseg].astype(np.float64)
+        freqs, _, power = spectrogram(piece, fs=rate, nperseg=nperseg,
+                                      noverlap=nperseg * 3 // 4, mode="psd")
+        parts.append(power[freqs <= fmax])
+    return np.concatenate(parts, axis=1)
 
 
 def _safe(name: str) -> str:

@@ -41,6 +41,7 @@ from pamlive.live.field import (
 )
 from pamlive.live.health import Part, Snapshot, health_body
 from pamlive.live.inference import Inference
+from pamlive.live.memory import release_compiler_pages
 from pamlive.live.observers import (
     BlockObserver,
     LevelMeter,
@@ -189,6 +190,7 @@ class Engine:
         deadline = None if duration_s is None else self._started + duration_s
         next_health = self._started + HEALTH_EVERY_S
         rate = self.source.sample_rate
+        compiled = False  # every kernel has run once (warm-up, then the first block)
         try:
             while not (stop_event.is_set() or self.capture.ended or self.failure
                        or (deadline is not None and time.monotonic() >= deadline)):
@@ -198,6 +200,10 @@ class Engine:
                     self.evidence.cut_due(self.ring.written)
                 self.supervisor.ready(self.windowing.processed,
                                       f"listening: {self.source.channels} ch at {rate} Hz")
+                if not compiled and self.windowing.processed:
+                    compiled = True
+                    log.debug("LLVM code pages released: %.0f MB",
+                              release_compiler_pages() / 1e6)
                 now = time.monotonic()
                 if now >= next_health:
                     self.supervisor.tick(now, self.windowing.processed, self.source.counters,
