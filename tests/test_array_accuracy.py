@@ -53,6 +53,7 @@ def test_towed_line_reports_ambiguity_and_cone_within_3_degrees(narw) -> None:
     assert sum(e <= 3.0 for e in cones) >= len(cones) - 1  # at most one slips
 
 
+@pytest.mark.slow
 def test_live_demo_publishes_bearings_after_the_alerts(tmp_path: Path, capsys) -> None:
     square = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]
     cfg_path = tmp_path / "demo.toml"
