@@ -36,7 +36,8 @@ from pamlive.private import create_private_file, make_private_dir
 
 _log = logging.getLogger(__name__)
 
-# message kind -> its table; an event model's calls and per-minute summaries have their own
+# message kind -> its table; an array's bearings, an event model's calls and per-minute
+# summaries have their own
 TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
           "call_summary": "call_summaries", "bearing": "bearings"}
 
@@ -321,12 +322,14 @@ class LogReader:
         # in one or both (both: kept once), never in neither
         held = self._backlog() if self._backlog is not None else []
         condition = " WHERE " + " AND ".join(where) if where else ""
-        tables = [TABLES[k] for k in kinds if TABLES[k] in self._tables()]
-        sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {t}{condition}"
-                                 for t in tables)
-        rows = [((o, q), b) for o, q, b in self._conn.execute(
-            sql + " ORDER BY run_ord, seq LIMIT ?", [*(args * len(tables)), limit + 1])
-                ] if tables else []
+        present = self._tables()
+        tables = [TABLES[k] for k in kinds if TABLES[k] in present]
+        rows: list[tuple[tuple[int, int], str]] = []
+        if tables:
+            sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {t}{condition}"
+                                     for t in tables)
+            rows = [((o, q), b) for o, q, b in self._conn.execute(
+                sql + " ORDER BY run_ord, seq LIMIT ?", [*(args * len(tables)), limit + 1])]
         if len(rows) <= limit and held:
             logged = {key for key, _ in rows}
             rows = sorted(rows + [((o, q), b) for o, q, start, b, kind in held
