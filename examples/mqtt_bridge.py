@@ -38,7 +38,7 @@ def main() -> None:
     client = AlertClient(args.publish, replay_endpoint=args.replay)
     while True:
         for event in client.poll(500):
-            if event.alert is not None:  # "onset" or "detection"
+            if event.alert is not None:  # "onset", "detection", "bearing" ([array]) ...
                 body = event.body
                 topic = f"{args.prefix}/{body['station']}/{event.alert}/{body['class']}"
                 broker.publish(topic, json.dumps(body), qos=1)  # paho resends until acked

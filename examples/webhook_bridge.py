@@ -60,7 +60,7 @@ def main() -> None:
                          lost_after_s=args.lost_after_s)
     while True:
         for event in client.poll(500):
-            if event.alert is not None:  # "onset" or "detection"
+            if event.alert is not None:  # "onset", "detection", "bearing" ([array]) ...
                 post(args.url, event.body)
                 save_state(args.state, event.position)  # this alert's, not the newest's
             elif event.liveness is not None or event.kind == "gap":

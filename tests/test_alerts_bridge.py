@@ -11,6 +11,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from pamlive.alerts.log import read_all
 from pamlive.alerts.simulate import spawn
 
@@ -34,6 +36,7 @@ def _webhook() -> tuple[ThreadingHTTPServer, list[dict]]:
     return server, received
 
 
+@pytest.mark.slow
 def test_webhook_bridge_posts_every_alert_once_across_its_own_restart(tmp_path):
     server, received = _webhook()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -81,6 +84,7 @@ def _wait(condition, timeout_s: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_webhook_bridge_tells_a_clean_stop_from_a_kill(tmp_path):
     """issue 25 (1): SIGTERM is "stopped" (with its reason), never "lost"; kill -9 is "lost"."""
     server, received = _webhook()

@@ -75,6 +75,7 @@ def test_subscriber_down_for_30_s_gets_every_detection_back_in_order(tmp_path):
     assert "message" in healed  # and the live stream resumed after it
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_loses_nothing_and_restart_heals_across_runs(tmp_path):
     proc, ready = _sim(tmp_path, "--rate", "300", "--heartbeat-s", "0.2")
     client = AlertClient(ready["publish"], replay_endpoint=ready["replay"], lost_after_s=1.0)

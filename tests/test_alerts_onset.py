@@ -208,6 +208,7 @@ def test_against_a_monitor_without_onsets_the_client_still_heals_detections(tmp_
     assert not [e for e in events if e.kind == "gap"]
 
 
+@pytest.mark.slow
 def test_live_onsets_open_every_detection_at_once_and_match_the_offline_merge_rule(
         tutorial, model, tmp_path):  # noqa: F811
     """A replayed recording through the monitor: each detection was preceded by one

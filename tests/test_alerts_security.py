@@ -98,6 +98,7 @@ def _auth_failed(endpoint: str, kind: int, server_key: bytes, keypair: tuple[byt
     return failed
 
 
+@pytest.mark.slow
 def test_curve_serves_allowed_keys_and_refuses_others(tmp_path):
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
     allowed.mkdir()
@@ -151,6 +152,7 @@ def test_curve_serves_allowed_keys_and_refuses_others(tmp_path):
     ["demo", "--headless", "--duration", "2", "--replay", "tcp://[::1]:5556"],
     ["dashboard", "--duration", "2", "--connect", "tcp://[::1]:5556"],
 ])
+@pytest.mark.slow
 def test_an_ipv6_endpoint_is_refused_in_one_line_before_any_work(tmp_path, command):
     """IPv4 sockets cannot bind an IPv6 address nor receive from one: say so up front (it
     passed the loopback check, then failed to bind, or a dashboard waited in vain)."""

@@ -27,6 +27,7 @@ def config(tmp_path: Path, tonal_package: Path) -> Path:
 
 
 @pytest.mark.parametrize("rate", [2000, 8000, 48000, 96000])
+@pytest.mark.slow
 def test_tones_are_found_at_their_times_at_any_rate(tmp_path: Path, config: Path,
                                                      rate: int) -> None:
     # tones well inside windows [20, 22) and [40, 42) s

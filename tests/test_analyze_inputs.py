@@ -67,6 +67,7 @@ def test_a_missing_input_is_one_failed_input_among_others(tmp_path: Path,
     assert len(read_selection_table(tmp_path / "o" / "good.selections.txt")) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_the_complete_tables_and_leaves_no_partial_one(tmp_path: Path,
                                                                     config: Path) -> None:
     data = tmp_path / "data"

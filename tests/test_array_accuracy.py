@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_monitor import Subscriber
 
+from pamlive.alerts.schema import validate_bearing
 from pamlive.app import run_demo
 from pamlive.array.settings import ArraySettings
 from pamlive.array.trial import angle_error, bearing_error, cone_error, run_trial
-from pamlive.array.worker import validate_bearing
 from pamlive.config import SimulatorConfig, load_config
 from pamlive.inference.package import load_model_package
 from pamlive.sources.simulator import square_geometry, towed_line_geometry
@@ -53,6 +53,7 @@ def test_towed_line_reports_ambiguity_and_cone_within_3_degrees(narw) -> None:
     assert sum(e <= 3.0 for e in cones) >= len(cones) - 1  # at most one slips
 
 
+@pytest.mark.slow
 def test_live_demo_publishes_bearings_after_the_alerts(tmp_path: Path, capsys) -> None:
     square = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]
     cfg_path = tmp_path / "demo.toml"

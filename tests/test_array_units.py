@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pamlive.alerts.schema import validate_detection
+from pamlive.alerts.schema import validate_bearing, validate_detection
 from pamlive.array.agreement import ChannelAgreement
 from pamlive.array.bearing import BearingEstimator, BearingResult
 from pamlive.array.heading import HeadingTrack, parse_heading
 from pamlive.array.offline import BEARING_KEY
 from pamlive.array.settings import parse_array
-from pamlive.array.worker import ArrayStage, bearing_body, validate_bearing
+from pamlive.array.worker import ArrayStage, bearing_body
 from pamlive.config import load_config
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
@@ -261,7 +261,7 @@ def test_heading_arrives_through_the_position_feed_over_udp() -> None:
     class _Bus:
         run_id = "r"
 
-        def publish(self, topic: str, body: dict) -> None:
+        def publish_bearing(self, body: dict) -> None:
             raise AssertionError("nothing is published here")
 
     class _Source:

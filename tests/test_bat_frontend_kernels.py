@@ -47,6 +47,7 @@ def _stream(res: StreamResampler, x: np.ndarray, sizes: list[int]) -> np.ndarray
        n=st.integers(0, 5000), channels=st.integers(1, 4),
        sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=5),
        seed=st.integers(0, 2**31))
+@pytest.mark.slow
 def test_stream_resampler_is_resample_polys_sum_bit_for_bit(rates, n, channels, sizes, seed):
     """Blocks of eight outputs per phase and single outputs at the edges add the same
     products in the same order: the stream equals the sum evaluated in numpy exactly,

@@ -31,6 +31,7 @@ def phone_recording(tmp_path: Path) -> Path:
     return tmp_path / "phone.wav"
 
 
+@pytest.mark.slow
 def test_analyze_names_a_recording_below_the_bat_band(bats_package_dir: Path, tmp_path: Path,
                                                       phone_recording: Path) -> None:
     config = tmp_path / "bats.toml"
@@ -53,6 +54,7 @@ def test_live_refuses_a_recording_below_the_bat_band_before_any_work(
     assert r.stderr.splitlines() == [f"pamlive: error: {phone_recording}: {BELOW_BAND}"]
 
 
+@pytest.mark.slow
 def test_builtin_bats_finds_the_model_in_the_users_model_folder(
         bats_package_dir: Path, tmp_path: Path) -> None:
     """Imported once into ``$XDG_DATA_HOME/pamlive/models``, the package is found from any

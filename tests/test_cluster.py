@@ -134,6 +134,7 @@ def test_a_bad_sample_ends_the_file_where_serial_analysis_ends_it(
     assert found, "detections before the bad sample are kept"
 
 
+@pytest.mark.slow
 def test_cluster_tables_equal_serial_tables_byte_for_byte(client, recordings: Path,
                                                           serial: Path, package,
                                                           tmp_path: Path) -> None:
@@ -214,6 +215,7 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(client, recordings: P
         len(read_selection_table(p)) for p in tmp_path.glob("*.selections.txt"))
 
 
+@pytest.mark.slow
 def test_cli_names_a_bad_cluster_address(recordings: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pamlive", "analyze", str(recordings), "-c",
                         str(Path(__file__).parents[1] / "configs/narw.toml"), "-o",
@@ -223,6 +225,7 @@ def test_cli_names_a_bad_cluster_address(recordings: Path, tmp_path: Path) -> No
     assert r.stderr.strip().splitlines()[-1].startswith("pamlive: error: --cluster must be")
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_only_whole_tables_and_says_what_is_complete(
         recordings: Path, serial: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"

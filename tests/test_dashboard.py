@@ -248,6 +248,7 @@ def test_dashboard_command_rejects_a_bad_endpoint_in_one_line(capsys):
     assert err.count("\n") == 1 and "--connect" in err and "buoy-7:5556" in err
 
 
+@pytest.mark.slow
 def test_dashboard_command_reads_a_curve_secured_monitor(tmp_path, capsys):
     from pamlive.alerts.bus import AlertBus
     from pamlive.alerts.keys import make_keypair

@@ -78,6 +78,7 @@ def test_goodbye_reads_stopped_and_silence_reads_lost() -> None:
     assert "MONITOR FAILED" in text and "pipeline_stopped" in text
 
 
+@pytest.mark.slow
 def test_frames_are_rationed_while_traffic_flows() -> None:
     """Spectrum and health at the monitor's pace: about one frame a second, not four."""
     ctx = zmq.Context.instance()

@@ -8,9 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from test_monitor import Subscriber, free_port
 
 
+@pytest.mark.slow
 def test_demo_headless_30_s_detects_simulated_calls(tmp_path) -> None:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     sub = Subscriber(endpoint)

@@ -154,6 +154,7 @@ def _ketos_audio_repr(shared_dir):
         return json.loads(z.read("audio_repr.json"))["spectrogram"]
 
 
+@pytest.mark.slow
 def test_ketos_killer_whale_chain_gives_the_model_input_shape(shared_dir):
     rep = _ketos_audio_repr(shared_dir)
     rate = float(rep["rate"].split()[0])

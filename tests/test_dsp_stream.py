@@ -124,6 +124,7 @@ def _blocks(x: np.ndarray, sizes: list[int]):
     sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=6),
     seed=st.integers(0, 2**31),
 )
+@pytest.mark.slow
 def test_windows_from_frames_equal_the_chain_on_each_window(name, hop_pick, n, sizes, seed):
     rate, specs = CHAINS[name]
     segment_s, hops = SHAPES[name]

@@ -138,6 +138,7 @@ def _keys(calls):
 
 
 @pytest.mark.parametrize("hop", [3.0, 2.5])
+@pytest.mark.slow
 def test_gate_on_finds_the_same_calls_as_off_on_every_reference_recording(
         bats, shared_dir, hop):
     """The safety rule: at the least threshold the level supports (0.5; a higher one finds

@@ -19,9 +19,10 @@ from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.raven import COLUMNS, read_selection_table
 
 pytest.importorskip("torch", reason="the bats extra (PyTorch) is not installed")
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("batdetect2") is None,
-                                reason="batdetect2 is not installed (its checkpoint: pip "
-                                       "install --no-deps batdetect2==1.3.1)")
+pytestmark = [pytest.mark.slow,  # batdetect2 itself runs on the recordings
+              pytest.mark.skipif(importlib.util.find_spec("batdetect2") is None,
+                                 reason="batdetect2 is not installed (its checkpoint: pip "
+                                        "install --no-deps batdetect2==1.3.1)")]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -27,6 +27,8 @@ from pamlive.importers.model import ImportedModel
 from pamlive.importers.writer import run_onnx, write_package
 from pamlive.inference.package import load_model_package
 
+pytestmark = pytest.mark.slow  # TensorFlow runs every model it converts
+
 MODELS = {
     "ketos-narw": "models/ketos-narw/narw.kt",
     "ketos-kw": "models/ketos-killer-whale/hallo-kw-det_v1.ktpb",

@@ -63,6 +63,7 @@ def _chunk(shared_dir: Path, ref: dict) -> np.ndarray:
 
 @needs_batdetect2
 @pytest.mark.parametrize("width", [64, 192, 640])
+@pytest.mark.slow
 def test_onnx_matches_the_rebuilt_network_at_any_width(package, network, width):
     _, net = network
     x = np.abs(np.random.default_rng(width).standard_normal((2, 220, width))).astype(np.float32)
@@ -155,6 +156,7 @@ def test_rebuild_matches_batdetect2s_own_classes(monkeypatch, model_name):
 
 @needs_batdetect2
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
     """Resampling, every transform and the ONNX model against batdetect2's own code path
     on one chunk of a real recording (250, 384 and 500 kHz)."""
@@ -190,6 +192,7 @@ def test_front_end_and_onnx_match_batdetect2(package, shared_dir, reference):
 
 
 @needs_batdetect2
+@pytest.mark.slow
 def test_calls_match_batdetect2s_own(package, shared_dir, monkeypatch):
     """The package's network on every 3 s chunk of the six recordings, decoded by
     batdetect2's own run_nms: batdetect2's calls, every one, far inside issue 16's
@@ -262,6 +265,7 @@ class _NotWeights:
     (lambda p: __import__("torch").save({"params": _NotWeights()}, p),
      "it holds Python objects besides weights, and pamlive runs no code from a file"),
 ])
+@pytest.mark.slow
 def test_a_wrong_file_is_one_line_from_the_command(tmp_path, make, problem):
     """A text file, a broken zip, or a checkpoint with pickled objects: one line naming the
     file and the problem, exit 2 (no traceback, no torch advice to load it unsafely)."""

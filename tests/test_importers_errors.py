@@ -158,6 +158,7 @@ def _generic_dir(shared_dir: Path, tmp_path: Path, unsupported: bool = False) ->
     return folder
 
 
+@pytest.mark.slow
 def test_generic_savedmodel_imports_with_parity(shared_dir: Path, tmp_path: Path) -> None:
     from pamlive.importers import convert
     from pamlive.inference.package import load_model_package

@@ -46,6 +46,7 @@ def test_bfloat16_support_is_what_the_cpu_flags_say() -> None:
 
 
 @needs_bf16
+@pytest.mark.slow
 def test_bfloat16_heatmaps_are_float32_s_to_bfloat16_rounding(bat_package: ModelPackage,
                                                               features: np.ndarray) -> None:
     """Close to ONNX Runtime's float32 (the heatmaps are probabilities), and not equal to
@@ -116,6 +117,7 @@ def test_a_model_openvino_cannot_read_is_one_line(tmp_path: Path) -> None:
     ('path = "builtin:narw"\nprecision = "float16"',
      "[model] precision must be float32 or bfloat16, got 'float16'"),
 ])
+@pytest.mark.slow
 def test_precision_in_a_config_is_checked_in_one_line(tmp_path: Path, line: str,
                                                       message: str) -> None:
     cfg = tmp_path / "c.toml"

@@ -26,6 +26,7 @@ from pamlive.inference.package import load_model_package
 from pamlive.live.calls import MinuteCounts
 from pamlive.sources.files import start_time_from_name
 
+pytestmark = pytest.mark.slow  # live runs of batdetect2's network over real recordings
 REPO = Path(__file__).resolve().parent.parent
 HOP_S = 2.0  # windows of 3 s overlap by 1 s: calls found twice are de-duplicated live too
 

@@ -109,6 +109,7 @@ TUTORIAL_THRESHOLD_TABLE = "".join(f"[model.thresholds]\n{k} = {v}\n"
                                    for k, v in TUTORIAL_THRESHOLDS.items())
 
 
+@pytest.mark.slow
 def test_replay_through_monitor_equals_analyze(tutorial, model, tmp_path) -> None:
     """Accelerated replay: every event analyze finds arrives on the bus, sample-exact,
     with UTC from the file name's start time, no seq gaps and no drops."""
@@ -232,6 +233,7 @@ def test_unknown_device_is_one_clear_line(model, tmp_path) -> None:
     assert "no-such-hydrophone-xyz" in lines[0] or "no audio input devices" in lines[0]
 
 
+@pytest.mark.slow
 def test_sigterm_shuts_down_cleanly_and_flushes(tutorial, model, tmp_path) -> None:
     """A real `pamlive run` process: SIGTERM mid-stream -> exit 0, final health sent,
     every published detection in the durable log."""
@@ -258,6 +260,7 @@ def test_sigterm_shuts_down_cleanly_and_flushes(tutorial, model, tmp_path) -> No
     assert published and set(published) <= logged
 
 
+@pytest.mark.slow
 def test_demo_tallies_simulated_calls(model, tmp_path, capsys) -> None:
     """`pamlive demo` headless: the simulated array through the live path, then a tally
     of ground-truth calls against detections (printed)."""
@@ -325,6 +328,7 @@ def test_a_crashed_processing_thread_is_reported_and_shutdown_still_completes(
 # -- the engine's real-time rules (issue 10) ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
     """A dead channel is flagged after ``silence_s`` seconds of *samples*: at 40x playback
     that is a quarter of a second of wall time, not ``silence_s`` of it."""
@@ -366,6 +370,7 @@ def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
     assert sub.of("alert.monitor.degraded")
 
 
+@pytest.mark.slow
 def test_a_slow_clip_writer_does_not_delay_alerts(tutorial, model, tmp_path,
                                                   monkeypatch) -> None:
     """Clip writing is held up until every detection has reached the bus: had the
@@ -407,6 +412,7 @@ def test_a_slow_clip_writer_does_not_delay_alerts(tutorial, model, tmp_path,
     assert all(Path(d["clip"]).exists() for d in live)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_clips_not_the_monitor(tutorial, model, tmp_path) -> None:
     """Issue 13 fault 1 in a live run: clips go to a real, full 2 MB tmpfs. Every
     detection is still published; health and an alert name the problem."""

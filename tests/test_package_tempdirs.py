@@ -59,6 +59,7 @@ def test_unpacked_package_removed_across_a_reexec(zipped: Path, tmp_path: Path) 
     assert _left(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_killed_process_copy_is_removed_by_the_next_load(zipped: Path,
                                                             tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(zipped), "hang", ""],

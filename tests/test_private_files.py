@@ -33,6 +33,7 @@ def modes(folder: Path) -> dict[str, int]:
     return found
 
 
+@pytest.mark.slow
 def test_log_clips_and_archive_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
     data = tmp_path / "data"
     config = tmp_path / "demo.toml"
@@ -62,6 +63,7 @@ min_free_percent = 0.0
     assert not wrong, f"not owner-only: {wrong}"
 
 
+@pytest.mark.slow
 def test_the_demo_keeps_its_data_in_a_private_folder_of_its_user(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)

@@ -36,6 +36,7 @@ def _rows(table: Path) -> list[tuple[str, str, str]]:
     return [(r["Selection"], r["Channel"], r["Channels"]) for r in read_selection_table(table)]
 
 
+@pytest.mark.slow
 def test_one_row_per_channel_by_flag_or_config(tmp_path: Path, tonal_package: Path,
                                                recording: Path) -> None:
     cfg = _config(tmp_path, tonal_package)

@@ -1,7 +1,8 @@
 """The alert bus: one publisher thread that logs alerts durably, then publishes.
 
-Alerts are detections and onsets (a detection as it opens: the early alert), and an
-event model's calls and per-minute call summaries.
+Alerts are detections and onsets (a detection as it opens: the early alert), an array's
+bearings (each a later message for a detection), and an event model's calls and
+per-minute call summaries.
 
 Callers only enqueue (bounded, never blocking, every drop counted); the publisher thread
 owns the PUB socket and the log writer, numbers every message (``seq``), commits each
@@ -35,12 +36,14 @@ from pamlive.alerts.log import DetectionLog, LoggedDetection, LogReader, LogStat
 from pamlive.alerts.replay import MAX_FRAME_BYTES, ReplayServer
 from pamlive.alerts.runs import UncleanRun, closing_detection
 from pamlive.alerts.schema import (
+    BEARING_SCHEMA,
     CALL_SCHEMA,
     CALL_SUMMARY_SCHEMA,
     CALL_SUMMARY_TOPIC,
     HEALTH_SCHEMA,
     HEARTBEAT_SCHEMA,
     ONSET_SCHEMA,
+    bearing_topic,
     call_topic,
     detection_topic,
     logged_kind,
@@ -288,12 +291,19 @@ class AlertBus:
             raise ValueError("publish_call_summary needs a body from schema.call_summary_body")
         self._enqueue(CALL_SUMMARY_TOPIC, dict(body), None)
 
+    def publish_bearing(self, body: dict) -> None:
+        """Queue a detection's bearing (from ``array.worker.bearing_body``, with the
+        detection's ``start_utc``): logged, then published, like its detection."""
+        if body.get("schema") != BEARING_SCHEMA or "start_utc" not in body:
+            raise ValueError("publish_bearing needs a body from array.worker.bearing_body")
+        self._enqueue(bearing_topic(body["class"]), dict(body), None)
+
     def publish_health(self, body: dict) -> None:
         self._enqueue("health", {"schema": HEALTH_SCHEMA, **body}, None)
 
     def publish(self, topic: str, body: dict) -> None:
-        """Any non-alert topic (e.g. ``spectrum``); alerts (detections, onsets, calls,
-        summaries) go through the log."""
+        """Any non-alert topic (e.g. ``spectrum``); alerts (detections, onsets, bearings,
+        calls, summaries) go through the log."""
         if logged_kind(topic) is not None or not topic.isascii():
             raise ValueError(f"publish: topic {topic!r} must be ASCII and not an alert")
         self._enqueue(topic, dict(body), None)

@@ -2,7 +2,7 @@
 
 This is the code a mitigation system (or the dashboard) runs: it subscribes to the bus,
 notices gaps in ``seq``, late joins and monitor restarts, fetches the missing alerts
-(onsets and detections) from the monitor's replay socket before delivering newer
+(onsets, detections, bearings, calls) from the monitor's replay socket before delivering newer
 messages (so alerts arrive in order, each once), and turns heartbeat silence into
 ``lost``/``recovered`` events, told apart from a clean stop (``stopped``: the monitor's
 last health or heartbeat said ``"final": true``). Nothing it receives can make it raise:
@@ -15,6 +15,8 @@ bad messages become ``malformed`` events.
                 act_on(event.body)
             elif event.alert == "detection":  # the same call, closed (same "id")
                 record(event.body)
+            elif event.alert == "bearing":    # an array's direction for a detection
+                locate(event.body)              # (same run_id, class and start_sample)
             elif event.alert == "call":       # an event model's call (bats): one per call
                 count(event.body)
 """
@@ -32,15 +34,18 @@ from typing import Any
 import zmq
 
 from pamlive.alerts.schema import (
+    BEARING_SCHEMA,
     CALL_SCHEMA,
     CALL_SUMMARY_SCHEMA,
     CALL_SUMMARY_TOPIC,
     ONSET_SCHEMA,
+    bearing_topic,
     call_topic,
     detection_topic,
     logged_kind,
     onset_topic,
     utc_iso,
+    validate_bearing,
     validate_call,
     validate_call_summary,
     validate_detection,
@@ -53,9 +58,11 @@ from pamlive.errors import ConfigError
 _MAX_DRAIN = 10000  # messages handled per poll, so poll() returns regularly under load
 _REMEMBERED_RUNS = 64
 _REPLAY_ATTEMPTS = 3
-# what replay is asked for (a "kinds" request), newest first: a monitor from before calls
-# refuses the first, one from before onsets the second (then: detections only, no "kinds")
-_REPLAY_KINDS = (["detection", "onset", "call", "call_summary"], ["detection", "onset"])
+# what replay is asked for (a "kinds" request), newest first: a monitor from before
+# bearings were logged refuses the first, one from before calls the second, one from
+# before onsets the third (then: detections only, no "kinds")
+_REPLAY_KINDS = (["detection", "onset", "bearing", "call", "call_summary"],
+                 ["detection", "onset", "call", "call_summary"], ["detection", "onset"])
 
 Position = tuple[str, int]  # (run_id, seq)
 _LIVENESS = {"stopped": "stopped", "lost": "lost", "recovered": "ok"}
@@ -88,8 +95,8 @@ class BusEvent:
 
     @property
     def alert(self) -> str | None:
-        """``onset``, ``detection``, ``call`` or ``call_summary`` for an alert delivered
-        (live or replayed), else None."""
+        """``onset``, ``detection``, ``bearing``, ``call`` or ``call_summary`` for an
+        alert delivered (live or replayed), else None."""
         if self.kind not in ("message", "replayed"):
             return None
         return logged_kind(self.topic)
@@ -239,7 +246,7 @@ class AlertClient:
                                                       "reason": body.get("stop_reason")}))
 
     def _deliver_alert(self, kind: str, topic: str, body: Any, events: list) -> None:
-        """An alert (onset, detection, call, call summary): checked, de-duplicated by
+        """An alert (onset, detection, bearing, call, call summary): checked, de-duplicated by
         (run_id, seq), delivered."""
         try:
             _check_alert(topic, body)
@@ -352,21 +359,19 @@ def _older_kinds(kinds: list[str]) -> list[str] | None:
     return later[0] if later else None
 
 
+_VALIDATORS = {"detection": validate_detection, "onset": validate_onset,
+               "bearing": validate_bearing, "call": validate_call,
+               "call_summary": validate_call_summary}
+
+
 def _check_alert(topic: str, body: Any) -> None:
-    """Raise ``ValueError`` unless ``body`` is a valid alert of the kind ``topic`` names."""
-    kind = logged_kind(topic)
-    if kind == "call":
-        validate_call(body)
-        if topic != call_topic(body["species"]):
-            raise ValueError(f"topic {topic!r} does not match species {body['species']!r}")
-        return
-    if kind == "call_summary":
-        validate_call_summary(body)
-        return
-    onset = kind == "onset"
-    (validate_onset if onset else validate_detection)(body)
-    if topic != (onset_topic if onset else detection_topic)(body["class"]):
-        raise ValueError(f"topic {topic!r} does not match class {body['class']!r}")
+    """Raise ``ValueError`` unless ``body`` is a valid alert of the kind ``topic`` names,
+    on the topic its class (a call's species) gives."""
+    kind = logged_kind(topic) or "detection"  # the least a replayed body can claim to be
+    _VALIDATORS[kind](body)
+    if topic != _topic_of(body):
+        what = "species" if kind == "call" else "class"
+        raise ValueError(f"topic {topic!r} does not match {what} {body[what]!r}")
 
 
 def _topic_of(body: Any) -> str:
@@ -378,5 +383,7 @@ def _topic_of(body: Any) -> str:
         return call_topic(str(body.get("species")))
     if schema == CALL_SUMMARY_SCHEMA:
         return CALL_SUMMARY_TOPIC
+    if schema == BEARING_SCHEMA:
+        return bearing_topic(str(body.get("class")))
     topic = onset_topic if schema == ONSET_SCHEMA else detection_topic
     return topic(str(body.get("class")))

@@ -7,7 +7,9 @@ detections are ordered by ``(run ordinal, seq)``, which is what replay walks.
 
 Onsets (the early alert as a detection opens) are logged the same way, in a table of
 their own, so the ``detections`` table still holds detections only; so are an event
-model's calls and their per-minute summaries (``calls``, ``call_summaries``).
+model's calls and their per-minute summaries (``calls``, ``call_summaries``) and an
+array's bearings (``bearings``). Opening a log from before a kind adds its table; a
+reader of a log no writer of this version has opened finds none of that kind.
 
 A write that fails (disk full, I/O error) never stops publication: the rows stay in a
 bounded in-memory backlog that replay still serves and that the next write retries first;
@@ -34,9 +36,10 @@ from pamlive.private import create_private_file, make_private_dir
 
 _log = logging.getLogger(__name__)
 
-# message kind -> its table; an event model's calls and per-minute summaries have their own
+# message kind -> its table; an array's bearings, an event model's calls and per-minute
+# summaries have their own
 TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
-          "call_summary": "call_summaries"}
+          "call_summary": "call_summaries", "bearing": "bearings"}
 
 _RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -275,6 +278,11 @@ class LogReader:
         self._conn = _connect(Path(path), readonly=True)
         self._backlog = backlog
 
+    def _tables(self) -> set[str]:
+        """The message tables this log has (an older log lacks the newer kinds')."""
+        return {name for (name,) in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
     def _ord(self, run_id: str) -> int:
         row = self._conn.execute("SELECT ord FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
@@ -314,11 +322,14 @@ class LogReader:
         # in one or both (both: kept once), never in neither
         held = self._backlog() if self._backlog is not None else []
         condition = " WHERE " + " AND ".join(where) if where else ""
-        sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {TABLES[k]}{condition}"
-                                 for k in kinds)
-        sql += " ORDER BY run_ord, seq LIMIT ?"
-        rows = [((o, q), b) for o, q, b in
-                self._conn.execute(sql, [*(args * len(kinds)), limit + 1])]
+        present = self._tables()
+        tables = [TABLES[k] for k in kinds if TABLES[k] in present]
+        rows: list[tuple[tuple[int, int], str]] = []
+        if tables:
+            sql = " UNION ALL ".join(f"SELECT run_ord, seq, body FROM {t}{condition}"
+                                     for t in tables)
+            rows = [((o, q), b) for o, q, b in self._conn.execute(
+                sql + " ORDER BY run_ord, seq LIMIT ?", [*(args * len(tables)), limit + 1])]
         if len(rows) <= limit and held:
             logged = {key for key, _ in rows}
             rows = sorted(rows + [((o, q), b) for o, q, start, b, kind in held

@@ -44,12 +44,18 @@ def onset_topic(class_name: str) -> str:
     return ONSET_TOPIC_PREFIX + class_name
 
 
+def bearing_topic(class_name: str) -> str:
+    return BEARING_TOPIC_PREFIX + class_name
+
+
 def logged_kind(topic: str) -> str | None:
     """The log's kind (``alerts.log.TABLES``) of a message on ``topic``; None: not logged."""
     if topic.startswith(DETECTION_TOPIC_PREFIX):
         return "detection"
     if topic.startswith(ONSET_TOPIC_PREFIX):
         return "onset"
+    if topic.startswith(BEARING_TOPIC_PREFIX):
+        return "bearing"
     if topic.startswith(CALL_TOPIC_PREFIX):
         return "call"
     return "call_summary" if topic == CALL_SUMMARY_TOPIC else None
@@ -233,6 +239,19 @@ def validate_bearing_fields(body: dict) -> None:
     if "bearing_reference" in body:
         _require(body["bearing_reference"] in ("true", "array"), "bearing_reference",
                  "must be 'true' or 'array'")
+
+
+def validate_bearing(body: object) -> None:
+    """Raise ``ValueError`` naming the first bad field of a ``pamlive.bearing/1`` body."""
+    validate_envelope(body)
+    assert isinstance(body, dict)
+    if body.get("schema") != BEARING_SCHEMA:
+        raise ValueError(f"bearing field 'schema': must be {BEARING_SCHEMA!r}")
+    if not isinstance(body.get("class"), str) or not body["class"]:
+        raise ValueError("bearing field 'class': missing")
+    if not _is_int(body.get("start_sample")) or body["start_sample"] < 0:
+        raise ValueError("bearing field 'start_sample': not a sample index")
+    validate_bearing_fields(body)
 
 
 # -- calls of an event model (bats) ------------------------------------------------------

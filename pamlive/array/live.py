@@ -8,7 +8,6 @@ from typing import Protocol
 
 import numpy as np
 
-from pamlive.alerts.schema import BEARING_TOPIC_PREFIX
 from pamlive.array.bearing import BearingResult, HeadingAt
 from pamlive.array.heading import HeadingTrack
 from pamlive.array.settings import ArraySettings
@@ -21,7 +20,7 @@ from pamlive.errors import ConfigError
 class _Bus(Protocol):
     run_id: str
 
-    def publish(self, topic: str, body: dict) -> None: ...
+    def publish_bearing(self, body: dict) -> None: ...
 
 
 class _Source(Protocol):
@@ -50,8 +49,8 @@ def open_array_stage(settings: ArraySettings | None, ring: RingBuffer, bus: _Bus
         return None if got is None else got.data
 
     def publish(det: Detection, result: BearingResult, utc: datetime | None) -> None:
-        bus.publish(BEARING_TOPIC_PREFIX + det.class_name, bearing_body(
-            det, result, run_id=bus.run_id, station=station, start_utc=utc))
+        bus.publish_bearing(bearing_body(det, result, run_id=bus.run_id, station=station,
+                                         start_utc=utc))
 
     stage = ArrayStage(settings, fetch, publish, heading_at)
     stage.estimator.check_channels(source.channels)

@@ -20,12 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pamlive.alerts.schema import (
-    BEARING_SCHEMA,
-    utc_iso,
-    validate_bearing_fields,
-    validate_envelope,
-)
+from pamlive.alerts.schema import BEARING_SCHEMA, utc_iso
 from pamlive.array.agreement import ChannelAgreement
 from pamlive.array.bearing import BearingEstimator, BearingResult, HeadingAt
 from pamlive.array.settings import ArraySettings
@@ -140,16 +135,3 @@ class ArrayStage:
         new, self._reported_drops = lost > self._reported_drops, lost
         return ["bearing_drops"] if new else []
 
-
-def validate_bearing(body: object) -> None:
-    """Raise ``ValueError`` naming the first bad field of a ``pamlive.bearing/1`` body."""
-    validate_envelope(body)
-    assert isinstance(body, dict)
-    if body.get("schema") != BEARING_SCHEMA:
-        raise ValueError(f"bearing field 'schema': must be {BEARING_SCHEMA!r}")
-    if not isinstance(body.get("class"), str) or not body["class"]:
-        raise ValueError("bearing field 'class': missing")
-    start = body.get("start_sample")
-    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-        raise ValueError("bearing field 'start_sample': not a sample index")
-    validate_bearing_fields(body)
