@@ -244,21 +244,23 @@ def _analyze_one(path: Path, info: AudioFileInfo, table: Path, detector: Detecto
     found: list[Detection] = []
     error = _read(path, block, lambda x: found.extend(detector.push(x)), advance)
     found.extend(detector.finish())
-    if outputs.array is not None:
+    # A failure after the audio was read whole (no bearings, a score table that cannot be
+    # written) fails the input but keeps its detections: the selection table is written.
+    later: str | None = None
+    if outputs.array is not None and error is None:
         try:
             estimator = BearingEstimator(outputs.array)
             estimator.check_channels(info.channels)
             found = locate(found, file_reader(path), outputs.array, estimator)
-        except (PamliveError, RuntimeError, OSError) as exc:  # the input fails: no table
-            error = error or f"{path}: no bearings: {exc}"
-            _report(error)
-    score_error = score_table.close(keep=error is None) if score_table is not None else None
-    if score_error:
-        error = score_error
-        _report(error)
+        except (PamliveError, RuntimeError, OSError) as exc:
+            later = f"{path}: no bearings: {exc}"
+            _report(later)
+    if score_table is not None and (score_error := score_table.close(keep=error is None)):
+        later = later or score_error
+        _report(score_error)
     written, error = write_table(table, error, lambda: write_selection_table(
         table, found, outputs.raven_rows, bearings=outputs.array is not None))
-    return FileResult(path, written, found, info.duration_s, error)
+    return FileResult(path, written, found, info.duration_s, error or later)
 
 
 def _analyze_calls(path: Path, info: AudioFileInfo, table: Path, detector: EventDetector,
