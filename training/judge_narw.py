@@ -150,6 +150,33 @@ def choose_threshold(by_day: list[list[Scores]], target: float) -> float | None:
     return min(t for t in ok if t is not None) if ok else None
 
 
+def plot_curves(by_day: list[list[Scores]], pooled_rows: list[Scores], chosen: float | None,
+                path: Path) -> None:
+    """Recall against false alarms per hour, one curve per held-out day and pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, rows in enumerate(by_day):
+        ax.plot([r.false_alarms_per_hour for r in rows], [r.recall for r in rows], "o-", ms=3,
+                label=f"held-out {DAYS[k].name} ({rows[0].annotations} calls)")
+    ax.plot([r.false_alarms_per_hour for r in pooled_rows], [r.recall for r in pooled_rows],
+            "k-", lw=2, label="three days pooled")
+    for r in pooled_rows:
+        if r.threshold == chosen:
+            ax.plot(r.false_alarms_per_hour, r.recall, "r*", ms=14, label=f"shipped {chosen}")
+    ax.axvline(2.0, color="grey", lw=0.8, ls="--")
+    ax.set(xscale="symlog", xlabel="false alarms per hour (unannotated detections)",
+           ylabel="recall (annotated calls found)", ylim=(0, 1.02),
+           title="Leave one day out: each day scored by a model that never heard it")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def fold_package(shared: Path, folds: Path, k: int, retrain: bool) -> ModelPackage:
     out = folds / f"fold-{k}"
     if retrain or not (out / "model.onnx").exists():
@@ -183,6 +210,7 @@ def leave_one_day_out(args: argparse.Namespace, compare: dict[str, ModelPackage]
         print(format_scores(rows))
         if name == "fold models":
             best = choose_threshold(by_day, args.target)
+            plot_curves(by_day, rows, best, args.png_dir / "lodo_curve.png")
             print(f"lowest threshold with FA/h <= {args.target} on every held-out day: "
                   + ("none in the sweep" if best is None else
                      "{} (pooled: recall {:.3f}, {:.2f} FA/h)".format(best, *next(
@@ -244,7 +272,7 @@ def off_site(args: argparse.Namespace, models: dict[str, ModelPackage]) -> None:
                         key, str(len(dets)))
             table[key].append(cell)
         tutorial = paths["tutorial"]
-        png = args.png_dir / f"tutorial_{name}.png"
+        png = args.png_dir / f"tutorial_detections_{name}.png"
         contact_sheet([(tutorial, d) for d in run.tables.get(tutorial.stem, [])], png,
                       f"{name} {package.version} on PAMGuard's tutorial recording, thr {thr}: "
                       f"every detection")

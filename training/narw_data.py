@@ -38,6 +38,10 @@ MIN_CALL_FRACTION = 0.6
 CALL_GUARD_S = 4.0
 TEACHER_QUIET, TEACHER_GUARD_S = 0.5, 1.0
 PAD_PROB = 0.05
+# In-band level of synthetic upcalls over the noise they are mixed into: from barely
+# visible to the 30-40 dB of a close call on a quiet recorder (PAMGuard's example clips),
+# louder than any annotated DCLDE call.
+SYNTHETIC_SNR_DB = (-10.0, 40.0)
 PDTF = Path("models/pamguard-right-whale/right_whale_DL_settings.pdtf")
 
 ROOT = Path("data/narw-dclde2013")
@@ -229,7 +233,7 @@ class WindowSampler:
         real noise, ``negatives`` windows without a call; labels 1/1/0."""
         xs = [self._real_call() for _ in range(real)]
         xs += [narw_synth.mix(self._noise()[1], narw_synth.upcall(self.rng),
-                              self.rng.uniform(-10, 20)) for _ in range(synthetic)]
+                              self.rng.uniform(*SYNTHETIC_SNR_DB)) for _ in range(synthetic)]
         xs += [self._negative() for _ in range(negatives)]
         ys = np.r_[np.ones(real + synthetic), np.zeros(negatives)].astype(np.int64)
         return np.stack([self._gain(x) for x in xs]), ys

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=REPO / "pamlive/models/narw")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--seed", type=int, default=20130328)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--real", type=int, default=1600, help="labelled-call windows per epoch")
     p.add_argument("--synthetic", type=int, default=1600, help="synthetic upcalls per epoch")
