@@ -224,13 +224,19 @@ def parse_thresholds(text: Sequence[str]) -> list[float]:
     return out
 
 
+def _threshold_text(threshold: float) -> str:
+    """Three decimals, more where a threshold needs them (0.99999 stays 0.99999)."""
+    text = f"{threshold:.3f}"
+    return text if float(text) == threshold else f"{threshold:.6g}"
+
+
 def format_scores(rows: Sequence[Scores]) -> str:
     """A plain text table, one line per threshold."""
     head = f"{'threshold':>9} {'recall':>7} {'precision':>9} {'FA/h':>7} {'calls':>6} " \
         f"{'found':>6} {'dets':>5} {'true':>5} {'false':>5}"
     lines = [head]
     for s in rows:
-        thr = "table" if s.threshold is None else f"{s.threshold:.6g}"
+        thr = "table" if s.threshold is None else _threshold_text(s.threshold)
         lines.append(
             f"{thr:>9} {s.recall:7.3f} {s.precision:9.3f} {s.false_alarms_per_hour:7.2f} "
             f"{s.annotations:6d} {s.matched_annotations:6d} {s.detections:5d} "

@@ -138,6 +138,8 @@ def test_windows_from_frames_equal_the_chain_on_each_window(name, hop_pick, n, s
     whole = StreamResampler(rate, chain.sample_rate, 2)
     y = np.concatenate([whole.process(x), whole.flush()])  # the offline resampling
     seg, hop = windower.segment, windower.hop
+    if 0 < y.shape[0] < seg:  # a clip shorter than a window is looked at padded with silence
+        y = np.concatenate([y, np.zeros((seg - y.shape[0], 2), y.dtype)])
     regular = (y.shape[0] - seg) // hop + 1 if y.shape[0] >= seg else 0
     assert [w.index for w in windows] == list(range(len(windows)))
     assert len(windows) in (regular, regular + 1)

@@ -102,7 +102,7 @@ def analyze_detections(model: str, audio: np.ndarray, rate: int, hop_s: float = 
     return det.push(audio) + det.finish()
 
 
-# narw 2.x's default (0.999) raises nothing on this recording of another site and year;
+# narw's default (0.995) raises nothing on this recording of another site and year;
 # the replay comparison needs detections, so it runs the built-in model at 0.5.
 TUTORIAL_THRESHOLDS = {"right_whale": 0.5}
 TUTORIAL_THRESHOLD_TABLE = "".join(f"[model.thresholds]\n{k} = {v}\n"

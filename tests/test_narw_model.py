@@ -5,6 +5,7 @@ noise -- recordings no part of training reads."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -98,6 +99,41 @@ def test_export_path_agrees_with_torch(tmp_path, shared_dir):
     np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), atol=1e-5)
     meta = json.loads((tmp_path / "pamlive-model.json").read_text())
     assert meta["thresholds"]["right_whale"] == 0.5 and meta["version"].startswith("3.")
+
+
+def test_seed_ensemble_is_the_mean_of_its_members(tmp_path, shared_dir):
+    """ensemble_narw.py: one graph whose output is the members' mean (train extra only)."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        from ensemble_narw import main as ensemble
+        from narw_net import UpcallNet
+        from train_narw import export_package
+    finally:
+        sys.path.remove(str(REPO / "training"))
+    pdtf = shared_dir / "models/pamguard-right-whale/right_whale_DL_settings.pdtf"
+    chain = TransformChain(read_pdtf(pdtf).transforms)
+    members = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"m{seed}")
+        export_package(UpcallNet().eval(), chain, members[-1], 0.5, "test")
+    assert ensemble([str(tmp_path / "mean"), *map(str, members), "--threshold", "0.7"]) == 0
+    x = np.random.default_rng(4).dirichlet(np.ones(40), size=(6, 40))[..., None]
+    x = x.astype(np.float32)
+
+    def run(d: Path) -> np.ndarray:
+        return ort.InferenceSession(str(d / "model.onnx")).run(None, {"input": x})[0]
+
+    outs = [run(m) for m in members]
+    assert max(np.abs(a - b).max() for a, b in itertools.pairwise(outs)) > 1e-3  # members differ
+    np.testing.assert_allclose(run(tmp_path / "mean"), np.mean(outs, axis=0), atol=1e-6)
+    meta = json.loads((tmp_path / "mean/pamlive-model.json").read_text())
+    assert meta["thresholds"]["right_whale"] == 0.7 and "Mean of 3" in meta["description"]
+    (members[2] / "pamlive-model.json").write_text(json.dumps(
+        {**json.loads((members[2] / "pamlive-model.json").read_text()), "segment_s": 3.0}))
+    with pytest.raises(SystemExit, match="segment_s"):
+        ensemble([str(tmp_path / "bad"), *map(str, members)])
 
 
 def _analyze(files: list[Path], out: Path) -> tuple[dict, dict]:

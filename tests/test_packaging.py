@@ -41,7 +41,7 @@ def test_wheel_in_a_clean_venv(tmp_path: Path) -> None:
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for needed in ("LICENSE", "tests/conftest.py", "configs/narw.toml", "docs/accuracy.md",
-                   "pamlive/models/narw/pr_curve.png", "benchmarks/bench_analyze_memory.py"):
+                   "pamlive/models/narw/lodo_curve.png", "benchmarks/bench_analyze_memory.py"):
         assert needed in names, needed
 
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w",
@@ -56,7 +56,7 @@ def test_wheel_in_a_clean_venv(tmp_path: Path) -> None:
     _run([str(py), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path, timeout=600)
     shown = _run([str(py), "-m", "pip", "show", "-f", "pamlive"], cwd=tmp_path).stdout
     for f in ("licenses/LICENSE", "pamlive/configs/narw.toml", "pamlive/configs/demo.toml",
-              "pamlive/models/narw/pr_curve.png"):
+              "pamlive/models/narw/lodo_curve.png"):
         assert f in shown, f
     assert "License-Expression: GPL-3.0-or-later" in _run(
         [str(py), "-c", "import importlib.metadata as m; print(m.metadata('pamlive'))"],
