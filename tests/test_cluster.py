@@ -31,7 +31,7 @@ distributed = pytest.importorskip("distributed")
 
 RATE = 16000
 CHUNK_S = 16.0  # one 256 000-frame read block at 16 kHz with a 1 s hop
-EXCERPT = (600.0, 680.0)  # s of NOPP6_EST_20090328_000000.wav
+EXCERPT = (601.0, 681.0)  # s of NOPP6_EST_20090328_000000.wav
 
 
 @pytest.fixture(scope="module")

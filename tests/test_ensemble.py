@@ -167,7 +167,7 @@ def write_config(tmp_path: Path, body: str) -> Path:
     return p
 
 
-NARW_MEMBER_THRESHOLD = 0.5  # low enough for a handful of detections in 5 minutes
+NARW_MEMBER_THRESHOLD = 0.3  # low enough for a handful of detections in 5 minutes
 
 
 def members_config(tonal: Path, fusion: str, narw_hop: float = 1.0) -> str:

@@ -8,7 +8,11 @@ alert bus and checks that
   the monitor heard: silence until the player started, the recording, silence after),
   sample-exact, and each was opened by an onset at the window the merge rule opens it;
 * every annotated call that analyze detects is alerted live, and the first alert
-  (receipt on the bus) follows the call's end by at most 500 ms at the 95th percentile;
+  (receipt on the bus) comes at most ``LAG_BOUND_MS`` after the end of the window that
+  opened it: the live path's share of the delay. The model's and the hop's share (when,
+  after a call ends, a window first reaches the threshold) depends on where the hop
+  grid falls, i.e. on when the stream began: ``training/judge_narw.py`` measures it over
+  every held-out call and ten grid phases, not this one stretch at one phase;
 * their UTC times are right within a second, against the wall clock at which the
   player put the recording's first sample on the JACK graph.
 
@@ -64,7 +68,6 @@ SHIPPED = tomllib.loads((Path(__file__).resolve().parents[1] / "pamlive/configs/
                         .read_text(encoding="utf-8"))["model"]
 HOP_S = float(os.environ.get("PAMLIVE_JACK_HOP_S", SHIPPED["hop_s"]))
 MAX_MERGE = int(SHIPPED["max_merge"])
-P95_BOUND_MS = 500.0
 LAG_BOUND_MS = 250.0  # a JACK period (21 ms), the callback, the log's fsync, the send
 UTC_TOLERANCE_S = 1.0  # the wall clocks of two processes and a non-realtime server
 Event = tuple[str, int, int, float]  # class, start sample, end sample, score
@@ -243,7 +246,8 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
           f"health latency_ms {final['latency_ms']}")
     print(f"receipt - latency_ms - (opening window's last sample played): "
           f"{', '.join(f'{v:.0f}' for v in lags)} ms")
-    assert np.percentile(after_end, 95) <= P95_BOUND_MS, rows
+    # first alert - the end of its window: the live path's share, call by call
+    assert all(ms - window_ms <= LAG_BOUND_MS for _, _, _, ms, window_ms, _, _ in rows), rows
     assert lags.size == len(live_onsets) and lags.min() >= 0 and lags.max() <= LAG_BOUND_MS, lags
 
 

@@ -30,5 +30,7 @@ def test_llvm_code_pages_are_handed_back_and_kernels_still_run():
         print(before, released, after, add(2, 3))
     """).split()
     before, released, after = (float(v) for v in out[:3])
-    assert before > 40 and released > 40 and after < 5, out
+    # tens of MiB resident (how many depends on the page cache's fault-around), nearly
+    # all handed back
+    assert before > 20 and released > 0.9 * before and after < 5, out
     assert out[3] == "5"

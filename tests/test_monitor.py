@@ -102,9 +102,10 @@ def analyze_detections(model: str, audio: np.ndarray, rate: int, hop_s: float = 
     return det.push(audio) + det.finish()
 
 
-# narw's default (0.995) raises nothing on this recording of another site and year;
-# the replay comparison needs detections, so it runs the built-in model at 0.5.
-TUTORIAL_THRESHOLDS = {"right_whale": 0.5}
+# narw's default (0.995) raises nothing on this recording of another site and year
+# (its call-like sounds score 0.49-0.92); the tests need detections, so they run the
+# built-in model at 0.3.
+TUTORIAL_THRESHOLDS = {"right_whale": 0.3}
 TUTORIAL_THRESHOLD_TABLE = "".join(f"[model.thresholds]\n{k} = {v}\n"
                                    for k, v in TUTORIAL_THRESHOLDS.items())
 
@@ -239,7 +240,8 @@ def test_sigterm_shuts_down_cleanly_and_flushes(tutorial, model, tmp_path) -> No
     every published detection in the durable log."""
     path, _, _ = tutorial
     cfg = write_config(tmp_path, model,
-                       f'kind = "replay"\nfiles = ["{path}"]\nspeed = 20.0\nloop = true')
+                       f'kind = "replay"\nfiles = ["{path}"]\nspeed = 20.0\nloop = true',
+                       TUTORIAL_THRESHOLD_TABLE)
     sub = Subscriber(f"ipc://{tmp_path}/pub")
     proc = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
                              "--headless"], stderr=subprocess.PIPE, text=True)
