@@ -1,7 +1,7 @@
 """pamlive: real-time bioacoustic deep-learning monitor for live hydrophone arrays.
 
 Command line (docs/contracts.md §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
-(``config`` prints a shipped example config).
+(``config`` prints a shipped example config, ``sink`` forwards alerts).
 
 A user error (bad file, config, model, device) prints one line and exits 2 before any
 work starts; ``analyze`` exits 1 when some inputs failed and the others were analysed.
@@ -27,6 +27,8 @@ DELEGATED = {
     "evaluate": ("pamlive.evaluate", "score Raven tables against an annotation CSV"),
     "import-model": ("pamlive.importers", "convert a PAMGuard/Ketos/Koogu model to a package"),
     "keys": ("pamlive.alerts.keys", "make CURVE keypairs for the alert bus"),
+    "sink": ("pamlive.sinks.cli", "forward alerts to a webhook, an MQTT broker or a serial "
+             "line, resuming where it left"),
 }
 
 
