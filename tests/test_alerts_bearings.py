@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import zmq
-from test_alerts_onset import _ask, _collect, _collect_from_old_monitor, _fields, bus  # noqa: F401
+from test_alerts_onset import _ask, _collect, _collect_from_old_monitor, _fields, _subscribed, bus  # noqa: F401
 
 from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.alerts.log import DetectionLog, LogReader, read_all
@@ -47,10 +46,7 @@ def _publish_pairs(bus, n: int) -> None:  # noqa: F811
 
 def test_a_bearing_is_in_the_log_before_it_is_sent_and_replays_only_when_asked(
         bus, tmp_path):  # noqa: F811
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.subscribe(b"")
-    sub.connect(bus.endpoint)
-    sub.recv_multipart()  # a heartbeat: connected
+    sub = _subscribed(bus.endpoint)
     reader = LogReader(tmp_path / "log.db")
     det = detection_body(**_fields(bus.run_id, 6000))
     bus.publish_bearing(_bearing(det))

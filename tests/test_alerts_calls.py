@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import zmq
-from test_alerts_onset import _ask, _collect, _collect_from_old_monitor, _fields, bus  # noqa: F401
+from test_alerts_onset import _ask, _collect, _collect_from_old_monitor, _fields, _subscribed, bus  # noqa: F401
 
 from pamlive.alerts.client import AlertClient
 from pamlive.alerts.log import LogReader, read_all
@@ -89,10 +89,7 @@ def test_call_and_summary_bodies_carry_the_sample_clock_and_validate() -> None:
 
 def test_calls_and_summaries_are_logged_before_they_are_sent_and_replay_when_asked(
         bus, tmp_path):  # noqa: F811
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.subscribe(b"")
-    sub.connect(bus.endpoint)
-    sub.recv_multipart()  # a heartbeat: connected
+    sub = _subscribed(bus.endpoint)
     reader = LogReader(tmp_path / "log.db")
     bus.publish_call(_call(bus.run_id, 1000), ready_monotonic=time.monotonic())
     bus.publish_call(_call(bus.run_id, 9000, species="Nyctalus noctula"),

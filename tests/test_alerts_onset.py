@@ -105,11 +105,17 @@ def _ask(endpoint: str, request: dict) -> dict:
     return reply
 
 
-def test_an_onset_is_in_the_log_before_it_is_sent_and_replays_only_when_asked(bus, tmp_path):
+def _subscribed(endpoint: str) -> zmq.Socket:
+    """A SUB socket on ``endpoint`` that has received a message (a heartbeat): joined."""
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.subscribe(b"")
-    sub.connect(bus.endpoint)
-    sub.recv_multipart()  # a heartbeat: connected
+    sub.connect(endpoint)
+    sub.recv_multipart()
+    return sub
+
+
+def test_an_onset_is_in_the_log_before_it_is_sent_and_replays_only_when_asked(bus, tmp_path):
+    sub = _subscribed(bus.endpoint)
     reader = LogReader(tmp_path / "log.db")
     bus.publish_onset(onset_body(**_fields(bus.run_id, 6000)), ready_monotonic=time.monotonic())
     bus.publish_detection(detection_body(**_fields(bus.run_id, 6000, end_sample=10000)),
