@@ -26,8 +26,10 @@ from pamlive.utc import parse_utc
 
 NS = "{http://tethys.sdsu.edu/schema/1.0}"
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-# Tethys Detections schema sequences (tethys.sdsu.edu, Detections.xsd): each element's
-# children in schema order, and which of them are required (minOccurs 1)
+# the Tethys Detections schema's sequences as its documentation and PAMGuard's Tethys
+# export (nilus: DetectionEffort, DetectionEffortKind, Detection) use them: each element's
+# children in order, and which are required. Written without the XSD at hand (docs/tethys.md,
+# "The schema"): validating with the real tethys.xsd is still to do
 ORDER = {
     "Detections": ["Id", "Description", "DataSource", "Algorithm", "QualityAssurance",
                    "UserId", "Effort", "OnEffort", "OffEffort"],
