@@ -1,7 +1,8 @@
 """pamlive: real-time bioacoustic deep-learning monitor for live hydrophone arrays.
 
 Command line (docs/contracts.md §1): ``pamlive demo|run|analyze|dashboard|devices`` and tools
-(``config`` prints a shipped example config, ``sink`` forwards alerts).
+(``config`` prints a shipped example config, ``sink`` forwards alerts, ``export``
+writes them for an archive).
 
 A user error (bad file, config, model, device) prints one line and exits 2 before any
 work starts; ``analyze`` exits 1 when some inputs failed and the others were analysed.
@@ -25,6 +26,8 @@ DELEGATED = {
     "dashboard": ("pamlive.dashboard", "terminal dashboard subscribed to a running monitor"),
     "devices": ("pamlive.devices", "list the input devices PortAudio sees"),
     "evaluate": ("pamlive.evaluate", "score Raven tables against an annotation CSV"),
+    "export": ("pamlive.export.cli", "archive detections: export tethys writes a Tethys "
+               "Detections document"),
     "import-model": ("pamlive.importers", "convert a PAMGuard/Ketos/Koogu model to a package"),
     "keys": ("pamlive.alerts.keys", "make CURVE keypairs for the alert bus"),
     "sink": ("pamlive.sinks.cli", "forward alerts to a webhook, an MQTT broker or a serial "

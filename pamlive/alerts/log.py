@@ -351,3 +351,26 @@ def read_all(path: Path, kinds: tuple[str, ...] = ("detection",)) -> list[dict]:
     finally:
         reader.close()
     return [json.loads(b) for b in bodies]
+
+
+@dataclass(frozen=True)
+class RunSpan:
+    """One monitor run as the log recorded it: when it listened (for effort, archiving)."""
+
+    run_id: str
+    station: str
+    started_epoch: float
+    ended_epoch: float | None  # None: still running, or died before a later start found it
+
+
+def read_runs(path: Path) -> list[RunSpan]:
+    """Every run the log holds, oldest first (for tools: the span of effort)."""
+    conn = _connect(Path(path), readonly=True)
+    try:
+        rows = conn.execute("SELECT run_id, station, started_epoch, ended_epoch FROM runs"
+                            " ORDER BY ord").fetchall()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"detection log {path}: cannot read its runs ({exc})") from None
+    finally:
+        conn.close()
+    return [RunSpan(*row) for row in rows]
