@@ -178,3 +178,25 @@ def test_a_bus_that_cannot_bind_leaves_no_dead_run(tmp_path):
     finally:
         taken.close()
     assert DetectionLog(tmp_path / "b.db").start_run("next", "s") == []
+
+
+def test_a_run_that_cannot_be_registered_on_a_full_disk_is_one_clear_error(tmp_path):
+    """A restart onto a full data disk (the soak's finding: kill -9 left the WAL, the disk
+    then filled): one line naming the log and the full disk, not a traceback."""
+    from test_field_clips import fill, tiny_tmpfs
+
+    from pamlive.errors import ConfigError
+
+    with tiny_tmpfs(tmp_path / "disk", "1m") as disk:
+        first = DetectionLog(disk / "log.db")
+        try:
+            first.start_run("r1", "s")  # still open: its WAL stays, as after kill -9
+            fill(disk)
+            second = DetectionLog(disk / "log.db")
+            try:
+                with pytest.raises(ConfigError, match=r"log\.db: the disk is full"):
+                    second.start_run("r2", "s")
+            finally:
+                second.close()
+        finally:
+            first.close()

@@ -153,11 +153,16 @@ class DetectionLog:
         with the onsets each left open. They are marked ``unclean`` in the transaction of
         the next write, the one that logs the detections closing those onsets (at once
         if none is open), so a death in between leaves them to be found again."""
-        with self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO runs (run_id, station, started_epoch) VALUES (?, ?, ?)",
-                (run_id, station, time.time()),
-            )
+        try:
+            with self._conn:
+                cur = self._conn.execute(
+                    "INSERT INTO runs (run_id, station, started_epoch) VALUES (?, ?, ?)",
+                    (run_id, station, time.time()),
+                )
+        except (sqlite3.Error, OSError) as exc:
+            why = "the disk is full" if _disk_full(exc) else str(exc)
+            raise ConfigError(f"detection log {self.path}: {why}: cannot record this run "
+                              "(the monitor does not start without its durable log)") from exc
         self._run_ord = cur.lastrowid
         assert self._run_ord is not None  # an INSERT always has one
         found = runs.unclean_runs(self._conn, self._run_ord, TABLES.values())
