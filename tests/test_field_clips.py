@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,6 +216,57 @@ def test_a_busy_clip_worker_drops_and_counts(tmp_path, stream, monkeypatch):
         release.set()
         worker.close()
     assert writer.written == 2
+
+
+def test_the_clip_worker_lets_go_of_a_written_clips_audio(tmp_path, stream):
+    """It held the last clip's samples (38 MB at 8 ch x 96 kHz) until the next one came:
+    one clip more at the live monitor's peak (issue 25)."""
+    writer = ClipWriter(tmp_path, ClipSettings(spectrogram=False))
+    job = writer.plan(detection(), START)
+    worker = ClipWorker(writer)
+    worker.start()
+    try:
+        data = stream[job.start_sample:job.end_sample].copy()
+        gone = weakref.ref(data)
+        assert worker.submit(job, data, job.start_sample)
+        del data
+        wait_for(lambda: writer.written == 1)
+        wait_for(lambda: gone() is None)
+        assert worker.stats()["queued_mb"] == 0
+    finally:
+        worker.close()
+
+
+def test_the_clip_queue_is_bounded_in_bytes(tmp_path, stream, monkeypatch):
+    """Eight clips of 38 MB would wait for a slow disk: the audio held is bounded, the
+    clips beyond it dropped and counted (health: clips.dropped, flag clips.drops)."""
+    writer = ClipWriter(tmp_path, ClipSettings(spectrogram=False))
+    job = writer.plan(detection(), START)
+    release = threading.Event()
+    real_write = writer.write
+    monkeypatch.setattr(writer, "write", lambda *a: (release.wait(10), real_write(*a))[1])
+    data = stream[job.start_sample:job.end_sample]
+    worker = ClipWorker(writer, max_queued=8, max_bytes=2 * data.nbytes)
+    worker.start()
+    try:
+        assert worker.submit(job, data.copy(), job.start_sample)
+        wait_for(lambda: worker.stats()["queued"] == 0)  # the worker holds the first one
+        assert worker.submit(job, data.copy(), job.start_sample)  # two clips' bytes held
+        assert not worker.submit(job, data.copy(), job.start_sample)
+        assert worker.dropped == 1 and worker.flags == ["clips.drops"]
+        assert worker.stats()["queued_mb"] == round(2 * data.nbytes / 1e6, 1)
+    finally:
+        release.set()
+        worker.close()
+    assert writer.written == 2 and worker.stats()["queued_mb"] == 0
+    # one clip larger than the bound is still written when nothing else is held
+    big = ClipWorker(writer, max_bytes=data.nbytes // 2)
+    big.start()
+    try:
+        assert big.submit(job, data.copy(), job.start_sample)
+    finally:
+        big.close()
+    assert writer.written == 3 and big.dropped == 0
 
 
 def test_settings_validation():

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy.signal import get_window
 
 from pamlive.dsp import kernels
 from pamlive.dsp.features import Features, flag, number, positive_int, require_wave
 from pamlive.dsp.spectra import ValueMap
+from pamlive.dsp.windows import hamming, hann
 from pamlive.errors import TransformError
 
 # frame values per FFT batch: 1 MB of float64 frames keeps the batch in cache
@@ -94,9 +94,9 @@ def stft_plan(name: str, params: Mapping[str, Any], sample_rate: float) -> StftP
         n_bins = half + 1 if half % 2 == 1 else half
         if name == "spectrogramketos" and flag(name, "all_bins", params.get("all_bins", False)):
             n_bins = half + 1
-        hamming = get_window("hamming", fft, fftbins=False)
-        return StftPlan(fft, hop, hamming, n_bins, exact, sample_rate)
-    return StftPlan(fft, hop, get_window("hann", fft), fft // 2 + 1, False, sample_rate)
+        window = hamming(fft, periodic=False)
+        return StftPlan(fft, hop, window, n_bins, exact, sample_rate)
+    return StftPlan(fft, hop, hann(fft), fft // 2 + 1, False, sample_rate)
 
 
 def magnitude_frames(

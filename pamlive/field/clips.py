@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
-from scipy.signal import spectrogram
 
 from pamlive.config import ClipSettings
 from pamlive.detection import Detection
+from pamlive.dsp.windows import psd_frames
 from pamlive.field.events import HealthEvents
 from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
 QUEUED_CLIPS = 8  # clips cut from the ring and waiting for the disk (each holds its audio)
+# ... and the audio the worker may hold at once, queued or being written: a 13-s clip of
+# 8 channels at 96 kHz is 38 MB, so a burst of calls while the disk is slow must not take
+# eight of them; one clip is always taken, however long
+QUEUED_BYTES = 80 * 2**20
 _BOX_RGB = (255, 40, 40)
 _IMAGE_FRAMES = 16  # spectrogram frames of a clip's PNG computed at once (memory)
 
@@ -156,14 +160,19 @@ class PendingClips:
 class ClipWorker:
     """Writes clips on its own thread, so no encoder ever delays an alert.
 
-    ``submit`` never blocks: a full queue drops the clip and counts it. A failed write is
+    ``submit`` never blocks: a full queue (``max_queued`` clips, or ``max_bytes`` of audio
+    held, the clip being written included) drops the clip and counts it. A failed write is
     counted and logged; the first failure after a success (and the first success after
     failures) becomes an event for a health alert, drained by :meth:`drain_events`.
     """
 
-    def __init__(self, writer: ClipWriter, max_queued: int = QUEUED_CLIPS) -> None:
+    def __init__(self, writer: ClipWriter, max_queued: int = QUEUED_CLIPS,
+                 max_bytes: int = QUEUED_BYTES) -> None:
         self.writer = writer
         self.dropped = 0
+        self.max_bytes = max_bytes
+        self._held = 0  # bytes of audio queued or being written
+        self._room = threading.Condition()
         self.last_error: str | None = None
         self._queue: queue.Queue[tuple[ClipJob, np.ndarray, int] | None] = queue.Queue(max_queued)
         self.events = HealthEvents()
@@ -176,15 +185,30 @@ class ClipWorker:
                wait_s: float = 0.0) -> bool:
         """Queue ``samples`` (owned by the worker from now on); False if dropped. Only a
         shutdown waits (``wait_s``) for room: no alert is behind it any more."""
+        size = samples.nbytes
+        with self._room:
+            fits = self._room.wait_for(
+                lambda: self._held == 0 or self._held + size <= self.max_bytes, wait_s)
+            if fits:
+                self._held += size
         try:
+            if not fits:
+                raise queue.Full
             self._queue.put((job, samples, start_sample), timeout=wait_s or None,
                             block=wait_s > 0)
         except queue.Full:
+            if fits:
+                self._release(size)
             self.dropped += 1
-            log.error("clip %s dropped: %d clip(s) already wait for the disk",
-                      job.audio_path.name, self._queue.maxsize)
+            log.error("clip %s dropped: %d clip(s), %.0f MB of audio already wait for the "
+                      "disk", job.audio_path.name, self._queue.qsize(), self._held / 1e6)
             return False
         return True
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._held -= size
+            self._room.notify_all()
 
     def fail(self, job: ClipJob, why: str) -> None:
         """A clip that could not even be cut (the ring lost its audio): counted as failed."""
@@ -203,10 +227,10 @@ class ClipWorker:
         flags = ["clips.write_failed"] if self.last_error else []
         return flags + (["clips.drops"] if self.dropped else [])
 
-    def stats(self) -> dict[str, int | str | None]:
+    def stats(self) -> dict[str, int | float | str | None]:
         return {"written": self.writer.written, "failed": self.writer.failed,
                 "dropped": self.dropped, "queued": self._queue.qsize(),
-                "last_error": self.last_error}
+                "queued_mb": round(self._held / 1e6, 1), "last_error": self.last_error}
 
     def drain_events(self) -> list[tuple[str, str]]:
         """``(alert class, message)`` pairs since the last call."""
@@ -214,18 +238,24 @@ class ClipWorker:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            job, samples, start_sample = item
-            try:
-                self.writer.write(job, samples, start_sample)
-            except Exception as exc:  # whatever it is, a clip must never stop the worker
-                if not isinstance(exc, OSError | RuntimeError | ValueError):
-                    self.writer.failed += 1
-                self._failed(job, str(exc) or type(exc).__name__)
-            else:
-                if self.last_error is not None:
-                    self.events.add("clips.recovered", "clips are written again")
-                    log.warning("clips are written again")
-                self.last_error = None
+            size = item[1].nbytes
+            self._write(*item)
+            # the clip's audio (tens of MB) is not kept while the worker waits for the next
+            del item
+            self._release(size)
+
+    def _write(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> None:
+        try:
+            self.writer.write(job, samples, start_sample)
+        except Exception as exc:  # whatever it is, a clip must never stop the worker
+            if not isinstance(exc, OSError | RuntimeError | ValueError):
+                self.writer.failed += 1
+            self._failed(job, str(exc) or type(exc).__name__)
+        else:
+            if self.last_error is not None:
+                self.events.add("clips.recovered", "clips are written again")
+                log.warning("clips are written again")
+            self.last_error = None
 
     def _failed(self, job: ClipJob, why: str) -> None:
         message = f"clip {job.audio_path.name} not written: {why}"
@@ -284,8 +314,7 @@ def _band_power(x: np.ndarray, rate: int, nperseg: int, fmax: float) -> np.ndarr
     for first in range(0, frames, _IMAGE_FRAMES):
         n = min(_IMAGE_FRAMES, frames - first)
         piece = x[first * step: (first + n - 1) * step + nperseg].astype(np.float64)
-        freqs, _, power = spectrogram(piece, fs=rate, nperseg=nperseg,
-                                      noverlap=nperseg * 3 // 4, mode="psd")
+        freqs, power = psd_frames(piece, rate, nperseg)
         parts.append(power[freqs <= fmax])
     return np.concatenate(parts, axis=1)
 
