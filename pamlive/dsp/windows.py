@@ -1,17 +1,17 @@
 """The few ``scipy.signal`` designs the live path needs, in numpy.
 
 Importing ``scipy.signal`` costs ~47 MB of RSS (it pulls in scipy.sparse, linalg,
-optimize, interpolate, special, stats ...), more than anything else the monitor loads,
-for three small functions: the resampler's anti-alias FIR (``firwin`` with a Kaiser
-window), the spectrogram windows (``get_window`` "hann" / "hamming") and the clip
-image's PSD (``spectrogram``). They are written here with scipy's formulas, in the same
-order of operations, and ``tests/test_dsp_windows.py`` checks them against scipy itself.
+optimize, interpolate, special, stats ...; scipy.fft or scipy.ndimage ~28 MB more), more
+than anything else the monitor loads, for three small functions: the resampler's
+anti-alias FIR (``firwin`` with a Kaiser window), the spectrogram windows (``get_window``
+"hann" / "hamming") and the clip image's PSD (``spectrogram``). They are written here
+with scipy's formulas, in the same order of operations (numpy's FFT is scipy's
+pocketfft), and ``tests/test_dsp_windows.py`` checks them against scipy itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft as sp_fft  # ~27 MB, which the spectrogram transform needs anyway
 
 
 def cosine_window(coefficients: tuple[float, ...], n: int, periodic: bool) -> np.ndarray:
@@ -69,7 +69,7 @@ def psd_frames(x: np.ndarray, rate: float, nperseg: int) -> tuple[np.ndarray, np
     step = nperseg - nperseg * 3 // 4
     frames = np.lib.stride_tricks.sliding_window_view(x, nperseg)[::step]
     window = tukey(nperseg, 0.25)
-    spec = sp_fft.rfft((frames - frames.mean(axis=-1, keepdims=True)) * window, axis=-1)
+    spec = np.fft.rfft((frames - frames.mean(axis=-1, keepdims=True)) * window, axis=-1)
     power = (np.conjugate(spec) * spec).real * (1.0 / (rate * (window * window).sum()))
     if nperseg % 2:
         power[..., 1:] *= 2

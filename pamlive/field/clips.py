@@ -21,9 +21,11 @@ import os
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +47,22 @@ QUEUED_CLIPS = 8  # clips cut from the ring and waiting for the disk (each holds
 # eight of them; one clip is always taken, however long
 QUEUED_BYTES = 80 * 2**20
 _BOX_RGB = (255, 40, 40)
-_IMAGE_FRAMES = 16  # spectrogram frames of a clip's PNG computed at once (memory)
+PIECE_S = 1.0  # audio a clip read from the ring is written by (ClipWriter.write_from)
+_IMAGE_FRAMES = 4  # spectrogram frames of a clip's PNG computed at once: 4 MB at 96 kHz
+
+
+class Piece(Protocol):
+    """What a ring's ``peek`` returns: a copy of the frames it still holds, from
+    ``start_sample``."""
+
+    @property
+    def start_sample(self) -> int: ...
+
+    @property
+    def data(self) -> np.ndarray: ...
+
+
+Peek = Callable[[int, int], Piece | None]  # RingBuffer.peek: [start, end) as far as held
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,64 @@ class ClipWriter:
             raise
         self.written += 1
         return evidence
+
+    def write_from(self, job: ClipJob, peek: Peek) -> Evidence:
+        """Write the clip reading the ring a piece (``PIECE_S``) at a time, so that no
+        copy of the whole clip is ever held (38 MB at 8 ch x 96 kHz): only its PNG's
+        channel. ``peek`` is the ring's. The pre-roll may be shorter (the ring wrapped);
+        so may the post-roll at shutdown (the audio ended). A piece overwritten while the
+        clip is written fails it (ValueError), as when the detection is no longer held at
+        all. Counted like :meth:`write`."""
+        try:
+            evidence = self._write_from(job, peek)
+        except (OSError, RuntimeError, ValueError):
+            self.failed += 1
+            raise
+        self.written += 1
+        return evidence
+
+    def _write_from(self, job: ClipJob, peek: Peek) -> Evidence:
+        det = job.detection
+        step = max(1, round(PIECE_S * det.sample_rate))
+        first = peek(job.start_sample, min(job.end_sample, job.start_sample + step))
+        if first is None or first.start_sample > det.start_sample:
+            raise ValueError("the ring no longer holds it")
+        lo = first.start_sample
+        end = [job.end_sample]  # or where the audio ended, past the detection
+        channels = first.data.shape[1]
+        channel = min(det.best_channel, channels - 1)
+        drawn = np.empty(job.end_sample - lo, np.float32) if job.image_path else None
+        make_private_dir(self.directory)
+        fmt = self.settings.format
+
+        def write(tmp: Path) -> None:
+            piece: Piece | None = first
+            at = lo
+            with sf.SoundFile(tmp, "w", det.sample_rate, channels, _SUBTYPE[fmt],
+                              format=fmt.upper()) as out:
+                while at < job.end_sample:
+                    if piece is None:
+                        piece = peek(at, min(job.end_sample, at + step))
+                    if piece is None and at >= det.end_sample:
+                        end[0] = at  # nothing after: the input ended (a shutdown)
+                        break
+                    if piece is None or piece.start_sample != at:
+                        raise ValueError("the ring no longer holds it")
+                    data = piece.data
+                    if drawn is not None:
+                        drawn[at - lo: at - lo + data.shape[0]] = data[:, channel]
+                    if fmt != "wav":  # the piece is ours
+                        np.clip(data, -1.0, 1.0, out=data)
+                    out.write(data)
+                    at += data.shape[0]
+                    piece = None
+
+        _atomic(job.audio_path, write)
+        hi = end[0]
+        if drawn is not None and job.image_path is not None:
+            image = spectrogram_image(drawn[:hi - lo], det.sample_rate, det, lo)
+            _atomic(job.image_path, lambda tmp: image.save(tmp, format="PNG"))
+        return Evidence(job.audio_path, job.image_path, lo, hi)
 
     def _write(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> Evidence:
         if samples.ndim == 1:
@@ -174,7 +249,9 @@ class ClipWorker:
         self._held = 0  # bytes of audio queued or being written
         self._room = threading.Condition()
         self.last_error: str | None = None
-        self._queue: queue.Queue[tuple[ClipJob, np.ndarray, int] | None] = queue.Queue(max_queued)
+        # a clip's samples and first sample index, or the ring's peek to read them from
+        self._queue: queue.Queue[tuple[ClipJob, tuple[np.ndarray, int] | Peek] | None] = (
+            queue.Queue(max_queued))
         self.events = HealthEvents()
         self._thread = threading.Thread(target=self._run, name="pamlive-clips", daemon=True)
 
@@ -185,7 +262,16 @@ class ClipWorker:
                wait_s: float = 0.0) -> bool:
         """Queue ``samples`` (owned by the worker from now on); False if dropped. Only a
         shutdown waits (``wait_s``) for room: no alert is behind it any more."""
-        size = samples.nbytes
+        return self._submit(job, (samples, start_sample), samples.nbytes, wait_s)
+
+    def submit_from(self, job: ClipJob, peek: Peek, wait_s: float = 0.0) -> bool:
+        """Queue a clip the worker reads from the ring itself, a piece at a time
+        (:meth:`ClipWriter.write_from`): no copy of it waits. It fails (counted) if the
+        ring overwrote it before the worker came to it."""
+        return self._submit(job, peek, 0, wait_s)
+
+    def _submit(self, job: ClipJob, payload: tuple[np.ndarray, int] | Peek, size: int,
+                wait_s: float) -> bool:
         with self._room:
             fits = self._room.wait_for(
                 lambda: self._held == 0 or self._held + size <= self.max_bytes, wait_s)
@@ -194,8 +280,7 @@ class ClipWorker:
         try:
             if not fits:
                 raise queue.Full
-            self._queue.put((job, samples, start_sample), timeout=wait_s or None,
-                            block=wait_s > 0)
+            self._queue.put((job, payload), timeout=wait_s or None, block=wait_s > 0)
         except queue.Full:
             if fits:
                 self._release(size)
@@ -238,15 +323,20 @@ class ClipWorker:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            size = item[1].nbytes
-            self._write(*item)
-            # the clip's audio (tens of MB) is not kept while the worker waits for the next
+            job, payload = item
+            size = 0 if callable(payload) else payload[0].nbytes
             del item
+            self._write(job, payload)
+            # the clip's audio (tens of MB) is not kept while the worker waits for the next
+            del payload
             self._release(size)
 
-    def _write(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> None:
+    def _write(self, job: ClipJob, payload: tuple[np.ndarray, int] | Peek) -> None:
         try:
-            self.writer.write(job, samples, start_sample)
+            if callable(payload):
+                self.writer.write_from(job, payload)
+            else:
+                self.writer.write(job, *payload)
         except Exception as exc:  # whatever it is, a clip must never stop the worker
             if not isinstance(exc, OSError | RuntimeError | ValueError):
                 self.writer.failed += 1
