@@ -9,7 +9,8 @@ mark (VmHWM), so no brief peak between two reads is missed. Printed per tree
 medians over ``--repeats`` runs of the peak, the RSS once listening (imports, model,
 warm-up) and the RSS at the end of the audio, with file-backed vs anonymous pages; then
 where the memory goes in this tree: the RSS each import of the live path adds, in one
-fresh process, and the ring's size.
+fresh process (scipy is not among them: the live path imports none of its subpackages;
+Numba imports scipy's package and its BLAS when it compiles), and the ring's size.
 
     python benchmarks/bench_live_memory.py [--before 7a100e0] [--repeats 3] [--seconds 120]
 """
@@ -42,9 +43,8 @@ _IMPORTS = textwrap.dedent("""
         print(f"{name} {now - last:.1f}")
         last = now
 """)
-STAGES = ["numpy", "scipy.fft", "scipy.signal", "llvmlite.binding", "numba", "onnxruntime",
-          "zmq", "soundfile", "PIL.Image", "rich", "pamlive.live.engine", "pamlive.app",
-          "pamlive.cli"]
+STAGES = ["numpy", "llvmlite.binding", "numba", "onnxruntime", "zmq", "soundfile", "PIL.Image",
+          "rich", "pamlive.live.engine", "pamlive.app", "pamlive.cli"]
 
 
 def status_mib(pid: int) -> dict[str, float]:

@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import soundfile as sf
 from PIL import Image
 from scipy.signal import chirp, correlate
 
+from pamlive.buffers import RingBuffer
 from pamlive.config import load_config
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
@@ -217,6 +219,134 @@ def test_a_busy_clip_worker_drops_and_counts(tmp_path, stream, monkeypatch):
     assert writer.written == 2
 
 
+def ring_of(stream: np.ndarray, seconds: float, until: int) -> RingBuffer:
+    """A ring of ``seconds`` that has been fed ``stream[:until]`` (a block at a time)."""
+    ring = RingBuffer(stream.shape[1], round(seconds * RATE))
+    for at in range(0, until, 4000):
+        ring.write(stream[at:min(until, at + 4000)])
+    return ring
+
+
+def test_a_clip_read_from_the_ring_piece_by_piece_is_the_clip_cut_at_once(tmp_path, stream):
+    """The live clip worker reads the ring a second at a time (no 38-MB copy of a clip at
+    8 ch x 96 kHz, issue 25): the same FLAC and PNG as one copy of the whole clip."""
+    settings = ClipSettings(pre_s=3.0, post_s=2.0)
+    det = detection()
+    whole = ClipWriter(tmp_path / "whole", settings)
+    job = whole.plan(det, START)
+    once = whole.write(job, stream[job.start_sample:job.end_sample], job.start_sample)
+    ring = ring_of(stream, 30.0, job.end_sample + 123)
+    pieces = ClipWriter(tmp_path / "pieces", settings)
+    job2 = pieces.plan(det, START)
+    got = pieces.write_from(job2, ring.peek)
+    assert (got.start_sample, got.end_sample) == (once.start_sample, once.end_sample)
+    assert np.array_equal(sf.read(got.audio_path)[0], sf.read(once.audio_path)[0])
+    assert got.image_path is not None and once.image_path is not None
+    assert np.array_equal(np.asarray(Image.open(got.image_path)),
+                          np.asarray(Image.open(once.image_path)))
+    assert pieces.written == 1 and not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_clip_read_from_a_wrapped_ring_has_a_shorter_pre_roll_or_fails(tmp_path, stream):
+    settings = ClipSettings(pre_s=3.0, post_s=2.0, spectrogram=False)
+    writer = ClipWriter(tmp_path, settings)
+    job = writer.plan(detection(), START)
+    ring = ring_of(stream, (job.end_sample - job.start_sample - 1000) / RATE, job.end_sample)
+    got = writer.write_from(job, ring.peek)  # 1000 samples of pre-roll are gone
+    assert (got.start_sample, got.end_sample) == (job.start_sample + 1000, job.end_sample)
+    clip = sf.read(got.audio_path, dtype="float32", always_2d=True)[0]
+    np.testing.assert_allclose(clip, stream[got.start_sample:got.end_sample], atol=1e-6)
+    # at shutdown the audio ended after the detection, before the post-roll: shorter
+    job = writer.plan(detection(), START)
+    got = writer.write_from(job, ring_of(stream, 30.0, job.end_sample - 500).peek)
+    assert (got.start_sample, got.end_sample) == (job.start_sample, job.end_sample - 500)
+    assert sf.info(str(got.audio_path)).frames == got.end_sample - got.start_sample
+    # the ring moves on while the clip is written: the clip fails, no file is left
+    job = writer.plan(detection(), START)
+    ring = ring_of(stream, 30.0, job.end_sample)
+
+    def peek_while_capturing(start: int, end: int):
+        got = ring.peek(start, end)
+        ring.write(stream[:ring.capacity])  # a whole ring of newer audio arrives
+        return got
+
+    with pytest.raises(ValueError, match="no longer holds it"):
+        writer.write_from(job, peek_while_capturing)
+    assert writer.failed == 1 and not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_clip_read_from_the_ring_never_holds_a_copy_of_the_whole_clip(tmp_path):
+    """13 s of 8 ch at 96 kHz (38 MiB) written from the ring: a second's piece and the
+    PNG's channel at a time."""
+    import tracemalloc
+
+    x, det = clip_at_96k()
+    ring = RingBuffer(8, 30 * 96_000)
+    for at in range(0, len(x), 96_000):
+        ring.write(np.repeat(x[at:at + 96_000, None], 8, axis=1))
+    det = Detection(**{**det.__dict__, "channels": list(range(8))})
+    writer = ClipWriter(tmp_path, ClipSettings(pre_s=5.0, post_s=5.0))
+    job = writer.plan(det, START)
+    clip_bytes = (job.end_sample - job.start_sample) * 8 * 4
+    tracemalloc.start()
+    writer.write_from(job, ring.peek)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # ~14 MiB: a piece (3), the PNG's channel (5) and its spectrogram (4)
+    assert peak < clip_bytes / 2, f"{peak / 2**20:.1f} MiB, {clip_bytes / 2**20:.0f} MiB clip"
+
+
+def test_the_clip_worker_lets_go_of_a_written_clips_audio(tmp_path, stream):
+    """It held the last clip's samples (38 MB at 8 ch x 96 kHz) until the next one came:
+    one clip more at the live monitor's peak (issue 25)."""
+    writer = ClipWriter(tmp_path, ClipSettings(spectrogram=False))
+    job = writer.plan(detection(), START)
+    worker = ClipWorker(writer)
+    worker.start()
+    try:
+        data = stream[job.start_sample:job.end_sample].copy()
+        gone = weakref.ref(data)
+        assert worker.submit(job, data, job.start_sample)
+        del data
+        wait_for(lambda: writer.written == 1)
+        wait_for(lambda: gone() is None)
+        assert worker.stats()["queued_mb"] == 0
+    finally:
+        worker.close()
+
+
+def test_the_clip_queue_is_bounded_in_bytes(tmp_path, stream, monkeypatch):
+    """Eight clips of 38 MB would wait for a slow disk: the audio held is bounded, the
+    clips beyond it dropped and counted (health: clips.dropped, flag clips.drops)."""
+    writer = ClipWriter(tmp_path, ClipSettings(spectrogram=False))
+    job = writer.plan(detection(), START)
+    release = threading.Event()
+    real_write = writer.write
+    monkeypatch.setattr(writer, "write", lambda *a: (release.wait(10), real_write(*a))[1])
+    data = stream[job.start_sample:job.end_sample]
+    worker = ClipWorker(writer, max_queued=8, max_bytes=2 * data.nbytes)
+    worker.start()
+    try:
+        assert worker.submit(job, data.copy(), job.start_sample)
+        wait_for(lambda: worker.stats()["queued"] == 0)  # the worker holds the first one
+        assert worker.submit(job, data.copy(), job.start_sample)  # two clips' bytes held
+        assert not worker.submit(job, data.copy(), job.start_sample)
+        assert worker.dropped == 1 and worker.flags == ["clips.drops"]
+        assert worker.stats()["queued_mb"] == round(2 * data.nbytes / 1e6, 1)
+    finally:
+        release.set()
+        worker.close()
+    assert writer.written == 2 and worker.stats()["queued_mb"] == 0
+    # one clip larger than the bound is still written when nothing else is held
+    big = ClipWorker(writer, max_bytes=data.nbytes // 2)
+    big.start()
+    try:
+        assert big.submit(job, data.copy(), job.start_sample)
+    finally:
+        big.close()
+    assert writer.written == 3 and big.dropped == 0
+
+
 def test_settings_validation():
     assert load_config(overrides={"clips": {"format": "wav", "pre_s": 2}}).clips.pre_s == 2.0
     with pytest.raises(ConfigError, match=r"\[clips\] format must be flac or wav"):
@@ -256,3 +386,18 @@ def test_clip_spectrogram_needs_a_few_mb_not_the_whole_clip_in_float64_spectra()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 3 * x.nbytes, f"{peak / 2**20:.0f} MiB for a {x.nbytes / 2**20:.0f} MiB clip"
+
+
+def test_a_clip_png_needs_less_than_the_channel_it_draws():
+    """At 96 kHz the PNG's frames are 32768 samples: 16 at once (float64 frames, their
+    spectra and products) were ~14 MiB beside the clip's 38 MiB at the live monitor's
+    peak (issue 25); 4 at once are ~4 MiB."""
+    import tracemalloc
+
+    from pamlive.field.clips import spectrogram_image
+    x, det = clip_at_96k()
+    tracemalloc.start()
+    spectrogram_image(x, 96_000, det, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < x.nbytes, f"{peak / 2**20:.1f} MiB for a {x.nbytes / 2**20:.1f} MiB channel"

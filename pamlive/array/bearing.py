@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import signal
 
 from pamlive.array.gcc_phat import PairDelay, pair_delays
 from pamlive.array.geometry import ArrayGeometry, Bearing
@@ -109,6 +108,7 @@ def _loudest_span(samples: np.ndarray, fs: float, band: tuple[float, float] | No
     ``frames`` 0: everything)."""
     if frames <= 0 or samples.shape[0] <= frames:
         return samples
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     x = samples.astype(np.float64)
     if band is not None and 0 < band[0] < band[1] < fs / 2:
         x = signal.sosfilt(signal.butter(4, band, "bandpass", fs=fs, output="sos"), x, axis=0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 _TAPER = 0.5  # Tukey window fraction: leakage falls fast, the middle keeps full weight
 _REFINE_STEPS = 21  # evaluations per refinement pass
@@ -38,6 +37,7 @@ class _Spectra:
                  ) -> None:
         n = samples.shape[0]
         nfft = 1 << (2 * n - 1).bit_length()  # twice the length: a linear correlation
+        from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
         taper = signal.windows.tukey(n, _TAPER)[:, None]
         spec = np.fft.rfft(samples.astype(np.float64) * taper, nfft, axis=0)
         freqs = np.fft.rfftfreq(nfft, 1.0 / fs)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal
 
 from pamlive.dsp.features import (
     Features,
@@ -23,6 +22,7 @@ from pamlive.dsp.features import (
     require_wave,
 )
 from pamlive.dsp.kernels import one_pole_rows
+from pamlive.dsp.windows import hann
 from pamlive.errors import TransformError
 
 # work in pieces that stay in a core's cache (and reuse their buffers): the same
@@ -77,7 +77,7 @@ def batdetect2_spectrogram(f: Features, fft: int, hop: int) -> Features:
     if x.shape[-1] < fft:
         raise TransformError(f"batdetect2_spectrogram: a segment of {x.shape[-1]} samples is "
                              f"shorter than one frame ({fft})")
-    window = signal.get_window("hann", fft, fftbins=True)
+    window = hann(fft)
     frames = sliding_window_view(x, fft, axis=-1)[..., ::hop, :]  # (n, frames, fft)
     out = np.empty((x.shape[0], fft // 2, frames.shape[1]), np.float32)
     step = max(1, STFT_BYTES // (8 * fft))  # frames per FFT piece
@@ -133,6 +133,7 @@ def pcen(f: Features, sr: float, hop: int, scale: float = 1.0, gain: float = 0.9
                              "and gain non-negative")
     t_frames = tc * sr / float(hop)
     b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     z_init = float(signal.lfilter_zi([b], [1, b - 1])[0])
     data = np.asarray(f.data, np.float32)
     # (segments, rows, frames): a view of a cropped spectrum, not a copy

@@ -13,9 +13,9 @@ from math import gcd
 
 import numpy as np
 from numba import njit
-from scipy.signal import firwin
 
 from pamlive.dsp.kernels import fir_decimate
+from pamlive.dsp.windows import lowpass_kaiser
 
 
 @njit(cache=True, nogil=True)
@@ -106,7 +106,7 @@ def _phase8(taps, phase, up, x, at, stride, out, step):
 def design_antialias_taps(up: int, down: int) -> np.ndarray:
     """The low-pass FIR that ``resample_poly`` designs by default (Kaiser, beta 5)."""
     max_rate = max(up, down)
-    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    return lowpass_kaiser(2 * 10 * max_rate + 1, 1.0 / max_rate, 5.0)
 
 
 class StreamResampler:

@@ -17,7 +17,6 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import signal
 
 from pamlive.errors import ConfigError
 
@@ -37,6 +36,7 @@ def input_span(start: int, length: int, rate_out: int, rate_in: int) -> tuple[in
 def resample_segment(x: np.ndarray, rate_in: int, rate_out: int, length: int) -> np.ndarray:
     """Rows of ``x`` (segments at ``rate_in``) at ``rate_out``: ``scipy.signal.resample`` to
     ``ceil(n * rate_out / rate_in)`` samples, then cut (or zero-padded) to ``length``."""
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     x = np.asarray(x, dtype=np.float64)
     if rate_in != rate_out:
         n = math.ceil(x.shape[-1] * rate_out / rate_in)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import signal
 
 from pamlive.dsp import kernels
 from pamlive.dsp.features import (
@@ -269,6 +268,7 @@ def reduce_tonal_noise_mean(f: Features, time_const_len: float = 30) -> Features
     d = np.asarray(f.data, dtype=np.float64)
     # r[t+1] = (1-eps) r[t] + eps x[t] from r[0] = mean: a causal IIR along time
     r0 = d.mean(axis=-2, keepdims=True)
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     running, _ = signal.lfilter([0.0, eps], [1.0, eps - 1.0], d, axis=-2, zi=r0)
     return with_spectrum(f, d - running)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy import signal
 
 from pamlive.dsp import kernels
 from pamlive.dsp.features import Features, flag, number, positive_int, require_wave
@@ -73,6 +72,7 @@ def filter_sos(
             )
     if kind == "bandpass" and not lowcut < highcut:
         raise TransformError(f"{name}: band pass needs lowcut < highcut, got {lowcut}, {highcut}")
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     wn = edges[0] if len(edges) == 1 else edges
     if filtermethod == 0:
         return signal.butter(n, wn, btype=kind, fs=sample_rate, output="sos")
@@ -95,6 +95,7 @@ def filter_wav(
     segment extends far enough beyond the samples kept (see :func:`settling_samples`).
     """
     require_wave(f, "filter_wav")
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     sos = filter_sos(f.sample_rate, filtertype, filtermethod, order, lowcut, highcut)
     if flag("filter_wav", "zero_phase", zero_phase):
         return replace(f, data=signal.sosfiltfilt(sos, np.asarray(f.data, np.float64), axis=-1))
@@ -105,6 +106,7 @@ def filter_wav(
 def settling_samples(sos: np.ndarray, tolerance: float = 1e-7) -> int:
     """Samples after which the filter's impulse response stays below ``tolerance`` of its
     peak: how far a segment must reach past the samples a zero-phase filter keeps."""
+    from scipy import signal  # lazily: ~47 MB of RSS (pamlive.dsp.windows)
     n = 1024
     while True:
         impulse = np.zeros(n)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 from pamlive.errors import ConfigError
 
@@ -44,6 +43,8 @@ def activity(features: np.ndarray) -> np.ndarray:
     f = f.copy()
     head = f[..., :warm]
     np.clip(head - np.median(head, axis=1, keepdims=True), 0, None, out=head)
+    from scipy.ndimage import uniform_filter  # lazily: scipy is ~28 MB of RSS
+
     boxes = uniform_filter(f, size=(1, BOX, BOX), mode="constant")
     return np.asarray(boxes.reshape(f.shape[0], -1).max(axis=1))
 

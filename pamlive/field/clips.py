@@ -5,8 +5,10 @@ file is written when the ring holds the post-roll. :meth:`ClipWriter.plan` fixes
 sample range and the names, :class:`PendingClips` holds plans until their last sample
 has arrived, and :meth:`ClipWriter.write` takes the samples the caller read from the
 ring (any source of ``(frames, channels)`` plus the index of the first frame), so this
-module knows nothing of the ring's internals. Files are written under a temporary name
-and renamed, so a reader never sees half a clip.
+module knows nothing of the ring's internals; :meth:`ClipWriter.write_from` instead
+reads the ring through its ``peek`` a second at a time, which the live engine uses (no
+copy of a whole clip, 38 MB at 8 ch x 96 kHz, is ever held). Files are written under a
+temporary name and renamed, so a reader never sees half a clip.
 
 Encoding FLAC and drawing the PNG take tens of ms, so the live engine hands due clips to
 a :class:`ClipWorker`: its own thread behind a bounded queue, drops and failures
@@ -21,17 +23,19 @@ import os
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
-from scipy.signal import spectrogram
 
 from pamlive.config import ClipSettings
 from pamlive.detection import Detection
+from pamlive.dsp.windows import psd_frames
 from pamlive.field.events import HealthEvents
 from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
@@ -40,8 +44,27 @@ log = logging.getLogger(__name__)
 
 _SUBTYPE = {"flac": "PCM_24", "wav": "FLOAT"}
 QUEUED_CLIPS = 8  # clips cut from the ring and waiting for the disk (each holds its audio)
+# ... and the audio the worker may hold at once, queued or being written: a 13-s clip of
+# 8 channels at 96 kHz is 38 MB, so a burst of calls while the disk is slow must not take
+# eight of them; one clip is always taken, however long
+QUEUED_BYTES = 80 * 2**20
 _BOX_RGB = (255, 40, 40)
-_IMAGE_FRAMES = 16  # spectrogram frames of a clip's PNG computed at once (memory)
+PIECE_S = 1.0  # audio a clip read from the ring is written by (ClipWriter.write_from)
+_IMAGE_FRAMES = 4  # spectrogram frames of a clip's PNG computed at once: 4 MB at 96 kHz
+
+
+class Piece(Protocol):
+    """What a ring's ``peek`` returns: a copy of the frames it still holds, from
+    ``start_sample``."""
+
+    @property
+    def start_sample(self) -> int: ...
+
+    @property
+    def data(self) -> np.ndarray: ...
+
+
+Peek = Callable[[int, int], Piece | None]  # RingBuffer.peek: [start, end) as far as held
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,64 @@ class ClipWriter:
         self.written += 1
         return evidence
 
+    def write_from(self, job: ClipJob, peek: Peek) -> Evidence:
+        """Write the clip reading the ring a piece (``PIECE_S``) at a time, so that no
+        copy of the whole clip is ever held (38 MB at 8 ch x 96 kHz): only its PNG's
+        channel. ``peek`` is the ring's. The pre-roll may be shorter (the ring wrapped);
+        so may the post-roll at shutdown (the audio ended). A piece overwritten while the
+        clip is written fails it (ValueError), as when the detection is no longer held at
+        all. Counted like :meth:`write`."""
+        try:
+            evidence = self._write_from(job, peek)
+        except (OSError, RuntimeError, ValueError):
+            self.failed += 1
+            raise
+        self.written += 1
+        return evidence
+
+    def _write_from(self, job: ClipJob, peek: Peek) -> Evidence:
+        det = job.detection
+        step = max(1, round(PIECE_S * det.sample_rate))
+        first = peek(job.start_sample, min(job.end_sample, job.start_sample + step))
+        if first is None or first.start_sample > det.start_sample:
+            raise ValueError("the ring no longer holds it")
+        lo = first.start_sample
+        end = [job.end_sample]  # or where the audio ended, past the detection
+        channels = first.data.shape[1]
+        channel = min(det.best_channel, channels - 1)
+        drawn = np.empty(job.end_sample - lo, np.float32) if job.image_path else None
+        make_private_dir(self.directory)
+        fmt = self.settings.format
+
+        def write(tmp: Path) -> None:
+            piece: Piece | None = first
+            at = lo
+            with sf.SoundFile(tmp, "w", det.sample_rate, channels, _SUBTYPE[fmt],
+                              format=fmt.upper()) as out:
+                while at < job.end_sample:
+                    if piece is None:
+                        piece = peek(at, min(job.end_sample, at + step))
+                    if piece is None and at >= det.end_sample:
+                        end[0] = at  # nothing after: the input ended (a shutdown)
+                        break
+                    if piece is None or piece.start_sample != at:
+                        raise ValueError("the ring no longer holds it")
+                    data = piece.data
+                    if drawn is not None:
+                        drawn[at - lo: at - lo + data.shape[0]] = data[:, channel]
+                    if fmt != "wav":  # the piece is ours
+                        np.clip(data, -1.0, 1.0, out=data)
+                    out.write(data)
+                    at += data.shape[0]
+                    piece = None
+
+        _atomic(job.audio_path, write)
+        hi = end[0]
+        if drawn is not None and job.image_path is not None:
+            image = spectrogram_image(drawn[:hi - lo], det.sample_rate, det, lo)
+            _atomic(job.image_path, lambda tmp: image.save(tmp, format="PNG"))
+        return Evidence(job.audio_path, job.image_path, lo, hi)
+
     def _write(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> Evidence:
         if samples.ndim == 1:
             samples = samples[:, None]
@@ -156,16 +237,23 @@ class PendingClips:
 class ClipWorker:
     """Writes clips on its own thread, so no encoder ever delays an alert.
 
-    ``submit`` never blocks: a full queue drops the clip and counts it. A failed write is
+    ``submit`` never blocks: a full queue (``max_queued`` clips, or ``max_bytes`` of audio
+    held, the clip being written included) drops the clip and counts it. A failed write is
     counted and logged; the first failure after a success (and the first success after
     failures) becomes an event for a health alert, drained by :meth:`drain_events`.
     """
 
-    def __init__(self, writer: ClipWriter, max_queued: int = QUEUED_CLIPS) -> None:
+    def __init__(self, writer: ClipWriter, max_queued: int = QUEUED_CLIPS,
+                 max_bytes: int = QUEUED_BYTES) -> None:
         self.writer = writer
         self.dropped = 0
+        self.max_bytes = max_bytes
+        self._held = 0  # bytes of audio queued or being written
+        self._room = threading.Condition()
         self.last_error: str | None = None
-        self._queue: queue.Queue[tuple[ClipJob, np.ndarray, int] | None] = queue.Queue(max_queued)
+        # a clip's samples and first sample index, or the ring's peek to read them from
+        self._queue: queue.Queue[tuple[ClipJob, tuple[np.ndarray, int] | Peek] | None] = (
+            queue.Queue(max_queued))
         self.events = HealthEvents()
         self._thread = threading.Thread(target=self._run, name="pamlive-clips", daemon=True)
 
@@ -176,15 +264,38 @@ class ClipWorker:
                wait_s: float = 0.0) -> bool:
         """Queue ``samples`` (owned by the worker from now on); False if dropped. Only a
         shutdown waits (``wait_s``) for room: no alert is behind it any more."""
+        return self._submit(job, (samples, start_sample), samples.nbytes, wait_s)
+
+    def submit_from(self, job: ClipJob, peek: Peek, wait_s: float = 0.0) -> bool:
+        """Queue a clip the worker reads from the ring itself, a piece at a time
+        (:meth:`ClipWriter.write_from`): no copy of it waits. It fails (counted) if the
+        ring overwrote it before the worker came to it."""
+        return self._submit(job, peek, 0, wait_s)
+
+    def _submit(self, job: ClipJob, payload: tuple[np.ndarray, int] | Peek, size: int,
+                wait_s: float) -> bool:
+        with self._room:
+            fits = self._room.wait_for(
+                lambda: self._held == 0 or self._held + size <= self.max_bytes, wait_s)
+            if fits:
+                self._held += size
         try:
-            self._queue.put((job, samples, start_sample), timeout=wait_s or None,
-                            block=wait_s > 0)
+            if not fits:
+                raise queue.Full
+            self._queue.put((job, payload), timeout=wait_s or None, block=wait_s > 0)
         except queue.Full:
+            if fits:
+                self._release(size)
             self.dropped += 1
-            log.error("clip %s dropped: %d clip(s) already wait for the disk",
-                      job.audio_path.name, self._queue.maxsize)
+            log.error("clip %s dropped: %d clip(s), %.0f MB of audio already wait for the "
+                      "disk", job.audio_path.name, self._queue.qsize(), self._held / 1e6)
             return False
         return True
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._held -= size
+            self._room.notify_all()
 
     def fail(self, job: ClipJob, why: str) -> None:
         """A clip that could not even be cut (the ring lost its audio): counted as failed."""
@@ -203,10 +314,10 @@ class ClipWorker:
         flags = ["clips.write_failed"] if self.last_error else []
         return flags + (["clips.drops"] if self.dropped else [])
 
-    def stats(self) -> dict[str, int | str | None]:
+    def stats(self) -> dict[str, int | float | str | None]:
         return {"written": self.writer.written, "failed": self.writer.failed,
                 "dropped": self.dropped, "queued": self._queue.qsize(),
-                "last_error": self.last_error}
+                "queued_mb": round(self._held / 1e6, 1), "last_error": self.last_error}
 
     def drain_events(self) -> list[tuple[str, str]]:
         """``(alert class, message)`` pairs since the last call."""
@@ -214,18 +325,29 @@ class ClipWorker:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            job, samples, start_sample = item
-            try:
-                self.writer.write(job, samples, start_sample)
-            except Exception as exc:  # whatever it is, a clip must never stop the worker
-                if not isinstance(exc, OSError | RuntimeError | ValueError):
-                    self.writer.failed += 1
-                self._failed(job, str(exc) or type(exc).__name__)
+            job, payload = item
+            size = 0 if callable(payload) else payload[0].nbytes
+            del item
+            self._write(job, payload)
+            # the clip's audio (tens of MB) is not kept while the worker waits for the next
+            del payload
+            self._release(size)
+
+    def _write(self, job: ClipJob, payload: tuple[np.ndarray, int] | Peek) -> None:
+        try:
+            if callable(payload):
+                self.writer.write_from(job, payload)
             else:
-                if self.last_error is not None:
-                    self.events.add("clips.recovered", "clips are written again")
-                    log.warning("clips are written again")
-                self.last_error = None
+                self.writer.write(job, *payload)
+        except Exception as exc:  # whatever it is, a clip must never stop the worker
+            if not isinstance(exc, OSError | RuntimeError | ValueError):
+                self.writer.failed += 1
+            self._failed(job, str(exc) or type(exc).__name__)
+        else:
+            if self.last_error is not None:
+                self.events.add("clips.recovered", "clips are written again")
+                log.warning("clips are written again")
+            self.last_error = None
 
     def _failed(self, job: ClipJob, why: str) -> None:
         message = f"clip {job.audio_path.name} not written: {why}"
@@ -284,8 +406,7 @@ def _band_power(x: np.ndarray, rate: int, nperseg: int, fmax: float) -> np.ndarr
     for first in range(0, frames, _IMAGE_FRAMES):
         n = min(_IMAGE_FRAMES, frames - first)
         piece = x[first * step: (first + n - 1) * step + nperseg].astype(np.float64)
-        freqs, _, power = spectrogram(piece, fs=rate, nperseg=nperseg,
-                                      noverlap=nperseg * 3 // 4, mode="psd")
+        freqs, power = psd_frames(piece, rate, nperseg)
         parts.append(power[freqs <= fmax])
     return np.concatenate(parts, axis=1)
 

@@ -41,7 +41,7 @@ from pamlive.live.field import (
 )
 from pamlive.live.health import Part, Snapshot, health_body
 from pamlive.live.inference import Inference
-from pamlive.live.memory import release_compiler_pages
+from pamlive.live.memory import release_compiler_pages, return_freed_memory
 from pamlive.live.observers import (
     BlockObserver,
     LevelMeter,
@@ -75,6 +75,7 @@ class Engine:
 
     def __init__(self, config: Config, source: LiveSource, package: ModelPackage,
                  bus: AlertBus, on_detection: Callable[[Detection], None] | None = None) -> None:
+        return_freed_memory()  # freed clips and blocks go back to the system (memory.py)
         self.source = source
         self.bus = bus
         rate, channels = source.sample_rate, source.channels
