@@ -227,6 +227,9 @@ class ClipSettings(Section):
     directory: str = "clips"  # relative to the detection log's directory
     spectrogram: bool = True
     max_pending: PositiveInt = 256  # detections waiting for their post-roll
+    # clips are not written while the data disk has less than this free: that room is the
+    # detection log's (clips alone would otherwise fill a small disk and stop the log)
+    reserve_mb: Annotated[float, Range(ge=0, unit=" MB")] = 100.0
 
 
 @dataclass(frozen=True)

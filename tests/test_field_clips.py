@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -169,11 +170,29 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def test_clips_leave_the_reserve_to_the_detection_log(tmp_path, stream):
+    """The soak's finding: clips alone filled a small data disk and then the log could not
+    write. Under ``reserve_mb`` free, a clip is refused (counted, the reason named) before
+    it takes the room; with space back, it is written."""
+    with tiny_tmpfs(tmp_path / "tiny") as disk:
+        writer = ClipWriter(disk / "clips", ClipSettings(pre_s=3.0, post_s=2.0,
+                                                         reserve_mb=0.5))
+        job = writer.plan(detection(), START)
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - 256 * 1024)  # 0.25 MB free
+        with pytest.raises(OSError, match=r"reserve_mb = 0\.5"):
+            writer.write(job, stream[job.start_sample:job.end_sample], job.start_sample)
+        assert writer.failed == 1 and not (disk / "clips").exists()
+        filler.unlink()
+        writer.write(job, stream[job.start_sample:job.end_sample], job.start_sample)
+        assert writer.written == 1 and job.audio_path.exists()
+
+
 def test_a_full_disk_fails_the_clip_not_the_writer(tmp_path, stream):
     """Issue 13 fault 1: libsndfile reports ENOSPC as a RuntimeError (LibsndfileError), not
     an OSError; it must be counted like any refused write, and the worker goes on."""
     with tiny_tmpfs(tmp_path / "tiny") as disk:
-        writer = ClipWriter(disk / "clips", ClipSettings(pre_s=3.0, post_s=2.0))
+        writer = ClipWriter(disk / "clips", ClipSettings(pre_s=3.0, post_s=2.0, reserve_mb=0.0))
         job = writer.plan(detection(), START)
         (disk / "clips").mkdir()
         filler = fill(disk)

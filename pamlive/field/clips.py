@@ -18,9 +18,11 @@ monitor.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -139,7 +141,23 @@ class ClipWriter:
         self.written += 1
         return evidence
 
+    def _check_reserve(self) -> None:
+        """OSError while the data disk has less than ``reserve_mb`` free: the clip waits
+        for space rather than take the detection log's."""
+        reserve = self.settings.reserve_mb * 1e6
+        if reserve <= 0:
+            return
+        place = self.directory
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        free = shutil.disk_usage(place).free
+        if free < reserve:
+            raise OSError(errno.ENOSPC, f"{free / 1e6:.1f} MB free on the data disk, under "
+                          f"[clips] reserve_mb = {self.settings.reserve_mb:g} kept for the "
+                          "detection log")
+
     def _write_from(self, job: ClipJob, peek: Peek) -> Evidence:
+        self._check_reserve()
         det = job.detection
         step = max(1, round(PIECE_S * det.sample_rate))
         first = peek(job.start_sample, min(job.end_sample, job.start_sample + step))
@@ -183,6 +201,7 @@ class ClipWriter:
         return Evidence(job.audio_path, job.image_path, lo, hi)
 
     def _write(self, job: ClipJob, samples: np.ndarray, start_sample: int) -> Evidence:
+        self._check_reserve()
         if samples.ndim == 1:
             samples = samples[:, None]
         lo = max(job.start_sample, start_sample)
