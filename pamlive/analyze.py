@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from rich.console import Console
@@ -21,17 +22,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
 from pamlive.array.settings import ArraySettings
-from pamlive.config import refuse_event_keys
+from pamlive.config import ModelConfig
 from pamlive.detection import Detection
-from pamlive.ensemble import Ensemble, EnsembleDetector
+from pamlive.ensemble import Ensemble
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.events.call import Call
-from pamlive.events.gate import ActivityGate, open_gate
+from pamlive.events.gate import ActivityGate
 from pamlive.events.stream import EventDetector
-from pamlive.inference.classifier import Classifier
-from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import StreamDetector, input_hop_frames
+from pamlive.kinds import OutputKind, Uses, kind_of
+from pamlive.kinds.base import Detector
+from pamlive.pipeline import input_hop_frames
 from pamlive.raven import TABLE_SUFFIX, table_paths, write_call_table, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
@@ -111,40 +112,32 @@ def analyze_files(
     activity_gate: float | bool = False,
     precision: str = "float32",
 ) -> AnalyzeResult:
-    """Analyse every input with a model package or an ensemble of them; with ``scores``,
-    also write a per-window score table per input (:mod:`pamlive.scores`); ``array``:
-    bearings and channel agreement (``[array]``); ``raven_rows``: ``detection`` (one row
-    each) or ``channel`` (Raven's multichannel convention, one row per channel).
-
-    An event model (``package.events``) writes one row per call instead (its own box and
-    species; ``detection_threshold`` replaces the package's; ``activity_gate``: the level
-    of :mod:`pamlive.events.gate`, False: off; ``precision``: its network's arithmetic,
-    :class:`~pamlive.inference.events.EventModel`); it has no window scores and no bearings,
-    so ``scores`` and ``array`` are refused with it."""
-    outputs = Outputs(scores, array, raven_rows)
-    if isinstance(package, ModelPackage) and package.events is not None:
-        refuse_event_model(package, scores=scores, array=array is not None)
-        gate = open_gate(activity_gate, package.events.threshold(detection_threshold))
-        result = _analyze(inputs, outdir, console, progress, package, hop_s, outputs,
-                          _event_detectors(package, hop_s, detection_threshold, threads, gate,
-                                           precision))
-        result.gate = gate
-        return result
-    refuse_event_keys(str(package.path) if isinstance(package, ModelPackage) else "an ensemble",
-                      activity_gate=activity_gate, precision=precision)
-    new_detector = _detectors(package, hop_s=hop_s, max_merge=max_merge,
-                              thresholds=thresholds or {}, threads=threads)
-    return _analyze(inputs, outdir, console, progress, package, hop_s, outputs, new_detector)
+    """Analyse every input with a model package or an ensemble of them, with these
+    ``[model]`` settings (:func:`analyze_kind` does the work); ``thresholds`` override the
+    package's, ``detection_threshold``, ``activity_gate`` and ``precision`` are an event
+    model's (see :class:`~pamlive.config.ModelConfig`)."""
+    model = ModelConfig(hop_s=hop_s, max_merge=max_merge, thresholds=dict(thresholds or {}),
+                        threads=threads, detection_threshold=detection_threshold,
+                        activity_gate=cast(Any, activity_gate),
+                        precision=cast(Any, precision))
+    return analyze_kind(inputs, kind_of(package, model), outdir, console=console,
+                        progress=progress, outputs=Outputs(scores, array, raven_rows))
 
 
-def refuse_event_model(package: ModelPackage, *, scores: bool = False, array: bool = False,
-                       cluster: bool = False) -> None:
-    """One line for what an event model cannot do (it has calls, not window scores)."""
-    what = ("--scores (window scores)" if scores else "[array] bearings" if array
-            else "--cluster" if cluster else None)
-    if what is not None:
-        raise PamliveError(f"{package.path} is an event model: it reports calls, and "
-                           f"{what} is for window-score models; run analyze without it")
+def analyze_kind(inputs: Sequence[str | Path], kind: OutputKind, outdir: Path, *,
+                 console: Console | None = None, progress: bool = True,
+                 outputs: Outputs = Outputs()) -> AnalyzeResult:
+    """Analyse every input with the model(s) of ``kind`` (``pamlive/kinds/``); with
+    ``outputs.scores``, also write a per-window score table per input
+    (:mod:`pamlive.scores`); ``outputs.array``: bearings and channel agreement
+    (``[array]``); ``outputs.raven_rows``: ``detection`` (one row each) or ``channel``
+    (Raven's multichannel convention). An event model writes one row per call (its own
+    box and species); what a kind cannot do is refused first, in one line."""
+    kind.refuse(Uses(array=outputs.array is not None, score_table=outputs.scores))
+    result = _analyze(inputs, outdir, console, progress, kind.analyzed,
+                      kind.model.hop_s, outputs, kind.detectors())
+    result.gate = kind.activity
+    return result
 
 
 def _analyze(inputs: Sequence[str | Path], outdir: Path, console: Console | None,
@@ -294,35 +287,6 @@ def write_table(table: Path, error: str | None, write: Callable[[], None]
         _report(error)
         return None, error
     return table, None
-
-
-Detector = StreamDetector | EnsembleDetector | EventDetector
-
-
-def _detectors(package: ModelPackage | Ensemble, *, hop_s: float, max_merge: int,
-               thresholds: Mapping[str, float], threads: int
-               ) -> Callable[[int, int, ScoreTable | None], Detector]:
-    """A detector per input (rate, channels, score sink); models are loaded once, here."""
-    if isinstance(package, Ensemble):
-        ensemble = package
-        return lambda rate, channels, sink: EnsembleDetector(
-            ensemble, rate, channels, max_merge=max_merge, on_scores=sink)
-    model = package
-    classifier = Classifier(model, threads=threads)
-    classifier.check_features(model.chain().output_shape(model.segment_samples))
-    return lambda rate, channels, sink: StreamDetector(
-        model, classifier, rate, channels, hop_s=hop_s, max_merge=max_merge,
-        thresholds=thresholds, on_scores=sink)
-
-
-def _event_detectors(package: ModelPackage, hop_s: float, threshold: float | None,
-                     threads: int, gate: ActivityGate, precision: str
-                     ) -> Callable[[int, int, ScoreTable | None], Detector]:
-    """An event detector per input (rate, channels); the model is loaded once, here, and
-    ``gate`` counts over all inputs."""
-    model = EventModel(package, threads=threads, precision=precision)
-    return lambda rate, channels, _sink: EventDetector(model, rate, channels, hop_s=hop_s,
-                                                       threshold=threshold, gate=gate)
 
 
 def _open_score_table(table: Path, path: Path, package: ModelPackage | Ensemble,

@@ -349,16 +349,3 @@ def test_the_first_member_can_rename_the_ensemble_classes(tonal_package: Path,
     assert [m.columns for m in ensemble.members] == [[0, 1], [0, 1]]
     assert ensemble.fusion["upcall"].threshold == 0.7
     assert ensemble.fusion["noise"].rule == "mean"  # a class that does not detect: the mean
-
-
-def test_the_live_monitor_refuses_an_ensemble_in_one_line(tonal_package: Path,
-                                                          tmp_path: Path) -> None:
-    """Until the live engine runs ensembles it must not run some other model instead."""
-    body = (f'data_dir = "{tmp_path / "data"}"\n[source]\nkind = "simulator"\n'
-            + members_config(tonal_package, '{ rule = "all" }'))
-    r = subprocess.run([sys.executable, "-m", "pamlive", "demo", "-c",
-                        str(write_config(tmp_path, body)), "--headless", "--duration", "1"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().endswith("model ensembles run in `pamlive analyze` only, "
-                                     "not yet in the live monitor")
