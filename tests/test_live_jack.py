@@ -197,7 +197,8 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
             f"the live events {live_events} and onsets {live_opened} "
             f"({final['capture']['overflows']} overflow(s))")
     detections = offline[1]
-    assert _analyze_cli(jack_env, tmp_path, model, _heard(audio, offset, total)) == live_events
+    assert _analyze_cli(jack_env, tmp_path, f'[model]\npath = "{model}"\nhop_s = {HOP_S}\n'
+                        f"max_merge = {MAX_MERGE}\n", _heard(audio, offset, total)) == live_events
     # each detection was opened by one onset (same id), at the window where the merge
     # rule opens it offline (checked with the offset above)
     assert [(o["id"], o["start_sample"]) for o in live_onsets] == [
@@ -293,13 +294,13 @@ def _offline(package, classifier, audio: np.ndarray) -> tuple[list[Onset], list[
             [e for e in events if isinstance(e, Detection)])
 
 
-def _analyze_cli(env, tmp: Path, model: str, heard: np.ndarray) -> list[Event]:
-    """`pamlive analyze` on the audio as heard; events as (class, start, end) samples."""
+def _analyze_cli(env, tmp: Path, model_toml: str, heard: np.ndarray) -> list[Event]:
+    """`pamlive analyze` on the audio as heard, with the config's ``[model]`` TOML;
+    events as (class, start, end) samples."""
     wav = tmp / "heard.wav"
     sf.write(wav, heard, RATE, subtype="FLOAT")
     cfg = tmp / "analyze.toml"
-    cfg.write_text(f'[model]\npath = "{model}"\nhop_s = {HOP_S}\nmax_merge = {MAX_MERGE}\n',
-                   encoding="utf-8")
+    cfg.write_text(model_toml, encoding="utf-8")
     out = run_pamlive("analyze", str(wav), "-c", str(cfg), "-o", str(tmp / "tables"),
                       "--no-progress", env=env)
     assert out.returncode == 0, out.stderr
