@@ -61,7 +61,6 @@ RECORDING = "data/narw-dclde2013/train/narw/NOPP6_EST_20090328_000000.wav"
 ANNOTATIONS = "data/narw-dclde2013/train/annotations_train.csv"
 # 50 s holding six annotated upcalls (632-674 s), two of them 2 s apart
 PLAY_FROM_S, PLAY_TO_S = 628, 678
-PLAY_S = PLAY_TO_S - PLAY_FROM_S
 # The shipped configuration's hop and merge rule (what a crew runs); PAMLIVE_JACK_HOP_S
 # measures other hops.
 SHIPPED = tomllib.loads((Path(__file__).resolve().parents[1] / "pamlive/configs/narw.toml")
@@ -136,27 +135,10 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
     cfg = _config(tmp_path, model, f'kind = "device"\ndevice = "system"\nchannels = 1\n'
                                    f"samplerate = {RATE}")
     sub = TimedSubscriber(f"ipc://{tmp_path}/pub")
-    monitor = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
-                                "--headless"], env=jack_env, stderr=subprocess.PIPE, text=True)
-    player = None
-    try:
-        sub.wait_for("heartbeat", timeout=30)
-        inputs = [p for p in jack_ports(jack_env) if p.startswith("PortAudio") and ":in_" in p]
-        assert len(inputs) == 1, inputs
-        player = JackPlayer(jack_env, audio)
-        jack_connect(jack_env, "pamlive-test-player:out_1", inputs[0])
-        player.play()
-        assert player.finished.wait(PLAY_S + 30), "the player did not finish"
-        time.sleep(2 * HOP_S + 1.0)  # silence after the last call closes its detection
-        monitor.send_signal(signal.SIGTERM)
-        _, err = monitor.communicate(timeout=30)
-    finally:
-        if player is not None:
-            player.close()
-        if monitor.poll() is None:
-            monitor.kill()
+    # silence after the last call closes its detection
+    player, returncode, err = play_to_monitor(jack_env, cfg, audio, sub, tail_s=2 * HOP_S + 1)
     sub.close()
-    assert monitor.returncode == 0, err
+    assert returncode == 0, err
     assert "Traceback" not in err
 
     alerts = sub.alerts()
@@ -250,6 +232,33 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
     # first alert - the end of its window: the live path's share, call by call
     assert all(ms - window_ms <= LAG_BOUND_MS for _, _, _, ms, window_ms, _, _ in rows), rows
     assert lags.size == len(live_onsets) and lags.min() >= 0 and lags.max() <= LAG_BOUND_MS, lags
+
+
+def play_to_monitor(env: dict[str, str], cfg: Path, audio: np.ndarray,
+                    sub: TimedSubscriber, *, tail_s: float
+                    ) -> tuple[JackPlayer, int, str]:
+    """``pamlive run -c cfg`` on the JACK device; once it is up, ``audio`` played into it,
+    then ``tail_s`` of silence and SIGTERM: (the player, its exit code, its stderr)."""
+    monitor = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
+                                "--headless"], env=env, stderr=subprocess.PIPE, text=True)
+    player = None
+    try:
+        sub.wait_for("heartbeat", timeout=60)
+        inputs = [p for p in jack_ports(env) if p.startswith("PortAudio") and ":in_" in p]
+        assert len(inputs) == 1, inputs
+        player = JackPlayer(env, audio)
+        jack_connect(env, "pamlive-test-player:out_1", inputs[0])
+        player.play()
+        assert player.finished.wait(audio.shape[0] / RATE + 30), "the player did not finish"
+        time.sleep(tail_s)
+        monitor.send_signal(signal.SIGTERM)
+        _, err = monitor.communicate(timeout=30)
+    finally:
+        if player is not None:
+            player.close()
+        if monitor.poll() is None:
+            monitor.kill()
+    return player, monitor.returncode, err
 
 
 def _annotated_calls(path: Path) -> list[tuple[float, float]]:

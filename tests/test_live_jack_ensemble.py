@@ -6,16 +6,11 @@ upcalls both models agree on keeps it short."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from jack_helpers import JackPlayer, jack_connect, jack_ports
 from scipy.signal import resample_poly
 from test_live_jack import (  # noqa: F401 (jack_env: the module's JACK server fixture)
     PERIOD,
@@ -28,6 +23,7 @@ from test_live_jack import (  # noqa: F401 (jack_env: the module's JACK server f
     _found,
     _heard,
     jack_env,
+    play_to_monitor,
 )
 
 from pamlive.alerts.schema import parse_utc
@@ -71,27 +67,9 @@ def test_a_live_ensemble_through_jack_matches_analyze(
                    f'replay = "ipc://{tmp_path}/replay"\n' + ensemble_toml(koogu_narw),
                    encoding="utf-8")
     sub = TimedSubscriber(f"ipc://{tmp_path}/pub")
-    monitor = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
-                                "--headless"], env=jack_env, stderr=subprocess.PIPE, text=True)
-    player = None
-    try:
-        sub.wait_for("heartbeat", timeout=60)
-        inputs = [p for p in jack_ports(jack_env) if p.startswith("PortAudio") and ":in_" in p]
-        assert len(inputs) == 1, inputs
-        player = JackPlayer(jack_env, audio)
-        jack_connect(jack_env, "pamlive-test-player:out_1", inputs[0])
-        player.play()
-        assert player.finished.wait(PLAY_TO_S - PLAY_FROM_S + 30), "the player did not finish"
-        time.sleep(3.0)  # silence after the last call closes its detection
-        monitor.send_signal(signal.SIGTERM)
-        _, err = monitor.communicate(timeout=30)
-    finally:
-        if player is not None:
-            player.close()
-        if monitor.poll() is None:
-            monitor.kill()
+    player, returncode, err = play_to_monitor(jack_env, cfg, audio, sub, tail_s=3.0)
     messages = sub.close()
-    assert monitor.returncode == 0, err
+    assert returncode == 0, err
     assert "Traceback" not in err
 
     live = sub.of("detection.")
