@@ -183,10 +183,9 @@ def live_toml(model: str, files: list[Path], work: Path, speed: float) -> str:
 
 
 def live_cost(kpath: str, shared: Path, work: Path, repeats: int, speed: float) -> None:
-    """Process CPU per channel-hour of ``pamlive run`` (start-up included), setups
-    interleaved per repeat; members' CPU shares from the last health message."""
-    import zmq
-
+    """Process CPU per channel-hour of ``pamlive run``, setups interleaved per repeat: with
+    start-up, and steady (a 1 s run's CPU and audio subtracted); members' CPU shares from
+    the last health message."""
     models = {"narw alone (hop 1 s)": f'[model]\npath = "{NARW["path"]}"\nhop_s = 1.0\n',
               "ensemble narw (1 s) + koogu (0.5 s)": (
                   '[model]\nhop_s = 1.0\n[[model.members]]\n'
@@ -195,46 +194,56 @@ def live_cost(kpath: str, shared: Path, work: Path, repeats: int, speed: float) 
                   'thresholds = { NARW = 0.98 }\nclasses = { right_whale = "NARW" }\n'
                   f'[model.fusion]\n{CLASS} = {{ rule = "all" }}\n')}
     files = [shared / DATA / p for p in HELD_OUT]
-    hours = sum(audio_seconds(f) for f in files) / 3600
-    times: dict[str, list[float]] = {k: [] for k in models}
+    whole: dict[str, list[float]] = {k: [] for k in models}
+    steady: dict[str, list[float]] = {k: [] for k in models}
     shares: dict[str, str] = {}
+    hours = 0.0
     for r in range(repeats):
         for i, (name, model) in enumerate(models.items()):
-            run_dir = work / f"live{r}-{i}"
-            run_dir.mkdir()
-            cfg = run_dir / "run.toml"
-            cfg.write_text(live_toml(model, files, run_dir, speed), encoding="utf-8")
-            ctx = zmq.Context()
-            sub = ctx.socket(zmq.SUB)
-            sub.subscribe(b"health")
-            sub.connect(f"ipc://{run_dir}/pub")
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            proc = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
-                                     "--headless"], stderr=subprocess.DEVNULL)
-            health: dict = {}
-            while proc.poll() is None:
-                if sub.poll(200):
-                    health = json.loads(sub.recv_multipart()[1])
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            sub.close()
-            ctx.term()
-            times[name].append(after.ru_utime + after.ru_stime
-                               - before.ru_utime - before.ru_stime)
+            runs = []
+            for part, flags in (("all", []), ("start", ["--duration", "1"])):
+                run_dir = work / f"live{r}-{i}-{part}"
+                run_dir.mkdir()
+                (run_dir / "run.toml").write_text(live_toml(model, files, run_dir, speed),
+                                                  encoding="utf-8")
+                runs.append(run_live(run_dir, flags))
+            (cpu, health), (cpu0, health0) = runs
+            hours = health["stream_time_s"] / 3600
+            whole[name].append(cpu / hours)
+            steady[name].append((cpu - cpu0) / (hours - health0["stream_time_s"] / 3600))
             members = (health.get("ensemble") or {}).get("members") or []
             shares[name] = ", ".join(f"{m['name']} {100 * m['cpu_share']:.0f} % "
-                                     f"({m['cpu_s'] / hours:.2f} s/ch-h, latency median "
-                                     f"{m['latency_ms']['median']:.0f} ms)" for m in members)
-    print(f"\nLive CPU per channel-hour ({hours:.2f} h played at {speed:g}x, process CPU "
-          f"with start-up, median of {repeats}, 1 thread)")
-    for name, ts in times.items():
-        print(f"{name:40} {statistics.median(ts) / hours:7.2f} s  {shares[name]}")
+                                     f"({m['cpu_s'] / hours:.2f} s), latency median "
+                                     f"{m['latency_ms']['median']:.0f} ms" for m in members)
+    print(f"\nLive CPU per channel-hour ({hours:.2f} h played at {speed:g}x, process CPU, "
+          f"median of {repeats}, 1 thread): with start-up, steady; members' inference")
+    for name in models:
+        print(f"{name:36} {statistics.median(whole[name]):6.2f} s "
+              f"{statistics.median(steady[name]):6.2f} s  {shares[name]}")
 
 
-def audio_seconds(path: Path) -> float:
-    """Seconds of audio in ``path``."""
-    import soundfile as sf
+def run_live(run_dir: Path, flags: list[str]) -> tuple[float, dict]:
+    """``pamlive run`` on ``run_dir/run.toml``: its CPU seconds and its last health."""
+    import zmq
 
-    return float(sf.info(str(path)).duration)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"health")
+    sub.connect(f"ipc://{run_dir}/pub")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c",
+                             str(run_dir / "run.toml"), "--headless", *flags],
+                            stderr=subprocess.DEVNULL)
+    health: dict = {}
+    while proc.poll() is None:
+        if sub.poll(200):
+            health = json.loads(sub.recv_multipart()[1])
+    while sub.poll(500):  # the goodbye health
+        health = json.loads(sub.recv_multipart()[1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sub.close()
+    ctx.term()
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, health
 
 
 def main() -> None:

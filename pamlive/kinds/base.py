@@ -14,13 +14,15 @@ import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from pamlive.alerts.bus import AlertBus
+from pamlive.analyze_file import FileAnalysis
 from pamlive.buffers import RingBuffer
 from pamlive.config import Config, ModelConfig
 from pamlive.detection import Detection
-from pamlive.ensemble import Ensemble, EnsembleDetector
+from pamlive.ensemble import EnsembleDetector
 from pamlive.events.gate import ActivityGate
 from pamlive.events.stream import EventDetector
 from pamlive.field.position import PositionTrack
@@ -29,6 +31,7 @@ from pamlive.live.field import Evidence
 from pamlive.live.health import Part
 from pamlive.live.windowing import WindowCutter
 from pamlive.pipeline import StreamDetector
+from pamlive.scores import ScoreTable
 
 Detector = StreamDetector | EnsembleDetector | EventDetector
 
@@ -100,11 +103,6 @@ class OutputKind(Protocol):
     version: str
     activity: ActivityGate | None  # an activity gate's counts over analyze's inputs
 
-    @property
-    def analyzed(self) -> ModelPackage | Ensemble:
-        """The package or ensemble ``analyze`` sizes its blocks and score tables by."""
-        ...
-
     def with_thresholds(self, threshold: float | None,
                         detection_threshold: float | None) -> OutputKind:
         """The kind with ``analyze``'s ``--threshold`` (window scores, every detecting
@@ -127,4 +125,18 @@ class OutputKind(Protocol):
 
     def detectors(self) -> Callable[[int, int, Any], Detector]:
         """``pamlive analyze``: a detector per input (rate, channels, score-table sink)."""
+        ...
+
+    @property
+    def analyze_file(self) -> FileAnalysis:
+        """``analyze``'s routine for one input: detections, or calls, into its table."""
+        ...
+
+    def hop_frames(self, input_rate: int) -> int | None:
+        """The window hop in input frames (analyze reads whole hops), None: no common one."""
+        ...
+
+    def score_table(self, target: Path, audio: Path, input_rate: int,
+                    start_utc: datetime | None) -> ScoreTable:
+        """``analyze --scores``: the per-window score table of one input."""
         ...

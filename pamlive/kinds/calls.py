@@ -8,8 +8,11 @@ import queue
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
 from typing import cast
 
+from pamlive.analyze_file import calls_file
 from pamlive.config import ModelConfig
 from pamlive.errors import ConfigError
 from pamlive.events.gate import ActivityGate, open_gate
@@ -21,7 +24,8 @@ from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.live.calls import CallFinder, CallPublisher
 from pamlive.live.windowing import GapTolerantWindows, warm_up
-from pamlive.pipeline import Window
+from pamlive.pipeline import Window, input_hop_frames
+from pamlive.scores import ScoreTable
 
 
 class CallsKind:
@@ -37,10 +41,14 @@ class CallsKind:
         self._network: EventModel | None = None
         self.activity: ActivityGate | None = None  # analyze's gate, counted over its inputs
 
-    @property
-    def analyzed(self) -> ModelPackage:
-        """What ``analyze`` sizes its blocks by."""
-        return self.package
+    analyze_file = staticmethod(calls_file)
+
+    def hop_frames(self, input_rate: int) -> int | None:
+        return input_hop_frames(self.package, input_rate, self.model.hop_s)
+
+    def score_table(self, target: Path, audio: Path, input_rate: int,
+                    start_utc: datetime | None) -> ScoreTable:
+        raise self._cannot("--scores (window scores)")
 
     @property
     def network(self) -> EventModel:

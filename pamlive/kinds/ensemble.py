@@ -13,10 +13,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
+from pamlive.analyze_file import detections_file
 from pamlive.buffers import RingBuffer
 from pamlive.config import ModelConfig
 from pamlive.dsp.segment_resample import SegmentWindower
@@ -30,6 +33,7 @@ from pamlive.live.health import Part
 from pamlive.live.publish import Publisher
 from pamlive.live.windowing import GapTolerantWindows, warm_up
 from pamlive.pipeline import Window, Windower, classify_windows
+from pamlive.scores import ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +116,15 @@ class EnsembleKind:
         self.name = "+".join(p.name for p in packages)
         self.version = "+".join(p.version for p in packages)
 
-    @property
-    def analyzed(self) -> Ensemble:
-        """What ``analyze`` sizes its blocks and score tables by."""
-        return self.ensemble
+    analyze_file = staticmethod(detections_file)
+
+    def hop_frames(self, input_rate: int) -> int | None:
+        return None  # members hop differently: no common boundary
+
+    def score_table(self, target: Path, audio: Path, input_rate: int,
+                    start_utc: datetime | None) -> ScoreTable:
+        return ScoreTable(target, audio, self.ensemble.class_names, self.ensemble,
+                          input_rate, start_utc)
 
     def with_thresholds(self, threshold: float | None,
                         detection_threshold: float | None) -> EnsembleKind:

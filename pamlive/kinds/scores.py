@@ -6,8 +6,11 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
+from pamlive.analyze_file import detections_file
 from pamlive.config import ModelConfig, refuse_event_keys
 from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.errors import ConfigError
@@ -23,9 +26,11 @@ from pamlive.pipeline import (
     Window,
     Windower,
     classify_windows,
+    input_hop_frames,
     make_merger,
     make_windower,
 )
+from pamlive.scores import ScoreTable
 
 SPECTRUM_FMAX_HZ = 500.0  # the dashboard strip shows 0..500 Hz, where right whale calls are
 
@@ -63,10 +68,15 @@ class ScoresKind:
         on = {c: threshold for c, detects in self.package.binary.items() if detects}
         return ScoresKind(self.package, replace(self.model, thresholds=on))
 
-    @property
-    def analyzed(self) -> ModelPackage:
-        """What ``analyze`` sizes its blocks and score tables by."""
-        return self.package
+    analyze_file = staticmethod(detections_file)
+
+    def hop_frames(self, input_rate: int) -> int | None:
+        return input_hop_frames(self.package, input_rate, self.model.hop_s)
+
+    def score_table(self, target: Path, audio: Path, input_rate: int,
+                    start_utc: datetime | None) -> ScoreTable:
+        return ScoreTable(target, audio, self.package.class_names, None, input_rate,
+                          start_utc)
 
     def clustered(self) -> ModelPackage:
         self.refuse(Uses(cluster=True))
