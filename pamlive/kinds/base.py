@@ -29,6 +29,7 @@ from pamlive.field.position import PositionTrack
 from pamlive.inference.package import ModelPackage
 from pamlive.live.field import Evidence
 from pamlive.live.health import Part
+from pamlive.live.publish import DetectionHook
 from pamlive.live.windowing import WindowCutter
 from pamlive.pipeline import StreamDetector
 from pamlive.scores import ScoreTable
@@ -72,13 +73,13 @@ class LiveStages:
     ``windows``: the windowing thread's cutter (gap tolerant); ``warm_up``: run once before
     capture (kernels compiled, sessions set up); ``infer``: on the inference thread, a
     batch of queued items -> the results queued for the publisher; ``publisher``: built on
-    that queue; ``parts``: health sections; ``hooks``: whether detection hooks (``[array]``
-    bearings) can follow its publisher."""
+    that queue, with the hooks that follow its detections (``[array]`` bearings; a kind
+    that refuses ``[array]`` gets none); ``parts``: health sections."""
 
     windows: WindowCutter
     warm_up: Callable[[], None]
     infer: Callable[[list[object]], Sequence[object]]
-    publisher: Callable[[queue.Queue[object]], LivePublisher]
+    publisher: Callable[[queue.Queue[object], Sequence[DetectionHook]], LivePublisher]
     parts: list[Callable[[], Part | None]] = field(default_factory=list)
     spectrum_fmax_hz: float = 500.0
 

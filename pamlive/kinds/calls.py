@@ -23,6 +23,7 @@ from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.live.calls import CallFinder, CallPublisher
+from pamlive.live.publish import DetectionHook
 from pamlive.live.windowing import GapTolerantWindows, warm_up
 from pamlive.pipeline import Window, input_hop_frames
 from pamlive.scores import ScoreTable
@@ -113,7 +114,9 @@ class CallsKind:
 
         publishers: list[CallPublisher] = []
 
-        def publisher(found: queue.Queue[object]) -> CallPublisher:
+        def publisher(found: queue.Queue[object], hooks: Sequence[DetectionHook]
+                      ) -> CallPublisher:
+            assert not hooks  # [array] is refused
             publishers.append(CallPublisher(
                 found, finder, ctx.bus, package=self.package, station=ctx.config.station,
                 utc=ctx.utc, ring=ctx.ring, input_rate=rate))

@@ -30,7 +30,7 @@ from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.kinds.scores import SPECTRUM_FMAX_HZ, refuse_window_scores_misuse
 from pamlive.live.health import Part
-from pamlive.live.publish import Publisher
+from pamlive.live.publish import DetectionHook, Publisher
 from pamlive.live.windowing import GapTolerantWindows, warm_up
 from pamlive.pipeline import Window, Windower, classify_windows
 from pamlive.scores import ScoreTable
@@ -175,13 +175,14 @@ class EnsembleKind:
             for make, member in zip(makers, ensemble.members, strict=True):
                 warm_up(make, rate, channels, member.classifier.predict)
 
-        def publisher(scored: queue.Queue[object]) -> Publisher:
+        def publisher(scored: queue.Queue[object], hooks: Sequence[DetectionHook]
+                      ) -> Publisher:
             merger = EnsembleMerger(ensemble, rate, self.model.max_merge, stall_s=STALL_S)
             merges.append(merger)
             return Publisher(EnsembleMerge(merger, ctx.ring, stats), scored, ctx.bus,
                              package=EnsembleInfo(self.name, self.version),
                              station=ctx.config.station, utc=ctx.utc, ring=ctx.ring,
-                             evidence=ctx.evidence, track=ctx.track,
+                             evidence=ctx.evidence, track=ctx.track, hooks=hooks,
                              on_detection=ctx.on_detection)
 
         merges: list[EnsembleMerger] = []

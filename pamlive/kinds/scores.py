@@ -18,7 +18,7 @@ from pamlive.events.gate import ActivityGate
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
-from pamlive.live.publish import Publisher, WindowMerge
+from pamlive.live.publish import DetectionHook, Publisher, WindowMerge
 from pamlive.live.windowing import GapTolerantWindows, warm_up
 from pamlive.pipeline import (
     ScoreSink,
@@ -96,11 +96,12 @@ class ScoresKind:
             windows = cast(list[Window], items)
             return list(zip(windows, classify_windows(classifier, windows), strict=True))
 
-        def publisher(scores: queue.Queue[object]) -> Publisher:
+        def publisher(scores: queue.Queue[object], hooks: Sequence[DetectionHook]
+                      ) -> Publisher:
             merger = make_merger(package, rate, self.model.max_merge, self.model.thresholds)
             return Publisher(WindowMerge(merger), scores, ctx.bus, package=package,
                              station=ctx.config.station, utc=ctx.utc, ring=ctx.ring,
-                             evidence=ctx.evidence, track=ctx.track,
+                             evidence=ctx.evidence, track=ctx.track, hooks=hooks,
                              on_detection=ctx.on_detection)
 
         return LiveStages(

@@ -29,6 +29,7 @@ from pamlive.field.position import open_position_source
 from pamlive.field.reexec import Outage, inherited_outage
 from pamlive.field.watchdog import LivenessWatchdog, State
 from pamlive.kinds import LiveContext, OutputKind, Uses
+from pamlive.kinds.base import LivePublisher
 from pamlive.live.capture import Capture
 from pamlive.live.field import (
     archive_part,
@@ -47,7 +48,6 @@ from pamlive.live.observers import (
     SpectrumPublisher,
     WatchdogFeed,
 )
-from pamlive.live.publish import Publisher
 from pamlive.live.spectrum import SpectrumFeed
 from pamlive.live.supervise import Supervisor
 from pamlive.live.windowing import Windowing
@@ -104,14 +104,13 @@ class Engine:
                                    config.buffers.window_queue, chunk=rate)
         self.inference = Inference(stages.infer, self.windowing.queue, config.model.batch_max,
                                    config.buffers.detection_queue)
-        self.publisher = stages.publisher(self.inference.queue)
         self.services: list[Service] = [position_source] if position_source else []
         array = open_array_stage(config.array, self.capture.ring, bus, source, config.station,
                                  position_source)
         if array is not None:  # [array]: channel agreement now, the bearing as a later message
-            assert isinstance(self.publisher, Publisher)  # kinds without hooks refuse [array]
             self.services.append(array)
-            self.publisher.hooks.append(array)
+        self.publisher: LivePublisher = stages.publisher(self.inference.queue,
+                                                         [array] if array else [])
         self.health_parts: list[Callable[[], Part | None]] = [
             lambda: Part("clock", self.capture.clock.stats()),
             self.supervisor.part,
