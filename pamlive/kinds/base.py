@@ -91,8 +91,6 @@ class Uses:
     array: bool = False  # [array] bearings and channel agreement
     score_table: bool = False  # analyze --scores
     cluster: bool = False  # analyze --cluster
-    threshold_flag: bool = False  # analyze --threshold (window scores, every detecting class)
-    detection_threshold_flag: bool = False  # analyze --detection-threshold (calls)
 
 
 class OutputKind(Protocol):

@@ -132,12 +132,11 @@ class EnsembleKind:
             raise ConfigError("--threshold does not apply to an ensemble: set each member's "
                               "thresholds (or a mean rule's threshold) in the config")
         refuse_window_scores_misuse("an ensemble", self.model,
-                                    Uses(detection_threshold_flag=detection_threshold
-                                         is not None))
+                                    detection_threshold_flag=detection_threshold is not None)
         return self
 
     def refuse(self, uses: Uses) -> None:
-        refuse_window_scores_misuse("an ensemble", self.model, uses)
+        refuse_window_scores_misuse("an ensemble", self.model)
         if uses.cluster:
             self.clustered()
 

@@ -61,8 +61,7 @@ class ScoresKind:
                         detection_threshold: float | None) -> ScoresKind:
         """``analyze --threshold``: one threshold for every detecting class."""
         refuse_window_scores_misuse(str(self.package.path), self.model,
-                                    Uses(detection_threshold_flag=detection_threshold
-                                         is not None))
+                                    detection_threshold_flag=detection_threshold is not None)
         if threshold is None:
             return self
         on = {c: threshold for c, detects in self.package.binary.items() if detects}
@@ -83,7 +82,7 @@ class ScoresKind:
         return self.package
 
     def refuse(self, uses: Uses) -> None:
-        refuse_window_scores_misuse(str(self.package.path), self.model, uses)
+        refuse_window_scores_misuse(str(self.package.path), self.model)
 
     def live(self, ctx: LiveContext) -> LiveStages:
         package, classifier = self.package, self.classifier
@@ -118,10 +117,11 @@ class ScoresKind:
             on_scores=cast(ScoreSink | None, sink))
 
 
-def refuse_window_scores_misuse(what: str, model: ModelConfig, uses: Uses) -> None:
+def refuse_window_scores_misuse(what: str, model: ModelConfig, *,
+                                detection_threshold_flag: bool = False) -> None:
     """What a window-score model (or an ensemble of them) refuses: an event model's keys
     and flag."""
     refuse_event_keys(what, activity_gate=model.activity_gate, precision=model.precision)
-    if uses.detection_threshold_flag:
+    if detection_threshold_flag:
         raise ConfigError(f"detection_threshold is an event model's (calls) threshold; {what} "
-                          "gives window scores: set thresholds (or --threshold) instead")
+                          "gives window scores: set window-score thresholds instead")
