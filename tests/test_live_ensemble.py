@@ -10,21 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone_in_noise
 from test_ensemble import members_config
 from test_monitor import Subscriber
 
 from pamlive.app import run_monitor
 from pamlive.config import load_config
-from pamlive.ensemble import EnsembleDetector, load_ensemble
+from pamlive.ensemble import EnsembleDetector, EnsembleMerger, load_ensemble
+from pamlive.inference.classifier import Classifier
+from pamlive.pipeline import classify_windows
 
 RECORDING = "data/narw-dclde2013/train/narw/NOPP6_EST_20090328_000000.wav"
 FROM_S, SECONDS = 628, 50  # six annotated upcalls
 
 
-def ensemble_config(tmp: Path, audio: Path, tonal: Path) -> Path:
+def ensemble_config(tmp: Path, audio: Path, tonal: Path, speed: float = 40.0) -> Path:
     cfg = tmp / "pamlive.toml"
     cfg.write_text(f'data_dir = "{tmp / "data"}"\n[source]\nkind = "replay"\n'
-                   f'files = ["{audio}"]\nspeed = 40.0\nblocksize = 1000\n'
+                   f'files = ["{audio}"]\nspeed = {speed}\nblocksize = 1000\n'
                    f'[alerts]\npublish = "ipc://{tmp}/pub"\nreplay = "ipc://{tmp}/replay"\n'
                    + members_config(tonal, '{ rule = "k_of_n", k = 1 }'), encoding="utf-8")
     return cfg
@@ -74,3 +77,53 @@ def test_a_live_ensemble_alerts_what_analyze_finds(shared_dir: Path, tonal_packa
     assert 0 <= narw["latency_ms"]["median"] <= narw["latency_ms"]["p95"]
     # missing at the grid points where analyze's merge found them missing
     assert [narw["missing"], tonal["missing"]] == offline.merger.missing
+
+
+@pytest.mark.slow
+def test_a_failing_member_is_missing_and_never_holds_the_others(
+        tonal_package: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every batch of the built-in member fails (injected after its warm-up): its windows
+    are counted lost and it is missing at every grid point, while the other member's
+    detections (one of two suffices; it hears tones) still go out during the run, not at
+    its end."""
+    rate = 2000
+    audio = tone_in_noise(rate, SECONDS, [(10, 14, 150.0), (30, 34, 200.0)])
+    wav = tmp_path / "excerpt.wav"
+    sf.write(wav, audio, rate, subtype="FLOAT")
+    cfg = load_config(ensemble_config(tmp_path, wav, tonal_package, speed=10.0))
+    real = Classifier.predict
+    calls = {"n": 0}
+
+    def failing(self: Classifier, features: np.ndarray) -> np.ndarray:
+        if self.package.name == "narw-upcall":
+            calls["n"] += 1
+            if calls["n"] > 1:  # its warm-up passes
+                raise RuntimeError("injected failure")
+        return real(self, features)
+
+    monkeypatch.setattr(Classifier, "predict", failing)
+    sub = Subscriber(cfg.alerts.publish)
+    assert run_monitor(cfg, headless=True, duration_s=60.0) == 0
+    messages = sub.close()
+    monkeypatch.undo()
+
+    ensemble = load_ensemble(cfg.model)
+    tonal = ensemble.members[1]
+    windower = tonal.windower(rate, 1)
+    windows = windower.push(audio) + windower.flush()
+    reference = EnsembleMerger(ensemble, rate, 10)  # the tonal member's windows only
+    expected = reference.push(1, windows, classify_windows(tonal.classifier, windows))
+    expected += reference.flush(audio.shape[0])
+    assert len(expected) == 2, expected  # the two tones
+    live = sub.of("detection.")
+    assert [(d["start_sample"], d["end_sample"]) for d in live] == [
+        (e.start_sample, e.end_sample) for e in expected]
+    final = sub.of("health")[-1]
+    narw = final["ensemble"]["members"][0]
+    assert narw["windows"] == 0 and narw["errors"] > 0
+    assert narw["missing"] == final["ensemble"]["members"][1]["windows"]
+    assert "ensemble.member_errors" in final["flags"]
+    # the first detection went out while the stream was still running
+    first = next(i for i, (t, _) in enumerate(messages) if t.startswith("detection."))
+    running = [i for i, (t, b) in enumerate(messages) if t == "health" and "final" not in b]
+    assert first < running[-1]

@@ -176,18 +176,16 @@ class EnsembleKind:
 
         def publisher(scored: queue.Queue[object], hooks: Sequence[DetectionHook]
                       ) -> Publisher:
-            merger = EnsembleMerger(ensemble, rate, self.model.max_merge, stall_s=STALL_S)
-            merges.append(merger)
             return Publisher(EnsembleMerge(merger, ctx.ring, stats), scored, ctx.bus,
                              package=EnsembleInfo(self.name, self.version),
                              station=ctx.config.station, utc=ctx.utc, ring=ctx.ring,
                              evidence=ctx.evidence, track=ctx.track, hooks=hooks,
                              on_detection=ctx.on_detection)
 
-        merges: list[EnsembleMerger] = []
+        merger = EnsembleMerger(ensemble, rate, self.model.max_merge, stall_s=STALL_S)
         fmax = min(m.package.sample_rate for m in ensemble.members) / 2
         return LiveStages(MemberWindows(makers), warm, infer, publisher,
-                          parts=[lambda: members_part(ensemble, stats, merges[0].missing)],
+                          parts=[lambda: members_part(ensemble, stats, merger.missing)],
                           spectrum_fmax_hz=min(fmax, SPECTRUM_FMAX_HZ))
 
     def detectors(self) -> Callable[[int, int, Any], EnsembleDetector]:
