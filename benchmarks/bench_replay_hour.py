@@ -31,10 +31,10 @@ from scipy.signal import resample_poly
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.config import load_config
+from pamlive.engine import Engine
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
 from pamlive.kinds import open_kind
-from pamlive.live.engine import Engine
 from pamlive.pipeline import StreamDetector
 from pamlive.sources.playback import PacedSource
 

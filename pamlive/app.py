@@ -22,12 +22,12 @@ from pathlib import Path
 from pamlive.alerts.bus import AlertBus
 from pamlive.config import Config, data_path
 from pamlive.detection import Detection
+from pamlive.engine import Engine
 from pamlive.errors import PamliveError
 from pamlive.field.recovery import DeviceRecovery
 from pamlive.field.reexec import inherited_outage, reexec
 from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
 from pamlive.kinds import open_kind
-from pamlive.live.engine import Engine
 from pamlive.sources import LiveSource
 from pamlive.stop import DESCRIPTIONS, SIGNALS, Stop, request_stop
 

@@ -292,7 +292,7 @@ def _no_leaked_threads() -> Iterator[None]:
 def test_health_says_deaf_when_audio_stops(model, tmp_path) -> None:
     """No audio for more than two seconds while running is 'deaf', never 'ok'."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live.engine import Engine
+    from pamlive.engine import Engine
     from pamlive.live.health import DEAF_AFTER_S
     from pamlive.sources.playback import PacedSource
 
@@ -336,7 +336,7 @@ def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
     """A dead channel is flagged after ``silence_s`` seconds of *samples*: at 40x playback
     that is a quarter of a second of wall time, not ``silence_s`` of it."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live.engine import Engine
+    from pamlive.engine import Engine
     from pamlive.sources.playback import PacedSource
 
     rate, silence_s = 8000, 20.0
@@ -483,7 +483,7 @@ def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -
     """Counted failures of the field helpers reach health: a notification systemd never got,
     an NMEA sentence that did not parse (sent over a real UDP socket)."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live.engine import Engine
+    from pamlive.engine import Engine
     from pamlive.sources.playback import PacedSource
 
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "no-systemd-here"))
@@ -524,7 +524,7 @@ from pamlive.config import load_config
 from pamlive.dsp import kernels, resample
 from pamlive.field import watchdog
 from pamlive.kinds import open_kind
-from pamlive.live.engine import Engine
+from pamlive.engine import Engine
 from pamlive.sources.playback import PacedSource
 
 def compiled():

@@ -1,4 +1,5 @@
-"""The live engine: capture -> ring -> windows -> ONNX -> merge + publish, in threads.
+"""The live engine's stages: capture -> ring -> windows -> ONNX -> merge + publish, in
+threads (``pamlive/engine.py`` builds them and runs the loop that ties them).
 
 One module per stage, each owning its thread, its bounded queue and its counters::
 
@@ -10,7 +11,6 @@ One module per stage, each owning its thread, its bounded queue and its counters
     supervise.py  liveness watchdog alerts, systemd notifications, device-restart decision
     field.py      clips (evidence), raw archive, GPS: built from the config, their health
     health.py     a pure function: counter snapshot -> ``pamlive.health/1`` body
-    engine.py     builds the stages and runs the loop that ties them together
     spectrum.py   the ``spectrum`` topic's producer (for the dashboard's strip)
 
 Nothing upstream ever waits for anything downstream: a full queue drops the item and
@@ -18,5 +18,5 @@ counts it, an overrun ring loses its oldest audio and counts every sample. The a
 (sources from the config, signals, exit codes, re-exec, dashboard) is ``pamlive.app``.
 What depends on the model's kind of output (one model's scores, an ensemble, an event
 model's calls) is swapped in by ``pamlive/kinds/``, which sits above these stages and
-below ``engine.py`` (so this package does not import the engine on import).
+below the engine.
 """
