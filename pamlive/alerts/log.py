@@ -39,7 +39,8 @@ _log = logging.getLogger(__name__)
 # message kind -> its table; an array's bearings, an event model's calls and per-minute
 # summaries have their own
 TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
-          "call_summary": "call_summaries", "bearing": "bearings"}
+          "call_summary": "call_summaries", "bearing": "bearings",
+          "validation": "validations"}  # an operator's verdicts: the history of each
 
 _RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -343,6 +344,19 @@ class LogReader:
                                   and (high is None or (o, q) < high)
                                   and (since_epoch is None or start >= since_epoch)])
         return [b for _, b in rows[:limit]], len(rows) > limit
+
+    def find(self, kind: str, alert_id: str) -> str | None:
+        """The newest body of ``kind`` whose ``id`` is ``alert_id`` (JSON text), or None:
+        what a verdict is about (a scan: verdicts are rare)."""
+        for row in reversed(self._backlog() if self._backlog else []):
+            if row[4] == kind and json.loads(row[3]).get("id") == alert_id:
+                return row[3]
+        if TABLES[kind] not in self._tables():
+            return None
+        row = self._conn.execute(
+            f"SELECT body FROM {TABLES[kind]} WHERE json_extract(body, '$.id') = ?"
+            " ORDER BY run_ord DESC, seq DESC LIMIT 1", (alert_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         self._conn.close()
