@@ -7,6 +7,7 @@ same against a monitor in this process, on this machine or across a network.
 from __future__ import annotations
 
 import argparse
+import getpass
 import threading
 import time
 from pathlib import Path
@@ -18,8 +19,11 @@ from rich.layout import Layout
 from rich.live import Live
 
 from pamlive.alerts.client import AlertClient, BusEvent
+from pamlive.alerts.operator import VerdictConnection
 from pamlive.alerts.schema import DETECTION_TOPIC_PREFIX
 from pamlive.alerts.security import refuse_ipv6
+from pamlive.dashboard.keys import KeyReader
+from pamlive.dashboard.review import take_keys
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError
@@ -30,6 +34,7 @@ POLL_S = 0.1
 # draw when the clock's second turns, and at once for what an operator must see now.
 URGENT_KINDS = frozenset({"lost", "recovered"})
 BELL_INTERVAL_S = 1.0  # a burst of detections rings at most once a second
+CLIP_FMAX_HZ = 500.0  # a clip is drawn to the live strip's top, else to this
 
 
 def run_dashboard(
@@ -43,8 +48,10 @@ def run_dashboard(
     console: Console | None = None,
     curve_server_key: bytes | None = None,
     curve_client_keypair: tuple[bytes, bytes] | None = None,
+    operator: str | None = None,
 ) -> int:
-    """Show the monitor at ``endpoint`` until ``stop_event``, ``duration_s`` or Ctrl-C."""
+    """Show the monitor at ``endpoint`` until ``stop_event``, ``duration_s`` or Ctrl-C;
+    on a terminal, take the operator's keys (verdicts go to ``replay_endpoint``)."""
     if channel < 0:
         raise ConfigError(f"dashboard: channel must be >= 0, got {channel}")
     console = console or Console()
@@ -56,6 +63,10 @@ def run_dashboard(
                              curve_client_keypair=curve_client_keypair)
     except zmq.ZMQError as e:
         raise ConfigError(f"dashboard: cannot connect to {endpoint!r}: {e}") from None
+    verdicts = (VerdictConnection(replay_endpoint, curve_server_key=curve_server_key,
+                                  curve_client_keypair=curve_client_keypair)
+                if replay_endpoint is not None else None)
+    keys = KeyReader() if console.is_terminal else None
     stop_event = stop_event or threading.Event()
     deadline = started + duration_s if duration_s is not None else None
     last_bell = -float("inf")
@@ -72,11 +83,14 @@ def run_dashboard(
                 now = time.monotonic()
                 for event in events:
                     state.apply(event, now)
+                typed = take_keys(state.review, keys.read() if keys else [], state.detections,
+                                  verdicts, operator, channel,
+                                  state.spectrum_fmax_hz or CLIP_FMAX_HZ)
                 if now - last_bell >= BELL_INTERVAL_S and state.take_bell() and bell:
                     console.bell()
                     last_bell = now
                 second = int(time.time())
-                if second != drawn_second or any(_urgent(e) for e in events):
+                if second != drawn_second or typed or any(_urgent(e) for e in events):
                     live.update(screen(now), refresh=True)
                     drawn_second = second
             live.update(screen(time.monotonic()), refresh=True)
@@ -84,6 +98,10 @@ def run_dashboard(
         pass
     finally:
         client.close()
+        if keys is not None:
+            keys.close()
+        if verdicts is not None:
+            verdicts.close()
     return 0
 
 
@@ -109,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="CURVE: the monitor's public certificate (.key)")
     p.add_argument("--client-key", type=Path, metavar="FILE",
                    help="CURVE: this client's secret certificate (.key_secret)")
+    p.add_argument("--operator", default=None, metavar="NAME",
+                   help="who gives the verdicts, on a monitor without CURVE (default: your "
+                        "login name; with CURVE the monitor names you by your key)")
     return p
 
 
@@ -140,4 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     server_key, client_keypair = _load_curve(args.server_key, args.client_key)
     return run_dashboard(args.connect, replay_endpoint=args.replay, channel=args.channel,
                          duration_s=args.duration, bell=not args.no_bell,
-                         curve_server_key=server_key, curve_client_keypair=client_keypair)
+                         curve_server_key=server_key, curve_client_keypair=client_keypair,
+                         operator=args.operator or _login())
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return None

@@ -1,0 +1,153 @@
+"""Validation on the dashboard: keys choose a detection and give verdicts (pure state,
+then a real terminal against a real monitor), the list marks verdicts, and the strip
+shows the chosen detection's clip."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from rich.console import Console
+from test_dashboard import RUN, _detection, _fed_state
+
+from pamlive.alerts.client import AlertClient, BusEvent
+from pamlive.alerts.simulate import spawn
+from pamlive.dashboard.clipview import ClipRows, load_clip
+from pamlive.dashboard.keys import split_keys
+from pamlive.dashboard.review import DOWN, ENTER, ESCAPE, UP, Order
+from pamlive.dashboard.views import render
+
+
+def screen(state, width: int = 120, height: int = 40) -> str:
+    console = Console(record=True, width=width, height=height, file=io.StringIO())
+    console.print(render(state, 1.0, height, width))
+    return console.export_text()
+
+
+def _with_detections(n: int):
+    state, seq = _fed_state()
+    for k in range(n):
+        body = {**_detection(seq()), "start_sample": 10_000 * (k + 1)}
+        body["id"] = f"{RUN}:right_whale:{body['start_sample']}"
+        state.apply(BusEvent("message", "detection.right_whale", body), 1.0)
+    return state, seq
+
+
+def test_keys_choose_by_id_and_give_verdicts_with_a_correction_and_a_note() -> None:
+    state, seq = _with_detections(3)
+    review, rows = state.review, state.detections
+    assert review.key("c", rows) is None  # nothing chosen: no verdict
+    for key in (DOWN, DOWN):  # the newest, then the one before
+        review.key(key, rows)
+    chosen = rows[1].id
+    assert review.selected == chosen
+    body = {**_detection(seq()), "start_sample": 99_000, "id": f"{RUN}:right_whale:99000"}
+    state.apply(BusEvent("message", "detection.right_whale", body), 2.0)
+    assert review.selected == chosen  # a new detection on top does not move the choice
+    for key in ["s", *"humpback", "x", "BACKSPACE", ENTER, "n", *"moan", ENTER]:
+        review.key("backspace" if key == "BACKSPACE" else key, rows)
+    assert "species 'humpback'" in review.help_line() and "note 'moan'" in review.help_line()
+    assert review.key("r", rows) == Order(chosen, "rejected", "humpback", "moan")
+    assert review.key("u", rows) == Order(chosen, "unsure", None, None)  # used once
+    review.key(ESCAPE, rows)
+    assert review.selected is None and review.key("c", rows) is None
+    review.key(UP, rows)
+    assert review.selected == rows[0].id
+
+
+def test_the_list_marks_verdicts_and_the_keys_line_is_on_screen() -> None:
+    state, seq = _with_detections(2)
+    target = state.detections[1].id
+    state.apply(BusEvent("message", "validation.right_whale", {
+        "run_id": RUN, "seq": seq(), "detection_id": target, "verdict": "rejected",
+        "validated_class": "humpback", "operator": "ana"}), 2.0)
+    state.review.key(DOWN, state.detections)
+    text = screen(state)
+    assert "rejected humpback (ana)" in text
+    assert "c confirm" in text and "r reject" in text and "u unsure" in text
+
+
+def test_split_keys_names_arrows_enter_and_escape() -> None:
+    assert split_keys("j\x1b[Ac\r\x1b\x7f\x1b[5~x") == ["j", UP, "c", ENTER, ESCAPE,
+                                                       "backspace", "x"]
+
+
+def test_the_strip_shows_the_chosen_detections_clip(tmp_path: Path) -> None:
+    rate = 2000
+    t = np.arange(3 * rate) / rate
+    sweep = np.where((t > 1) & (t < 2), np.sin(2 * np.pi * (100 * t + 50 * (t - 1) ** 2)), 0)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(tmp_path / "clip.flac", np.stack([sweep + noise, noise], 1), rate)
+    rows = load_clip(str(tmp_path / "clip.flac"), 0, 500.0)
+    assert isinstance(rows, ClipRows) and abs(len(rows.rows) * rows.row_s - 3.0) < 0.3
+    loud = [int(np.argmax(r)) for r in rows.rows]
+    middle = loud[len(loud) // 2]  # t = 1.5 s: 100 + 2 * 50 * 0.5 = 150 Hz, band 19 of 64
+    assert 17 <= middle <= 21
+    assert load_clip(str(tmp_path / "missing.flac"), 0, 500.0) == \
+        "clip not readable here (LibsndfileError)"
+
+    state, _ = _with_detections(1)
+    state.detections[0] = type(state.detections[0])(**{
+        **state.detections[0].__dict__, "clip": str(tmp_path / "clip.flac")})
+    state.review.key(DOWN, state.detections)
+    state.review.show_clip(state.detections, 0, 500.0)
+    text = screen(state)
+    assert "clip " in text and "clip end ▶" in text and "now ▶" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_a_key_typed_in_the_dashboard_gives_a_verdict(tmp_path: Path) -> None:
+    monitor, ready = spawn(["--publish", f"ipc://{tmp_path}/pub", "--replay",
+                            f"ipc://{tmp_path}/replay", "--log", str(tmp_path / "log.db"),
+                            "--count", "3", "--rate", "5", "--heartbeat-s", "0.2",
+                            "--linger-s", "60"])  # fmt: skip
+    session = f"pamlive-review-{os.getpid()}"
+    dashboard = (f"{sys.executable} -m pamlive dashboard --connect {ready['publish']} "
+                 f"--replay {ready['replay']} --no-bell --operator tester")
+    subscriber = AlertClient(ready["publish"], replay_endpoint=ready["replay"])
+    events: list[BusEvent] = []
+
+    def capture() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}; screen:\n{capture()}"
+            events.extend(subscriber.poll(100))
+
+    def verdicts() -> list[dict]:
+        return [e.body for e in events if e.alert == "validation" and e.body]
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                    dashboard], env={**os.environ, "TERM": "xterm-256color"}, check=True)
+    try:
+        wait_for(lambda: "detections (3" in capture(), "three detections not listed")
+        detections = [e.body for e in events if e.alert == "detection" and e.body]
+        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "c"], check=True)
+        wait_for(lambda: len(verdicts()) == 1, "no verdict from the keys")
+        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "s", "humpback", "Enter",
+                        "r"], check=True)
+        wait_for(lambda: len(verdicts()) == 2, "no second verdict")
+        wait_for(lambda: "rejected humpback (tester)" in capture(), "verdict not marked")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        subscriber.close()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.communicate(timeout=20)
+    first, second = verdicts()
+    assert (first["detection_id"], first["verdict"], first["operator"]) == (
+        detections[-1]["id"], "confirmed", "tester")  # the newest, chosen first
+    assert (second["detection_id"], second["verdict"], second["validated_class"]) == (
+        detections[-2]["id"], "rejected", "humpback")
