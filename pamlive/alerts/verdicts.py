@@ -135,23 +135,23 @@ class VerdictStore:
                     "verdicts": self._verdicts, "refused": self._refused}
 
 
+@dataclass(frozen=True)
 class VerdictDesk:
     """Decides one verdict request: who asks, for which detection; hands it to the bus.
 
     ``secured``: the bus is a CURVE server, so every peer has a key, and only the keys of
     ``operators`` may validate. Without CURVE, only a bus reachable from this machine
     alone (``local``) takes verdicts, as it serves everything else to anyone local.
+    ``find_detection``: a detection's logged body by id; ``submit``: queue a verdict on
+    the bus (False: it could not).
     """
 
-    def __init__(self, store: VerdictStore, *, find_detection: Callable[[str], str | None],
-                 submit: Callable[[dict[str, Any]], bool], secured: bool, local: bool,
-                 operators: Operators | None) -> None:
-        self._store = store
-        self._find = find_detection
-        self._submit = submit
-        self._secured = secured
-        self._local = local
-        self._operators = operators
+    store: VerdictStore
+    find_detection: Callable[[str], str | None]
+    submit: Callable[[dict[str, Any]], bool]
+    secured: bool
+    local: bool
+    operators: Operators | None
 
     def answer(self, request: object, user_id: bytes | None) -> dict[str, Any]:
         """The published verdict body; raises ``VerdictError`` (logged, counted) when
@@ -159,19 +159,19 @@ class VerdictDesk:
         try:
             return self._decide(request, user_id)
         except VerdictError as e:
-            self._store.count_refused()
+            self.store.count_refused()
             who = user_id.decode("ascii", "replace") if user_id else "no key"
             log.warning("verdict refused [%s]: %s (client %s)", e.code, e, who)
             raise
 
     def _operator(self, claimed: str | None, user_id: bytes | None) -> str:
-        if self._secured:
-            name = self._operators.keys.get(user_id or b"") if self._operators else None
+        if self.secured:
+            name = self.operators.keys.get(user_id or b"") if self.operators else None
             if name is None:
                 raise VerdictError("not_operator", "this client's key is not in the monitor's "
                                                    "operators list")
             return name
-        if not self._local:
+        if not self.local:
             raise VerdictError("not_operator", "this monitor takes verdicts over CURVE only "
                                                "(its bus is not loopback)")
         return claimed or LOCAL_OPERATOR
@@ -179,14 +179,14 @@ class VerdictDesk:
     def _decide(self, request: object, user_id: bytes | None) -> dict[str, Any]:
         verdict = parse_verdict(request)
         operator = self._operator(verdict["operator"], user_id)
-        text = self._find(verdict["detection_id"])
+        text = self.find_detection(verdict["detection_id"])
         if text is None:
             raise VerdictError("unknown_detection",
                                f"no detection {verdict['detection_id']!r} in the log")
         body = validation_body(json.loads(text), verdict, operator)
-        pending = self._store.expect(body["verdict_id"])
-        if not self._submit(body) or not pending.done.wait(PUBLISH_WAIT_S):
-            self._store.forget(body["verdict_id"])
+        pending = self.store.expect(body["verdict_id"])
+        if not self.submit(body) or not pending.done.wait(PUBLISH_WAIT_S):
+            self.store.forget(body["verdict_id"])
             raise VerdictError("not_published", "the monitor could not log and publish the "
                                                  "verdict (stopping, or its queue is full)")
         assert pending.body is not None  # set with done
