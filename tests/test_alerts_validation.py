@@ -22,6 +22,7 @@ from pamlive.alerts.operator import VerdictConnection, VerdictRefused, send_verd
 from pamlive.alerts.schema import detection_body
 from pamlive.alerts.simulate import spawn
 from pamlive.alerts.validation import validate_validation
+from pamlive.errors import ConfigError
 
 
 def _collect(client: AlertClient, until, timeout_s: float = 20.0) -> list[BusEvent]:
@@ -179,3 +180,19 @@ def test_only_keys_in_the_operators_list_may_validate(tmp_path: Path) -> None:
     logged = (tmp_path / "monitor.err").read_text()
     mallory_key = zmq.auth.load_certificate(keys / "mallory.key")[0].decode()
     assert "verdict refused [not_operator]" in logged and mallory_key in logged
+
+
+def test_operators_need_curve_and_a_bus_on_the_network_without_keys_takes_no_verdicts(
+        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="operators needs CURVE"):
+        AlertBus.from_config({"operators": str(tmp_path)}, station="st")
+    with AlertBus("tcp://0.0.0.0:*", station="st", log_path=tmp_path / "log.db",
+                  replay_endpoint="tcp://0.0.0.0:*", allow_insecure=True) as bus:
+        (target,) = _publish_detections(bus, [datetime.now(UTC)])
+        port = bus.replay_endpoint.rsplit(":", 1)[1]
+        with VerdictConnection(f"tcp://127.0.0.1:{port}") as monitor, \
+                pytest.raises(VerdictRefused) as refused:
+            send_verdict(monitor, target, "confirmed")
+        assert refused.value.code == "not_operator"
+        assert bus.stats()["validation"]["refused"] == 1
+    assert read_all(tmp_path / "log.db", kinds=("validation",)) == []

@@ -44,11 +44,14 @@ def test_a_validated_only_sink_forwards_exactly_the_confirmed_detections(tmp_pat
     verdicts = cycle(["confirmed", "rejected", "unsure"])
     confirmed: list[str] = []
     given: dict[str, str] = {}
+    healths: list[dict] = []
     try:
         with AlertClient(publish, replay_endpoint=replay) as client, \
                 VerdictConnection(replay, timeout_s=3.0) as monitor:
             while demo.poll() is None:
                 for event in client.poll(100):
+                    if event.kind == "message" and event.topic == "health":
+                        healths.append((event.body or {})["validation"])
                     if event.alert != "detection" or event.body is None:
                         continue
                     verdict = next(verdicts)
@@ -79,3 +82,6 @@ def test_a_validated_only_sink_forwards_exactly_the_confirmed_detections(tmp_pat
     logged = {d["id"]: d for d in read_all(tmp_path / "data" / "detections.sqlite")}
     assert all(r == {**logged[r["id"]], "validation": r["validation"]} for r in forwarded)
     assert "gap" not in {r["event"] for r in received if "event" in r}
+    # health says how the watch keeps up: none waits long, as each was judged at once
+    assert max(h["verdicts"] for h in healths) >= len(given) - 1
+    assert all(h["oldest_waiting_s"] is None or h["oldest_waiting_s"] < 30 for h in healths)

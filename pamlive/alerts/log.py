@@ -66,6 +66,9 @@ CREATE INDEX IF NOT EXISTS {table}_by_start ON {table} (start_epoch);
 CREATE INDEX IF NOT EXISTS {table}_by_logged ON {table} (logged_epoch);
 """
 _SCHEMA = _RUNS + "".join(_MESSAGES.format(table=t) for t in TABLES.values())
+# a verdict names its detection by id: found by index, not by a scan of the whole log
+_SCHEMA += ("CREATE INDEX IF NOT EXISTS detections_by_id"
+            " ON detections (json_extract(body, '$.id'));")
 
 _RUN_ORDS = " UNION ".join(f"SELECT run_ord FROM {t}" for t in TABLES.values())
 
