@@ -23,7 +23,7 @@ from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.alerts.simulate import spawn
 from pamlive.dashboard.clipview import ClipRows, load_clip
 from pamlive.dashboard.keys import split_keys
-from pamlive.dashboard.review import DOWN, ENTER, ESCAPE, UP, Order
+from pamlive.dashboard.review import DOWN, ENTER, ESCAPE, UP, Order, rows_around
 from pamlive.dashboard.views import render
 
 
@@ -151,3 +151,12 @@ def test_a_key_typed_in_the_dashboard_gives_a_verdict(tmp_path: Path) -> None:
         detections[-1]["id"], "confirmed", "tester")  # the newest, chosen first
     assert (second["detection_id"], second["verdict"], second["validated_class"]) == (
         detections[-2]["id"], "rejected", "humpback")
+
+
+def test_the_list_scrolls_to_keep_the_chosen_detection_on_screen() -> None:
+    state, _ = _with_detections(12)
+    for _ in range(9):  # the newest, then eight older
+        state.review.key(DOWN, state.detections)
+    assert rows_around(state.detections, state.review.selected, 3) == \
+        list(state.detections)[6:9]
+    assert rows_around(state.detections, None, 3) == list(state.detections)[:3]

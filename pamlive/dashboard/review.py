@@ -9,9 +9,9 @@ detections arriving at the top of the list do not move the operator's choice.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pamlive.alerts.operator import VerdictConnection, VerdictRefused, send_verdict
 from pamlive.dashboard.clipview import ClipRows, load_clip
@@ -21,6 +21,9 @@ VERDICT_KEYS = {"c": "confirmed", "r": "rejected", "u": "unsure"}
 KEYS_HELP = "↑↓ choose  c confirm  r reject  u unsure  s species  n note  esc leave"
 MAX_VERDICTS = 1000  # verdicts remembered for the list's marks
 MAX_TYPED = 200
+
+
+R = TypeVar("R", bound="Row")
 
 
 class Row(Protocol):
@@ -124,6 +127,14 @@ class Review:
         extra = "".join(f"  {name} {value!r}" for name, value in
                         (("species", self.species), ("note", self.note)) if value)
         return KEYS_HELP + extra
+
+
+def rows_around(rows: Iterable[R], selected: str | None, n: int) -> list[R]:
+    """``n`` rows from the newest, or scrolled so the chosen one is on screen."""
+    listed = list(rows)
+    index = next((i for i, r in enumerate(listed) if r.id is not None and r.id == selected), 0)
+    first = max(0, index - n + 1)
+    return listed[first: first + n]
 
 
 def submit(order: Order, connection: VerdictConnection | None, operator: str | None) -> str:

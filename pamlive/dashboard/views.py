@@ -23,6 +23,7 @@ from rich.text import Text
 from pamlive.alerts.schema import parse_utc
 from pamlive.dashboard.calls import CallBoard
 from pamlive.dashboard.clipview import ClipRows
+from pamlive.dashboard.review import rows_around
 from pamlive.dashboard.state import ALARM_CLASSES, DashboardState, DetectionRow
 
 METER_FLOOR_DBFS = -100.0
@@ -308,7 +309,7 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
     table.add_column("", style="dim")
     table.add_column("verdict", no_wrap=True)
     review = state.review
-    for row in _rows_around(list(state.detections), review.selected, max(0, max_rows)):
+    for row in rows_around(state.detections, review.selected, max(0, max_rows)):
         whale = row.class_name in ALARM_CLASSES
         table.add_row(
             f"{row.start_utc:%Y-%m-%d %H:%M:%S}" if row.start_utc else "—",
@@ -322,13 +323,6 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
             style="reverse" if row.id is not None and row.id == review.selected else None,
         )
     return table
-
-
-def _rows_around(rows: list[DetectionRow], selected: str | None, n: int) -> list[DetectionRow]:
-    """``n`` rows from the newest, or scrolled so the chosen one is on screen."""
-    index = next((i for i, r in enumerate(rows) if r.id is not None and r.id == selected), 0)
-    first = max(0, index - n + 1)
-    return rows[first: first + n]
 
 
 _VERDICT_STYLE = {"confirmed": "bold green", "rejected": "bold red", "unsure": "yellow"}
