@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -222,3 +228,76 @@ def test_run_fleet_against_real_pub_sockets_shows_every_station() -> None:
     assert not dash.is_alive()
     assert "north" in text and "buoy-1" in text and "2/2 stations listening" in text
     assert "0.50" in text and "0.60" in text
+
+
+def _station_config(tmp_path: Path, name: str, seed: int) -> Path:
+    """The demo's config as station ``name``: its own data folder, seed, calls every ~4 s."""
+    demo = (Path(__file__).parents[1] / "pamlive" / "configs" / "demo.toml").read_text()
+    body = (demo.replace('station = "demo"\n', "")
+            .replace("call_interval_s = 10.0", "call_interval_s = 4.0")
+            .replace("seed = 2013", f"seed = {seed}"))
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'station = "{name}"\ndata_dir = "{tmp_path / name}"\n{body}')
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_fleet_of_three_demos_in_a_terminal_shows_one_lost(tmp_path: Path) -> None:
+    """Three real monitors, one fleet dashboard in a real terminal: detections from all
+    three naming their station; one killed reads LOST within 10 s while the others update."""
+    names = ("north", "south", "east")
+    session = f"pamlive-fleet-{os.getpid()}"
+    monitors: dict[str, subprocess.Popen] = {}
+    dashboard = [sys.executable, "-m", "pamlive", "dashboard", "--no-bell"]
+    for seed, name in enumerate(names, 1):
+        bus, replay = f"ipc://{tmp_path}/{name}.pub", f"ipc://{tmp_path}/{name}.rep"
+        dashboard += ["--connect", f"{name}={bus}", "--replay", replay]
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            monitors[name] = subprocess.Popen(
+                [sys.executable, "-m", "pamlive", "demo", "--headless", "-c",
+                 str(_station_config(tmp_path, name, seed)), "--publish", bus,
+                 "--replay", replay], stderr=log, stdout=subprocess.DEVNULL)
+
+    def capture() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def rows() -> dict[str, list[str]]:  # each station's row, split into its columns
+        text = capture()
+        return {name: _station_row(text, name).split() for name in names
+                if f"│  {name}" in text}
+
+    def wait_for(ok: Callable[[dict[str, list[str]]], bool], timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ok(seen := rows()):
+                return seen
+            time.sleep(0.2)
+        logs = "\n".join((tmp_path / f"{n}.log").read_text()[-500:] for n in names)
+        raise AssertionError(f"timed out; screen:\n{capture()}\nmonitors:\n{logs}")
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "30",
+                    shlex.join(dashboard)], env={**os.environ, "TERM": "xterm-256color"},
+                   check=True)
+    try:
+        # columns: name, status, uptime, detections, last detection (UTC, class, score), ...
+        wait_for(lambda r: len(r) == 3 and all(row[1] == "OK" and int(row[3]) > 0
+                                               for row in r.values()), 120)
+        listed = _alert_rows(capture())
+        assert all(any(f" {name} " in ln and "right_whale" in ln for ln in listed)
+                   for name in names), listed
+        monitors["south"].kill()
+        killed = time.monotonic()
+        before = wait_for(lambda r: r["south"][1] == "LOST", 10)
+        assert time.monotonic() - killed < 10
+        assert all(before[n][1] == "OK" for n in ("north", "east"))
+        after = wait_for(lambda r: all(int(r[n][3]) > int(before[n][3]) and r[n][2] !=
+                                       before[n][2] for n in ("north", "east")), 30)
+        assert after["south"][1] == "LOST" and after["south"][3] == before["south"][3]
+    finally:
+        for proc in monitors.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)

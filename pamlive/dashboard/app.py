@@ -14,11 +14,10 @@ from pathlib import Path
 import zmq
 from rich.console import Console
 from rich.layout import Layout
-from rich.live import Live
 
 from pamlive.alerts.client import AlertClient
 from pamlive.dashboard.fleet_app import run_fleet
-from pamlive.dashboard.pacing import BELL_INTERVAL_S, POLL_S, urgent
+from pamlive.dashboard.pacing import POLL_S, show, urgent
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.stations import (
     DEFAULT_ENDPOINT,
@@ -53,32 +52,20 @@ def run_dashboard(
                              curve_client_keypair=curve_client_keypair)
     except zmq.ZMQError as e:
         raise ConfigError(f"dashboard: cannot connect to {endpoint!r}: {e}") from None
-    stop_event = stop_event or threading.Event()
-    deadline = started + duration_s if duration_s is not None else None
-    last_bell = -float("inf")
-    drawn_second = int(time.time())
+
+    def step() -> bool:
+        events = client.poll(int(POLL_S * 1000))
+        now = time.monotonic()
+        for event in events:
+            state.apply(event, now)
+        return any(urgent(e) for e in events)
 
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
         return render(state, now, console.height, console.width)
 
     try:
-        with Live(screen(started), console=console, auto_refresh=False,
-                  screen=console.is_terminal, redirect_stderr=False) as live:
-            while not stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
-                events = client.poll(int(POLL_S * 1000))
-                now = time.monotonic()
-                for event in events:
-                    state.apply(event, now)
-                if now - last_bell >= BELL_INTERVAL_S and state.take_bell() and bell:
-                    console.bell()
-                    last_bell = now
-                second = int(time.time())
-                if second != drawn_second or any(urgent(e) for e in events):
-                    live.update(screen(now), refresh=True)
-                    drawn_second = second
-            live.update(screen(time.monotonic()), refresh=True)
-    except KeyboardInterrupt:
-        pass
+        show(console, screen, step, state.take_bell, stop_event=stop_event,
+             deadline=started + duration_s if duration_s is not None else None, bell=bell)
     finally:
         client.close()
     return 0

@@ -13,15 +13,13 @@ import queue
 import threading
 import time
 
-import zmq
 from rich.console import Console
 from rich.layout import Layout
-from rich.live import Live
 
 from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.dashboard.fleet import FleetState
 from pamlive.dashboard.fleet_views import render_fleet
-from pamlive.dashboard.pacing import BELL_INTERVAL_S, POLL_S, urgent
+from pamlive.dashboard.pacing import POLL_S, show, urgent
 from pamlive.dashboard.stations import Station
 from pamlive.errors import ConfigError
 
@@ -29,15 +27,6 @@ QUEUE_BATCHES = 256  # batches of events (one per poll per station) waiting for 
 LOST_AFTER_S = 5.0  # a station silent this long is shown lost (well within 10 s)
 
 Batch = tuple[int, list[BusEvent]]
-
-
-def _connect(station: Station) -> AlertClient:
-    try:
-        return AlertClient(station.endpoint, replay_endpoint=station.replay,
-                           lost_after_s=LOST_AFTER_S, curve_server_key=station.server_key,
-                           curve_client_keypair=station.client_keypair)
-    except zmq.ZMQError as e:
-        raise ConfigError(f"dashboard: cannot connect to {station.endpoint!r}: {e}") from None
 
 
 def _listen(index: int, client: AlertClient, out: queue.Queue[Batch],
@@ -70,8 +59,10 @@ def run_fleet(
     fleet = FleetState.watching(stations, started)
     clients: list[AlertClient] = []
     try:
-        for station in stations:
-            clients.append(_connect(station))
+        for s in stations:  # a bad endpoint is a ConfigError, before any thread starts
+            clients.append(AlertClient(s.endpoint, replay_endpoint=s.replay,
+                                       lost_after_s=LOST_AFTER_S, curve_server_key=s.server_key,
+                                       curve_client_keypair=s.client_keypair))
     except ConfigError:
         for client in clients:
             client.close()
@@ -82,30 +73,14 @@ def run_fleet(
                                 name=f"fleet-{i}", daemon=True) for i, c in enumerate(clients)]
     for thread in threads:
         thread.start()
-    stop_event = stop_event or threading.Event()
-    deadline = started + duration_s if duration_s is not None else None
-    last_bell = -float("inf")
-    drawn_second = int(time.time())
 
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
         return render_fleet(fleet, now, console.height, console.width)
 
     try:
-        with Live(screen(started), console=console, auto_refresh=False,
-                  screen=console.is_terminal, redirect_stderr=False) as live:
-            while not stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
-                drawn_now = _drain(batches, fleet)
-                now = time.monotonic()
-                if now - last_bell >= BELL_INTERVAL_S and fleet.take_bell() and bell:
-                    console.bell()
-                    last_bell = now
-                second = int(time.time())
-                if second != drawn_second or drawn_now:
-                    live.update(screen(now), refresh=True)
-                    drawn_second = second
-            live.update(screen(time.monotonic()), refresh=True)
-    except KeyboardInterrupt:
-        pass
+        show(console, screen, lambda: _drain(batches, fleet), fleet.take_bell,
+             stop_event=stop_event,
+             deadline=started + duration_s if duration_s is not None else None, bell=bell)
     finally:
         stop_threads.set()
         for thread in threads:
