@@ -125,6 +125,27 @@ def test_row_shows_last_detection_position_and_waiting_verdicts() -> None:
     assert "01:02:05" in north  # uptime from the station's own health
 
 
+def test_a_bearing_that_follows_its_detection_reaches_the_merged_row() -> None:
+    fleet = _fleet("north", "south")
+    det = _det("r0", 1, NOW - timedelta(seconds=4))
+    assert det.body is not None
+    del det.body["bearing_deg"]  # an array's bearing is its own, later, message
+    fleet.apply(0, det, 1.0)
+    fleet.apply(1, _det("r1", 1, NOW - timedelta(seconds=9)), 1.0)
+    selected = fleet.move_selection(1)
+    assert selected is not None and selected.row.bearing_deg is None
+    bearing = {key: det.body[key] for key in ("run_id", "station", "class", "start_sample")}
+    fleet.apply(1, BusEvent("message", "bearing.right_whale",  # the same key at another station
+                            bearing | {"run_id": "r1", "seq": 2, "bearing_deg": 10.0}), 2.0)
+    assert [a.row.bearing_deg for a in fleet.alerts] == [None, 10.0]
+    fleet.apply(0, BusEvent("message", "bearing.right_whale",
+                            bearing | {"seq": 2, "bearing_deg": 250.0,
+                                       "bearing_uncertainty_deg": 4.0}), 2.0)
+    assert [a.row.bearing_deg for a in fleet.alerts] == [250.0, 10.0]
+    assert fleet.selected is fleet.alerts[0]  # the selection stays on its alert
+    assert "250° ±4" in _alert_rows(_screen(fleet, 2.0))[0]
+
+
 def test_whale_banner_names_the_station_and_rings_once() -> None:
     fleet = _fleet("north", "south")
     fleet.apply(1, _det("r1", 1, NOW - timedelta(seconds=2)), 1.0)

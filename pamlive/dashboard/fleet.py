@@ -10,10 +10,11 @@ sockets and of rich, like ``state.py``.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pamlive.alerts.client import BusEvent
+from pamlive.alerts.schema import BEARING_TOPIC_PREFIX
 from pamlive.dashboard.state import DashboardState, DetectionRow
 from pamlive.dashboard.stations import Station
 
@@ -87,9 +88,11 @@ class FleetState:
         view = self.views[index]
         before = view.state.detections_total
         view.state.apply(event, now)
+        body: dict[str, Any] = event.body or {}
+        if event.topic.startswith(BEARING_TOPIC_PREFIX):
+            self._follow_bearing(index, body)
         if view.state.detections_total == before:
             return  # not a (valid) detection
-        body: dict[str, Any] = event.body or {}
         position = body.get("position")
         if isinstance(position, dict):
             view.position = (float(position["lat"]), float(position["lon"]))
@@ -100,6 +103,20 @@ class FleetState:
             dropped = self.alerts.pop()
             if dropped is self.selected:
                 self.selected = None
+
+    def _follow_bearing(self, index: int, body: dict[str, Any]) -> None:
+        """An array's bearing comes after its detection: the merged row takes the row the
+        station's state updated (same class and ``start_sample``)."""
+        key = (str(body.get("class")), body.get("start_sample"))
+        updated = next((row for row in self.views[index].state.detections
+                        if (row.class_name, row.start_sample) == key), None)
+        if updated is None:
+            return
+        for i, alert in enumerate(self.alerts):
+            if alert.station == index and (alert.row.class_name, alert.row.start_sample) == key:
+                self.alerts[i] = replace(alert, row=updated)
+                if self.selected is alert:
+                    self.selected = self.alerts[i]
 
     def take_bell(self) -> bool:
         """True once per pending bell of any station."""
