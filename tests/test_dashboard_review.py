@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,82 @@ def test_the_list_scrolls_to_keep_the_chosen_detection_on_screen() -> None:
     state, _ = _with_detections(12)
     for _ in range(9):  # the newest, then eight older
         state.review.key(DOWN, state.detections)
-    assert rows_around(state.detections, state.review.selected, 3) == \
+    def id_of(row):
+        return row.id
+
+    assert rows_around(state.detections, state.review.selected, 3, id_of) == \
         list(state.detections)[6:9]
-    assert rows_around(state.detections, None, 3) == list(state.detections)[:3]
+    assert rows_around(state.detections, None, 3, id_of) == list(state.detections)[:3]
+
+
+def _monitor(tmp_path: Path, name: str, count: int) -> tuple[subprocess.Popen, dict]:
+    return spawn(["--publish", f"ipc://{tmp_path}/{name}-pub", "--replay",
+                  f"ipc://{tmp_path}/{name}-replay", "--log", str(tmp_path / f"{name}.db"),
+                  "--station", name, "--count", str(count), "--rate", "5",
+                  "--heartbeat-s", "0.2", "--linger-s", "60"])  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_a_verdict_typed_in_the_fleet_view_reaches_its_station_and_survives_a_restart(
+        tmp_path: Path) -> None:
+    joined = datetime.now(UTC) - timedelta(seconds=1)
+    monitors = {name: _monitor(tmp_path, name, 3) for name in ("north", "south")}
+    session = f"pamlive-fleet-review-{os.getpid()}"
+    fleet = " ".join(f"--connect {name}={ready['publish']} --replay {ready['replay']}"
+                     for name, (_, ready) in monitors.items())
+    subscribers = {name: AlertClient(ready["publish"], replay_endpoint=ready["replay"])
+                   for name, (_, ready) in monitors.items()}
+    events: dict[str, list[BusEvent]] = {name: [] for name in monitors}
+
+    def capture() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}; screen:\n{capture()}"
+            for name, client in subscribers.items():
+                events[name].extend(client.poll(50))
+
+    def alerts(name: str, alert: str) -> list[dict]:
+        return [e.body for e in events[name] if e.alert == alert and e.body]
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40",
+                    f"{sys.executable} -m pamlive dashboard {fleet} --no-bell "
+                    "--operator tester"], env={**os.environ, "TERM": "xterm-256color"},
+                   check=True)
+    try:
+        wait_for(lambda: "all stations (6" in capture(), "six detections not listed")
+        wait_for(lambda: all(len(alerts(n, "detection")) == 3 for n in monitors),
+                 "the subscribers missed detections")
+        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "c"], check=True)
+        wait_for(lambda: any(alerts(n, "validation") for n in monitors), "no verdict")
+        wait_for(lambda: "confirmed right_whale (tester)" in capture(), "verdict not marked")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        for client in subscribers.values():
+            client.close()
+    newest = max((d for n in monitors for d in alerts(n, "detection")),
+                 key=lambda d: d["start_utc"])
+    (heard,) = [n for n in monitors if alerts(n, "validation")]
+    (verdict,) = alerts(heard, "validation")
+    assert (verdict["detection_id"], verdict["verdict"], verdict["operator"]) == (
+        newest["id"], "confirmed", "tester")  # to the station that heard it, only there
+    for proc, _ in monitors.values():
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    proc, ready = _monitor(tmp_path, heard, 1)  # that monitor restarts on its log
+    try:
+        with AlertClient(ready["publish"], replay_endpoint=ready["replay"],
+                         since_utc=joined) as client:
+            replayed: list[BusEvent] = []
+            deadline = time.monotonic() + 20
+            while not any(e.alert == "validation" for e in replayed):
+                assert time.monotonic() < deadline, "the verdict was not replayed"
+                replayed += client.poll(100)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert [e.body for e in replayed if e.alert == "validation"] == [verdict]

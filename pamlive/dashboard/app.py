@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                              curve_server_key=only.server_key,
                              curve_client_keypair=only.client_keypair,
                              operator=args.operator or _login())
-    return run_fleet(stations, duration_s=args.duration, bell=not args.no_bell)
+    return run_fleet(stations, duration_s=args.duration, bell=not args.no_bell,
+                     operator=args.operator or _login())
 
 
 def _login() -> str | None:

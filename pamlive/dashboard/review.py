@@ -9,7 +9,7 @@ detections arriving at the top of the list do not move the operator's choice.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -23,7 +23,7 @@ MAX_VERDICTS = 1000  # verdicts remembered for the list's marks
 MAX_TYPED = 200
 
 
-R = TypeVar("R", bound="Row")
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -129,10 +129,13 @@ class Review:
         return KEYS_HELP + extra
 
 
-def rows_around(rows: Iterable[R], selected: str | None, n: int) -> list[R]:
-    """``n`` rows from the newest, or scrolled so the chosen one is on screen."""
+def rows_around(rows: Iterable[T], selected: str | None, n: int,
+                id_of: Callable[[T], str | None]) -> list[T]:
+    """``n`` rows from the newest, or scrolled so the chosen one (by ``id_of``) is on
+    screen."""
     listed = list(rows)
-    index = next((i for i, r in enumerate(listed) if r.id is not None and r.id == selected), 0)
+    index = next((i for i, r in enumerate(listed)
+                  if selected is not None and id_of(r) == selected), 0)
     first = max(0, index - n + 1)
     return listed[first: first + n]
 

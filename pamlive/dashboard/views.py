@@ -309,7 +309,8 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
     table.add_column("", style="dim")
     table.add_column("verdict", no_wrap=True)
     review = state.review
-    for row in rows_around(state.detections, review.selected, max(0, max_rows)):
+    for row in rows_around(state.detections, review.selected, max(0, max_rows),
+                           lambda r: r.id):
         whale = row.class_name in ALARM_CLASSES
         table.add_row(
             f"{row.start_utc:%Y-%m-%d %H:%M:%S}" if row.start_utc else "—",
