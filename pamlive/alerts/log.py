@@ -350,7 +350,7 @@ class LogReader:
 
     def find(self, kind: str, alert_id: str) -> str | None:
         """The newest body of ``kind`` whose ``id`` is ``alert_id`` (JSON text), or None:
-        what a verdict is about (a scan: verdicts are rare)."""
+        what a verdict is about (detections by the ``detections_by_id`` index)."""
         for row in reversed(self._backlog() if self._backlog else []):
             if row[4] == kind and json.loads(row[3]).get("id") == alert_id:
                 return row[3]
