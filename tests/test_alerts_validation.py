@@ -22,7 +22,9 @@ from pamlive.alerts.operator import VerdictConnection, VerdictRefused, send_verd
 from pamlive.alerts.schema import detection_body
 from pamlive.alerts.simulate import spawn
 from pamlive.alerts.validation import validate_validation
+from pamlive.alerts.verdicts import VerdictStore
 from pamlive.errors import ConfigError
+from pamlive.utc import utc_iso
 
 
 def _collect(client: AlertClient, until, timeout_s: float = 20.0) -> list[BusEvent]:
@@ -196,3 +198,15 @@ def test_operators_need_curve_and_a_bus_on_the_network_without_keys_takes_no_ver
         assert refused.value.code == "not_operator"
         assert bus.stats()["validation"]["refused"] == 1
     assert read_all(tmp_path / "log.db", kinds=("validation",)) == []
+
+
+def test_detections_pruned_by_retention_wait_no_more() -> None:
+    store = VerdictStore(max_waiting=2)
+    now = datetime.now(UTC)
+    for k, age_days in enumerate((40, 35, 1)):  # the oldest is pushed out of the table
+        store.record("detection", {"id": f"d{k}", "start_utc": utc_iso(
+            now - timedelta(days=age_days))})
+    assert store.stats(now.timestamp())["waiting"] == 3
+    store.forget_before((now - timedelta(days=30)).timestamp())  # retention_days = 30
+    stats = store.stats(now.timestamp())
+    assert stats["waiting"] == 1 and 86_000 < stats["oldest_waiting_s"] < 87_000

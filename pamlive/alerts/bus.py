@@ -381,6 +381,7 @@ class AlertBus:
                     next_heartbeat = max(next_heartbeat + self._heartbeat_s, now)
                 if self._retention_days is not None and self._log and now >= next_prune:
                     self._log.prune(self._retention_days)
+                    self.verdicts.forget_before(time.time() - self._retention_days * 86400.0)
                     next_prune = now + _PRUNE_EVERY_S
             except Exception:  # never let one bad message silence the monitor
                 log.exception("alert bus publisher error")

@@ -104,6 +104,14 @@ class VerdictStore:
                     pending.body = body
                     pending.done.set()
 
+    def forget_before(self, epoch: float) -> None:
+        """Retention pruned the log: detections that started before ``epoch`` wait no
+        more (and the count of those pushed out of the table is reset: all were older)."""
+        with self._lock:
+            while self._waiting and next(iter(self._waiting.values())) < epoch:
+                self._waiting.popitem(last=False)
+            self._untracked = 0
+
     def expect(self, verdict_id: str) -> _Pending:
         """Be told when the verdict ``verdict_id`` has been logged and published."""
         pending = _Pending()
