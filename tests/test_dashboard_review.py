@@ -105,55 +105,6 @@ def test_the_strip_shows_the_chosen_detections_clip(tmp_path: Path) -> None:
     assert "clip " in text and "clip end ▶" in text and "now ▶" not in text
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
-def test_a_key_typed_in_the_dashboard_gives_a_verdict(tmp_path: Path) -> None:
-    monitor, ready = spawn(["--publish", f"ipc://{tmp_path}/pub", "--replay",
-                            f"ipc://{tmp_path}/replay", "--log", str(tmp_path / "log.db"),
-                            "--count", "3", "--rate", "5", "--heartbeat-s", "0.2",
-                            "--linger-s", "60"])  # fmt: skip
-    session = f"pamlive-review-{os.getpid()}"
-    dashboard = (f"{sys.executable} -m pamlive dashboard --connect {ready['publish']} "
-                 f"--replay {ready['replay']} --no-bell --operator tester")
-    subscriber = AlertClient(ready["publish"], replay_endpoint=ready["replay"])
-    events: list[BusEvent] = []
-
-    def capture() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True, check=True).stdout
-
-    def wait_for(condition, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"{what}; screen:\n{capture()}"
-            events.extend(subscriber.poll(100))
-
-    def verdicts() -> list[dict]:
-        return [e.body for e in events if e.alert == "validation" and e.body]
-
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
-                    dashboard], env={**os.environ, "TERM": "xterm-256color"}, check=True)
-    try:
-        wait_for(lambda: "detections (3" in capture(), "three detections not listed")
-        detections = [e.body for e in events if e.alert == "detection" and e.body]
-        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "c"], check=True)
-        wait_for(lambda: len(verdicts()) == 1, "no verdict from the keys")
-        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "s", "humpback", "Enter",
-                        "r"], check=True)
-        wait_for(lambda: len(verdicts()) == 2, "no second verdict")
-        wait_for(lambda: "rejected humpback (tester)" in capture(), "verdict not marked")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
-        subscriber.close()
-        monitor.send_signal(signal.SIGTERM)
-        monitor.communicate(timeout=20)
-    first, second = verdicts()
-    assert (first["detection_id"], first["verdict"], first["operator"]) == (
-        detections[-1]["id"], "confirmed", "tester")  # the newest, chosen first
-    assert (second["detection_id"], second["verdict"], second["validated_class"]) == (
-        detections[-2]["id"], "rejected", "humpback")
-
-
 def test_the_list_scrolls_to_keep_the_chosen_detection_on_screen() -> None:
     state, _ = _with_detections(12)
     for _ in range(9):  # the newest, then eight older
@@ -173,58 +124,100 @@ def _monitor(tmp_path: Path, name: str, count: int) -> tuple[subprocess.Popen, d
                   "--heartbeat-s", "0.2", "--linger-s", "60"])  # fmt: skip
 
 
+class Terminal:
+    """A dashboard in a real terminal (tmux), and a subscriber per monitor listening
+    meanwhile (what reached the bus)."""
+
+    def __init__(self, args: str, monitors: dict[str, tuple[subprocess.Popen, dict]]) -> None:
+        self.session = f"pamlive-review-{os.getpid()}"
+        self.subscribers = {name: AlertClient(ready["publish"],
+                                              replay_endpoint=ready["replay"])
+                            for name, (_, ready) in monitors.items()}
+        self.events: dict[str, list[BusEvent]] = {name: [] for name in monitors}
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "140", "-y",
+                        "40", f"{sys.executable} -m pamlive dashboard {args} --no-bell "
+                        "--operator tester"], env={**os.environ, "TERM": "xterm-256color"},
+                       check=True)
+
+    def capture(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+
+    def wait_for(self, condition, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}; screen:\n{self.capture()}"
+            for name, client in self.subscribers.items():
+                self.events[name].extend(client.poll(50))
+
+    def alerts(self, name: str, alert: str) -> list[dict]:
+        return [e.body for e in self.events[name] if e.alert == alert and e.body]
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], check=False)
+        for client in self.subscribers.values():
+            client.close()
+
+
+def _stop(monitors: dict[str, tuple[subprocess.Popen, dict]]) -> None:
+    for proc, _ in monitors.values():
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_a_key_typed_in_the_dashboard_gives_a_verdict(tmp_path: Path) -> None:
+    monitors = {"buoy": _monitor(tmp_path, "buoy", 3)}
+    ready = monitors["buoy"][1]
+    term = Terminal(f"--connect {ready['publish']} --replay {ready['replay']}", monitors)
+    try:
+        term.wait_for(lambda: "detections (3" in term.capture(), "three detections not listed")
+        detections = term.alerts("buoy", "detection")
+        term.keys("Down", "c")
+        term.wait_for(lambda: len(term.alerts("buoy", "validation")) == 1, "no verdict")
+        term.keys("Down", "s", "humpback", "Enter", "r")
+        term.wait_for(lambda: len(term.alerts("buoy", "validation")) == 2, "no 2nd verdict")
+        term.wait_for(lambda: "rejected humpback (tester)" in term.capture(), "not marked")
+    finally:
+        term.close()
+        _stop(monitors)
+    first, second = term.alerts("buoy", "validation")
+    assert (first["detection_id"], first["verdict"], first["operator"]) == (
+        detections[-1]["id"], "confirmed", "tester")  # the newest, chosen first
+    assert (second["detection_id"], second["verdict"], second["validated_class"]) == (
+        detections[-2]["id"], "rejected", "humpback")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
 def test_a_verdict_typed_in_the_fleet_view_reaches_its_station_and_survives_a_restart(
         tmp_path: Path) -> None:
     joined = datetime.now(UTC) - timedelta(seconds=1)
     monitors = {name: _monitor(tmp_path, name, 3) for name in ("north", "south")}
-    session = f"pamlive-fleet-review-{os.getpid()}"
-    fleet = " ".join(f"--connect {name}={ready['publish']} --replay {ready['replay']}"
-                     for name, (_, ready) in monitors.items())
-    subscribers = {name: AlertClient(ready["publish"], replay_endpoint=ready["replay"])
-                   for name, (_, ready) in monitors.items()}
-    events: dict[str, list[BusEvent]] = {name: [] for name in monitors}
-
-    def capture() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True, check=True).stdout
-
-    def wait_for(condition, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"{what}; screen:\n{capture()}"
-            for name, client in subscribers.items():
-                events[name].extend(client.poll(50))
-
-    def alerts(name: str, alert: str) -> list[dict]:
-        return [e.body for e in events[name] if e.alert == alert and e.body]
-
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40",
-                    f"{sys.executable} -m pamlive dashboard {fleet} --no-bell "
-                    "--operator tester"], env={**os.environ, "TERM": "xterm-256color"},
-                   check=True)
+    term = Terminal(" ".join(f"--connect {name}={ready['publish']} --replay {ready['replay']}"
+                             for name, (_, ready) in monitors.items()), monitors)
     try:
-        wait_for(lambda: "all stations (6" in capture(), "six detections not listed")
-        wait_for(lambda: all(len(alerts(n, "detection")) == 3 for n in monitors),
-                 "the subscribers missed detections")
-        subprocess.run(["tmux", "send-keys", "-t", session, "Down", "c"], check=True)
-        wait_for(lambda: any(alerts(n, "validation") for n in monitors), "no verdict")
-        wait_for(lambda: "confirmed right_whale (tester)" in capture(), "verdict not marked")
+        term.wait_for(lambda: "all stations (6" in term.capture(), "six detections not listed")
+        term.wait_for(lambda: all(len(term.alerts(n, "detection")) == 3 for n in monitors),
+                      "the subscribers missed detections")
+        term.keys("Down", "c")
+        term.wait_for(lambda: any(term.alerts(n, "validation") for n in monitors), "no verdict")
+        term.wait_for(lambda: "confirmed right_whale (tester)" in term.capture(), "not marked")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
-        for client in subscribers.values():
-            client.close()
-    newest = max((d for n in monitors for d in alerts(n, "detection")),
+        term.close()
+        _stop(monitors)
+    newest = max((d for n in monitors for d in term.alerts(n, "detection")),
                  key=lambda d: d["start_utc"])
-    (heard,) = [n for n in monitors if alerts(n, "validation")]
-    (verdict,) = alerts(heard, "validation")
+    (heard,) = [n for n in monitors if term.alerts(n, "validation")]
+    (verdict,) = term.alerts(heard, "validation")
     assert (verdict["detection_id"], verdict["verdict"], verdict["operator"]) == (
         newest["id"], "confirmed", "tester")  # to the station that heard it, only there
-    for proc, _ in monitors.values():
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    proc, ready = _monitor(tmp_path, heard, 1)  # that monitor restarts on its log
+    restarted = {heard: _monitor(tmp_path, heard, 1)}  # that monitor restarts on its log
+    ready = restarted[heard][1]
     try:
         with AlertClient(ready["publish"], replay_endpoint=ready["replay"],
                          since_utc=joined) as client:
@@ -234,6 +227,5 @@ def test_a_verdict_typed_in_the_fleet_view_reaches_its_station_and_survives_a_re
                 assert time.monotonic() < deadline, "the verdict was not replayed"
                 replayed += client.poll(100)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        _stop(restarted)
     assert [e.body for e in replayed if e.alert == "validation"] == [verdict]
