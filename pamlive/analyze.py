@@ -31,7 +31,7 @@ from pamlive.events.stream import EventDetector
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import StreamDetector, input_hop_frames
+from pamlive.pipeline import StreamDetector
 from pamlive.raven import TABLE_SUFFIX, table_paths, write_call_table, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
@@ -41,6 +41,7 @@ from pamlive.sources.files import (
     open_audio,
     start_time_from_name,
 )
+from pamlive.windows import input_hop_frames
 
 BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
 
