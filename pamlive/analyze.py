@@ -20,8 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
-from pamlive.array.settings import ArraySettings
-from pamlive.config import refuse_event_keys
+from pamlive.config import ArraySettings, refuse_event_keys
 from pamlive.detection import Detection
 from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
