@@ -20,8 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
-from pamlive.array.settings import ArraySettings
-from pamlive.config import refuse_event_keys
+from pamlive.config import ArraySettings, refuse_event_keys
 from pamlive.detection import Detection
 from pamlive.ensemble import Ensemble, EnsembleDetector
 from pamlive.errors import AudioInputError, PamliveError
@@ -31,7 +30,7 @@ from pamlive.events.stream import EventDetector
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import StreamDetector, input_hop_frames
+from pamlive.pipeline import StreamDetector
 from pamlive.raven import TABLE_SUFFIX, table_paths, write_call_table, write_selection_table
 from pamlive.scores import SCORES_SUFFIX, ScoreTable
 from pamlive.sources.files import (
@@ -41,6 +40,7 @@ from pamlive.sources.files import (
     open_audio,
     start_time_from_name,
 )
+from pamlive.windows import input_hop_frames
 
 BLOCK_SAMPLES = 1 << 19  # samples (frames x channels) read and processed at a time
 

@@ -37,7 +37,8 @@ from pamlive.app import run_monitor
 from pamlive.config import data_path, load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import Windower, classify_windows, make_merger
+from pamlive.pipeline import classify_windows, make_merger
+from pamlive.windows import Windower
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 BOTH = ("detection", "onset")

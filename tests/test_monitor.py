@@ -26,7 +26,8 @@ from pamlive.config import load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
 from pamlive.live.windowing import GapTolerantWindows
-from pamlive.pipeline import StreamDetector, Windower
+from pamlive.pipeline import StreamDetector
+from pamlive.windows import Windower
 
 TUTORIAL = "data/pamguard-tutorial/PAM_20010327_091800.wav"
 

@@ -33,12 +33,11 @@ from pamlive.events.call import Call
 from pamlive.events.dedup import CallDeduplicator
 from pamlive.events.gate import ActivityGate, open_gate
 from pamlive.events.stream import window_calls
-from pamlive.events.windows import EventWindower, make_event_windower
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.live.health import Part
 from pamlive.live.publish import drain_queue
-from pamlive.pipeline import Window
+from pamlive.windows import EventWindower, Window, make_event_windower
 
 log = logging.getLogger(__name__)
 

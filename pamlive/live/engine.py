@@ -53,9 +53,10 @@ from pamlive.live.publish import Publisher
 from pamlive.live.spectrum import SpectrumFeed
 from pamlive.live.supervise import Supervisor
 from pamlive.live.windowing import GapTolerantWindows, Windowing, warm_up
-from pamlive.pipeline import make_merger, make_windower
+from pamlive.pipeline import make_merger
 from pamlive.sources import LiveSource
 from pamlive.stop import Stop, StopReason
+from pamlive.windows import make_windower
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from pamlive.inference.classifier import Classifier
 from pamlive.live.windowing import END
-from pamlive.pipeline import Window, classify_windows
+from pamlive.pipeline import classify_windows
+from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 

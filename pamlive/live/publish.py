@@ -28,7 +28,7 @@ from pamlive.field.position import PositionTrack
 from pamlive.inference.package import ModelPackage
 from pamlive.live.field import Evidence
 from pamlive.live.windowing import END
-from pamlive.pipeline import Window
+from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 
