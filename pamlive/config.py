@@ -170,6 +170,7 @@ class AlertsConfig(Section):
     allow_insecure: bool = False
     curve_server_secret: Path | None = None
     curve_clients: Path | None = None
+    operators: Path | None = None  # the .key files of the clients that may validate
 
     def rules(self) -> None:
         for name, endpoint in (("publish", self.publish), ("replay", self.replay)):
@@ -180,6 +181,9 @@ class AlertsConfig(Section):
             raise ConfigError("[alerts] replay needs alerts.log: replay serves the detection log")
         if (self.curve_server_secret is None) != (self.curve_clients is None):
             raise ConfigError("[alerts] CURVE needs both curve_server_secret and curve_clients")
+        if self.operators is not None and self.curve_clients is None:
+            raise ConfigError("[alerts] operators needs CURVE (curve_server_secret, "
+                              "curve_clients): without keys no client can be told apart")
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,8 @@ def _collect_from_old_monitor(bus, tmp_path, old_answer: Callable[[Callable[[byt
     port = router.bind_to_random_port("tcp://127.0.0.1")
     server = ReplayServer(router, LogReader(tmp_path / "log.db"))
     answer = server.answer
-    server.answer = lambda payload: old_answer(answer, payload)  # type: ignore[method-assign]
+    server.answer = (  # type: ignore[method-assign]
+        lambda payload, user_id=None: old_answer(answer, payload))
     server.start()
     try:
         client = AlertClient(bus.endpoint, replay_endpoint=f"tcp://127.0.0.1:{port}")

@@ -67,7 +67,8 @@ def _alert_rows(text: str) -> list[str]:
     """The merged list's rows, top to bottom, without the panel's borders."""
     lines = text.splitlines()
     start = next(i for i, ln in enumerate(lines) if "detections, all stations" in ln) + 2
-    return [ln.strip("│ ") for ln in lines[start:] if ln.strip("│ ╰─╯")]
+    return [ln.strip("│ ") for ln in lines[start:]
+            if ln.strip("│ ╰─╯") and not ln.startswith("╰")]  # the border holds the keys
 
 
 def test_alerts_merge_newest_start_first_each_naming_its_station() -> None:

@@ -7,6 +7,7 @@ same against a monitor in this process, on this machine or across a network.
 from __future__ import annotations
 
 import argparse
+import getpass
 import threading
 import time
 from pathlib import Path
@@ -16,8 +17,11 @@ from rich.console import Console
 from rich.layout import Layout
 
 from pamlive.alerts.client import AlertClient
+from pamlive.alerts.operator import VerdictConnection
 from pamlive.dashboard.fleet_app import run_fleet
+from pamlive.dashboard.keys import KeyReader
 from pamlive.dashboard.pacing import POLL_S, show, urgent
+from pamlive.dashboard.review import take_keys
 from pamlive.dashboard.state import DashboardState
 from pamlive.dashboard.stations import (
     DEFAULT_ENDPOINT,
@@ -26,6 +30,8 @@ from pamlive.dashboard.stations import (
 )
 from pamlive.dashboard.views import render
 from pamlive.errors import ConfigError
+
+CLIP_FMAX_HZ = 500.0  # a clip is drawn to the live strip's top, else to this
 
 
 def run_dashboard(
@@ -39,8 +45,10 @@ def run_dashboard(
     console: Console | None = None,
     curve_server_key: bytes | None = None,
     curve_client_keypair: tuple[bytes, bytes] | None = None,
+    operator: str | None = None,
 ) -> int:
-    """Show the monitor at ``endpoint`` until ``stop_event``, ``duration_s`` or Ctrl-C."""
+    """Show the monitor at ``endpoint`` until ``stop_event``, ``duration_s`` or Ctrl-C;
+    on a terminal, take the operator's keys (verdicts go to ``replay_endpoint``)."""
     if channel < 0:
         raise ConfigError(f"dashboard: channel must be >= 0, got {channel}")
     console = console or Console()
@@ -52,13 +60,19 @@ def run_dashboard(
                              curve_client_keypair=curve_client_keypair)
     except zmq.ZMQError as e:
         raise ConfigError(f"dashboard: cannot connect to {endpoint!r}: {e}") from None
+    verdicts = (VerdictConnection(replay_endpoint, curve_server_key=curve_server_key,
+                                  curve_client_keypair=curve_client_keypair)
+                if replay_endpoint is not None else None)
+    keys = KeyReader() if console.is_terminal else None
 
     def step() -> bool:
         events = client.poll(int(POLL_S * 1000))
         now = time.monotonic()
         for event in events:
             state.apply(event, now)
-        return any(urgent(e) for e in events)
+        typed = take_keys(state.review, keys.read() if keys else [], state.detections,
+                          verdicts, operator, channel, state.spectrum_fmax_hz or CLIP_FMAX_HZ)
+        return typed or any(urgent(e) for e in events)
 
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
         return render(state, now, console.height, console.width)
@@ -68,6 +82,10 @@ def run_dashboard(
              deadline=started + duration_s if duration_s is not None else None, bell=bell)
     finally:
         client.close()
+        if keys is not None:
+            keys.close()
+        if verdicts is not None:
+            verdicts.close()
     return 0
 
 
@@ -93,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                         "monitors or once per --connect")
     p.add_argument("--client-key", type=Path, metavar="FILE",
                    help="CURVE: this client's secret certificate (.key_secret)")
+    p.add_argument("--operator", default=None, metavar="NAME",
+                   help="who gives the verdicts, on a monitor without CURVE (default: your "
+                        "login name; with CURVE the monitor names you by your key)")
     return p
 
 
@@ -111,5 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_dashboard(only.endpoint, replay_endpoint=only.replay, channel=args.channel,
                              duration_s=args.duration, bell=not args.no_bell,
                              curve_server_key=only.server_key,
-                             curve_client_keypair=only.client_keypair)
-    return run_fleet(stations, duration_s=args.duration, bell=not args.no_bell)
+                             curve_client_keypair=only.client_keypair,
+                             operator=args.operator or _login())
+    return run_fleet(stations, duration_s=args.duration, bell=not args.no_bell,
+                     operator=args.operator or _login())
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return None

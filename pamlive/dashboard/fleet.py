@@ -15,6 +15,7 @@ from typing import Any
 
 from pamlive.alerts.client import BusEvent
 from pamlive.alerts.schema import BEARING_TOPIC_PREFIX
+from pamlive.dashboard.review import Review
 from pamlive.dashboard.state import DashboardState, DetectionRow
 from pamlive.dashboard.stations import Station
 
@@ -77,6 +78,7 @@ class FleetState:
     views: list[StationView]
     alerts: list[FleetAlert] = field(default_factory=list)  # newest start first
     selected: FleetAlert | None = None
+    review: Review = field(default_factory=Review)  # the operator's keys (fleet_review.py)
 
     @classmethod
     def watching(cls, stations: list[Station], started: float) -> FleetState:

@@ -18,7 +18,9 @@ from rich.layout import Layout
 
 from pamlive.alerts.client import AlertClient, BusEvent
 from pamlive.dashboard.fleet import FleetState
+from pamlive.dashboard.fleet_review import FleetVerdicts
 from pamlive.dashboard.fleet_views import render_fleet
+from pamlive.dashboard.keys import KeyReader
 from pamlive.dashboard.pacing import POLL_S, show, urgent
 from pamlive.dashboard.stations import Station
 from pamlive.errors import ConfigError
@@ -52,8 +54,10 @@ def run_fleet(
     duration_s: float | None = None,
     bell: bool = True,
     console: Console | None = None,
+    operator: str | None = None,
 ) -> int:
-    """Show every station until ``stop_event``, ``duration_s`` or Ctrl-C."""
+    """Show every station until ``stop_event``, ``duration_s`` or Ctrl-C; on a terminal,
+    take the operator's keys (each verdict goes to its detection's station)."""
     console = console or Console()
     started = time.monotonic()
     fleet = FleetState.watching(stations, started)
@@ -77,11 +81,21 @@ def run_fleet(
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
         return render_fleet(fleet, now, console.height, console.width)
 
+    keys = KeyReader() if console.is_terminal else None
+    verdicts = FleetVerdicts(fleet, operator)
+
+    def step() -> bool:
+        arrived = _drain(batches, fleet)
+        return verdicts.take(keys.read() if keys else []) or arrived
+
     try:
-        show(console, screen, lambda: _drain(batches, fleet), fleet.take_bell,
+        show(console, screen, step, fleet.take_bell,
              stop_event=stop_event,
              deadline=started + duration_s if duration_s is not None else None, bell=bell)
     finally:
+        if keys is not None:
+            keys.close()
+        verdicts.close()
         stop_threads.set()
         for thread in threads:
             thread.join(timeout=10)

@@ -14,8 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from pamlive.dashboard.fleet import FleetState, StationView
+from pamlive.dashboard.fleet_review import verdict_of
+from pamlive.dashboard.review import rows_around
 from pamlive.dashboard.state import ALARM_CLASSES
-from pamlive.dashboard.views import _duration, _ms, bearing_text
+from pamlive.dashboard.views import _duration, _ms, bearing_text, verdict_text
 
 _STATUS_STYLE = {"OK": "bold green", "DEGRADED": "bold yellow", "WAITING": "yellow",
                  "STOPPED": "bold yellow", "LOST": "bold white on red",
@@ -80,9 +82,11 @@ def alert_table(fleet: FleetState, max_rows: int, narrow: bool = False) -> Table
     wide = [] if narrow else [("channels", "left")]
     table = _table([("UTC start", "left"), ("station", "left"), ("class", "left"),
                     ("score", "right"), *wide, ("bearing", "right"),
-                    *([] if narrow else [("latency", "right")]), ("", "left")])
+                    *([] if narrow else [("latency", "right")]), ("", "left"),
+                    ("verdict", "left")])
     when = "%m-%d %H:%M:%S" if narrow else "%Y-%m-%d %H:%M:%S"
-    for alert in fleet.alerts[: max(0, max_rows)]:
+    for alert in rows_around(fleet.alerts, fleet.review.selected, max(0, max_rows),
+                             lambda a: a.detection_id):
         row = alert.row
         whale = row.class_name in ALARM_CLASSES
         cells: list[str | Text] = [
@@ -94,6 +98,7 @@ def alert_table(fleet: FleetState, max_rows: int, narrow: bool = False) -> Table
         if not narrow:
             cells.append(_ms(row.latency_ms))
         cells.append(Text("replayed", style="dim") if row.replayed else "")
+        cells.append(verdict_text(verdict_of(fleet, alert)))
         table.add_row(*cells, style="reverse" if alert is fleet.selected else None)
     return table
 
@@ -133,7 +138,9 @@ def render_fleet(fleet: FleetState, now: float, height: int = 40, width: int = 1
         Layout(Panel(station_table(fleet, now, narrow), title="stations", border_style="blue"),
                name="stations", size=stations_size),
         Layout(Panel(alert_table(fleet, max(0, height - stations_size - 5), narrow),
-                     title=f"detections, all stations ({len(fleet.alerts)}, newest first)",
+                     title=f"detections, all stations ({len(fleet.alerts)}, newest first)"
+                     + (f" │ {fleet.review.message}" if fleet.review.message else ""),
+                     subtitle=fleet.review.help_line(), subtitle_align="left",
                      border_style="blue"), name="alerts"),
     )
     return layout
