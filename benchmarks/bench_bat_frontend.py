@@ -42,7 +42,7 @@ def child(args: argparse.Namespace) -> None:
     """In the tree on ``PYTHONPATH``: time the front end; print JSON, save the features."""
     from pamlive.dsp.chain import TransformChain, TransformSpec
     from pamlive.dsp.features import Features
-    from pamlive.events.windows import EventWindower
+    from pamlive.windows import EventWindower
 
     meta = json.loads((Path(args.package) / "pamlive-model.json").read_text())
     specs = [TransformSpec(t["name"], t.get("params", {})) for t in meta["transforms"]]

@@ -404,10 +404,10 @@ def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
     from pamlive.config import load_config
     from pamlive.events.dedup import CallDeduplicator
     from pamlive.events.stream import window_calls
-    from pamlive.events.windows import make_event_windower
     from pamlive.inference.events import EventModel
     from pamlive.inference.package import load_model_package
     from pamlive.live.spectrum import SpectrumFeed
+    from pamlive.windows import make_event_windower
 
     cfg = load_config(write_config(tmp, bats_sections(package, args, 1)))
     audio, rate = sf.read(make_live_file(tmp, args.channels), dtype="float32")

@@ -20,9 +20,8 @@ import math
 
 import numpy as np
 
-from pamlive.array.settings import ArraySettings
 from pamlive.array.trial import Trial, bearing_error, cone_error, percentile, run_trial
-from pamlive.config import SimulatorConfig
+from pamlive.config import ArraySettings, SimulatorConfig
 from pamlive.inference.package import load_model_package
 from pamlive.sources.simulator import square_geometry, towed_line_geometry
 

@@ -46,7 +46,7 @@ from scipy import fft as sp_fft  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from pamlive.dsp.chain import SpectrumStep, TransformChain, TransformSpec  # noqa: E402
-from pamlive.pipeline import Windower  # noqa: E402
+from pamlive.windows import Windower  # noqa: E402
 
 S = TransformSpec
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def _blocks(case: Case, x: np.ndarray):
 def _windower(case: Case, chain: TransformChain, share_frames: bool) -> Windower:
     w = Windower(chain, case.input_rate, case.channels, case.segment_s, case.hop_s)
     if not share_frames:  # the path as it was: the whole chain on every window
-        w.features.stream = None
+        w.cuts.features.stream = None
     return w
 
 

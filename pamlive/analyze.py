@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pamlive.analyze_file import FileResult, Outputs, report
-from pamlive.array.settings import ArraySettings
-from pamlive.config import ModelConfig
+from pamlive.config import ArraySettings, ModelConfig
 from pamlive.ensemble import Ensemble
 from pamlive.errors import AudioInputError, PamliveError
 from pamlive.events.gate import ActivityGate

@@ -17,7 +17,7 @@ import numpy as np
 
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
-from pamlive.array.settings import ArraySettings
+from pamlive.config import ArraySettings
 from pamlive.detection import Detection
 from pamlive.ensemble import EnsembleDetector
 from pamlive.errors import PamliveError

@@ -5,8 +5,8 @@ type, range and choices, checked by the one checker in :mod:`pamlive.checks` on
 construction, and :meth:`rules` checks what spans fields. An unknown section or key, a
 wrong type, NaN/Inf or an out-of-range value is a :class:`~pamlive.errors.ConfigError`
 naming it (``c.toml: [model] hop_s must be a finite number, got nan``). The field
-sections (``[watchdog]``, ``[clips]``, ``[archive]``, ``[position]``) are declared here
-too, so the core config imports no field module.
+sections (``[watchdog]``, ``[clips]``, ``[archive]``, ``[position]``) and ``[array]`` are
+declared here too, so the core config imports no field or array module.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from pamlive.array.settings import ArraySettings
 from pamlive.checks import Range, Section, build_section, check_value, path_fields
 from pamlive.errors import ConfigError
 
@@ -171,6 +170,7 @@ class AlertsConfig(Section):
     allow_insecure: bool = False
     curve_server_secret: Path | None = None
     curve_clients: Path | None = None
+    operators: Path | None = None  # the .key files of the clients that may validate
 
     def rules(self) -> None:
         for name, endpoint in (("publish", self.publish), ("replay", self.replay)):
@@ -181,6 +181,9 @@ class AlertsConfig(Section):
             raise ConfigError("[alerts] replay needs alerts.log: replay serves the detection log")
         if (self.curve_server_secret is None) != (self.curve_clients is None):
             raise ConfigError("[alerts] CURVE needs both curve_server_secret and curve_clients")
+        if self.operators is not None and self.curve_clients is None:
+            raise ConfigError("[alerts] operators needs CURVE (curve_server_secret, "
+                              "curve_clients): without keys no client can be told apart")
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,42 @@ class PositionSettings(Section):
             # found now: later the reader thread would die and the position stay unknown
             raise ConfigError("[position] source = 'serial' needs pyserial "
                               "(pip install 'pamlive[gps]')")
+
+
+@dataclass(frozen=True)
+class ArraySettings(Section):
+    """``[array]``: where the hydrophones are, and what the array must agree on
+    (docs/array.md)."""
+
+    SECTION = "array"
+    positions: list[list[float]] = field(default_factory=list)  # [x, y(, z)] m, channel order
+    sound_speed: Annotated[float, Range(gt=0, unit=" m/s")] = 1500.0
+    heading_source: Literal["none", "fixed", "nmea"] = "none"
+    heading_deg: Annotated[float, Range(ge=0, lt=360)] | None = None
+    min_confidence: Annotated[float, Range(ge=0, lt=1)] = 0.05
+    queue: Annotated[int, Range(gt=0)] = 64
+    focus_s: Annotated[float, Range(ge=0, unit=" s")] = 1.5  # 0: the whole detection
+    min_channels: dict[str, Annotated[int, Range(ge=1)]] = field(default_factory=dict)
+    tdoa_consistent: list[str] = field(default_factory=list)
+    max_residual_ms: Annotated[float, Range(gt=0, unit=" ms")] = 2.0
+
+    def rules(self) -> None:
+        if len(self.positions) < 2 or not all(len(p) in (2, 3) for p in self.positions):
+            raise ConfigError("[array] positions must list at least two [x, y] or [x, y, z] "
+                              "element positions in metres, in channel order")
+        if len({tuple(p) for p in self.positions}) < 2:
+            raise ConfigError("[array] positions: the elements must not all be at one place")
+        if self.heading_source == "fixed" and self.heading_deg is None:
+            raise ConfigError("[array] heading_source = 'fixed' needs heading_deg")
+        for cls, k in self.min_channels.items():
+            if k > len(self.positions):
+                raise ConfigError(f"[array] min_channels.{cls} must be 1..{len(self.positions)} "
+                                  f"(the array's channels), got {k}")
+
+
+def parse_array(table: dict[str, object] | None) -> ArraySettings | None:
+    """The ``[array]`` table checked key by key; None when the section is absent."""
+    return None if table is None else build_section(ArraySettings, table)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from pamlive.live.field import (
     open_evidence,
     position_part,
     previous_run_part,
+    validation_part,
 )
 from pamlive.live.health import Part, Snapshot, health_body
 from pamlive.live.inference import Inference
@@ -116,6 +117,7 @@ class Engine:
             self.supervisor.part,
             lambda: log_part(bus),
             lambda: previous_run_part(bus),
+            lambda: validation_part(bus),
         ]
         self.health_parts += stages.parts
         if self.evidence is not None:

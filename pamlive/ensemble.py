@@ -39,18 +39,12 @@ import numpy as np
 
 from pamlive.config import FusionConfig, ModelConfig
 from pamlive.detection import Detection, Onset, WindowMerger
-from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.errors import ConfigError
 from pamlive.fusion import VOTE_THRESHOLD, fuse
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage, load_model_package
-from pamlive.pipeline import (
-    Window,
-    Windower,
-    classify_windows,
-    make_windower,
-    merged_thresholds,
-)
+from pamlive.pipeline import classify_windows, merged_thresholds
+from pamlive.windows import SegmentWindower, Window, Windower, make_windower
 
 # the rule for a detecting class that [model.fusion] does not name
 DEFAULT_RULE: Literal["all"] = "all"

@@ -28,7 +28,7 @@ import numpy as np
 
 from pamlive.alerts.schema import utc_at_sample, utc_iso
 from pamlive.ensemble import Ensemble, FusedWindow
-from pamlive.pipeline import Window
+from pamlive.windows import Window
 
 SCORES_SUFFIX = ".scores.csv"
 TIME_COLUMNS = ["filename", "channel", "start", "end", "start_utc", "end_utc"]

@@ -22,9 +22,9 @@ import soundfile as sf
 
 from pamlive.events.decode import decode_calls
 from pamlive.events.gate import activity
-from pamlive.events.windows import make_event_windower
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage, load_model_package
+from pamlive.windows import make_event_windower
 
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
 RATE = 250000

@@ -196,7 +196,7 @@ def band_energy_package(path: Path, log_energy_centre: float, *, name: str = "ba
 def band_log_energy(audio: np.ndarray, rate: int, hop_s: float = 1.0) -> np.ndarray:
     """Per-window log mean band energy of ``audio`` as the stand-in model computes it."""
     from pamlive.inference.package import load_model_package
-    from pamlive.pipeline import Windower
+    from pamlive.windows import Windower
 
     probe = load_model_package(band_energy_package(Path(os.environ.get("TMPDIR", "/tmp"))
                                                    / f"pamlive-probe-{uuid.uuid4().hex[:6]}", 0.0))

@@ -37,7 +37,8 @@ from pamlive.app import run_monitor
 from pamlive.config import data_path, load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import Windower, classify_windows, make_merger
+from pamlive.pipeline import classify_windows, make_merger
+from pamlive.windows import Windower
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 BOTH = ("detection", "onset")
@@ -164,7 +165,8 @@ def _collect_from_old_monitor(bus, tmp_path, old_answer: Callable[[Callable[[byt
     port = router.bind_to_random_port("tcp://127.0.0.1")
     server = ReplayServer(router, LogReader(tmp_path / "log.db"))
     answer = server.answer
-    server.answer = lambda payload: old_answer(answer, payload)  # type: ignore[method-assign]
+    server.answer = (  # type: ignore[method-assign]
+        lambda payload, user_id=None: old_answer(answer, payload))
     server.start()
     try:
         client = AlertClient(bus.endpoint, replay_endpoint=f"tcp://127.0.0.1:{port}")

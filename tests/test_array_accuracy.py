@@ -15,9 +15,8 @@ from test_monitor import Subscriber
 
 from pamlive.alerts.schema import validate_bearing
 from pamlive.app import run_demo
-from pamlive.array.settings import ArraySettings
 from pamlive.array.trial import angle_error, bearing_error, cone_error, run_trial
-from pamlive.config import SimulatorConfig, load_config
+from pamlive.config import ArraySettings, SimulatorConfig, load_config
 from pamlive.inference.package import load_model_package
 from pamlive.sources.simulator import square_geometry, towed_line_geometry
 

@@ -16,9 +16,8 @@ from pamlive.array.agreement import ChannelAgreement
 from pamlive.array.bearing import BearingEstimator, BearingResult
 from pamlive.array.heading import HeadingTrack, parse_heading
 from pamlive.array.offline import BEARING_KEY
-from pamlive.array.settings import parse_array
 from pamlive.array.worker import ArrayStage, bearing_body
-from pamlive.config import load_config
+from pamlive.config import load_config, parse_array
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
 from pamlive.raven import (

@@ -15,7 +15,7 @@ from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.resample import StreamResampler
 from pamlive.dsp.stream import FrameStream
 from pamlive.live.windowing import GapTolerantWindows
-from pamlive.pipeline import Windower
+from pamlive.windows import Windower
 
 S = TransformSpec
 CHAINS = {
@@ -203,9 +203,9 @@ def test_each_frame_is_computed_once():
     windows = [w for block in _blocks(x, [8000]) for w in windower.push(block)]
     stream_frames = 60 * 2000 // 100
     assert len(windows) >= 575  # (the resampler holds back a few samples until flush)
-    assert windower.features.frames_computed <= stream_frames + 2 * len(windows)
+    assert windower.cuts.features.frames_computed <= stream_frames + 2 * len(windows)
     # the chain per window computes 40 frames per window: 23,200 here; now about 2,360
-    assert 40 * len(windows) > 9 * windower.features.frames_computed
+    assert 40 * len(windows) > 9 * windower.cuts.features.frames_computed
 
 
 @settings(max_examples=50, deadline=None)

@@ -24,8 +24,9 @@ from pamlive.errors import ConfigError
 from pamlive.fusion import at_threshold_scale, fuse, fuse_all, fuse_k_of_n, fuse_mean
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import StreamDetector, Window
+from pamlive.pipeline import StreamDetector
 from pamlive.raven import read_selection_table
+from pamlive.windows import Window
 
 NAN = math.nan
 RECORDING = "data/narw-dclde2013/train/narw/NOPP6_EST_20090328_001500.wav"

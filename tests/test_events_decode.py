@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import maximum_filter
 
 from pamlive.events.decode import decode_calls, local_maxima
-from pamlive.events.spec import EventSpec
+from pamlive.inference.event_spec import EventSpec
 
 CASES = Path(__file__).parent / "fixtures" / "batdetect2_nms" / "cases.npz"
 CLASS_NAMES = ["a", "b", "c", "d"]

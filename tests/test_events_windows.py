@@ -7,7 +7,7 @@ import pytest
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.events.call import Call
 from pamlive.events.dedup import CallDeduplicator
-from pamlive.events.windows import EventWindower
+from pamlive.windows import EventWindower
 
 RATE = 1000
 

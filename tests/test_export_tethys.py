@@ -20,6 +20,7 @@ from conftest import tone_in_noise
 
 from pamlive.alerts.log import DetectionLog, LoggedDetection
 from pamlive.alerts.schema import BEARING_SCHEMA, detection_body
+from pamlive.alerts.validation import validation_body
 from pamlive.cli import main
 from pamlive.raven import read_selection_table
 from pamlive.utc import parse_utc
@@ -201,3 +202,36 @@ def test_unknown_class_is_refused_until_mapped(tmp_path: Path,
                  "--species", "humpback=180530:song"]) == 0
     assert [(d["tsn"], d["call"]) for d in detections_of(out)] == [(180530, "song"),
                                                                    (180537, "upcall")]
+
+
+def _verdict(seq: int, detection: dict, verdict: str, operator: str, **extra) -> dict:
+    body = validation_body(detection, {"verdict": verdict, "class": extra.get("cls"),
+                                       "note": extra.get("note")}, operator)
+    return {**body, "run_id": "R1", "seq": seq, "station": "buoy-7"}
+
+
+def test_each_detection_carries_its_latest_verdict_and_operator(tmp_path: Path) -> None:
+    first, second, third = _body(1, 10.0, 0.999), _body(2, 25.0, 0.998), _body(3, 40.0, 0.997)
+    verdicts = [_verdict(4, first, "unsure", "ana"),
+                _verdict(5, first, "confirmed", "ben", note="clear upcall"),  # the latest
+                _verdict(6, second, "rejected", "ana", cls="humpback")]
+    log = DetectionLog(tmp_path / "detections.sqlite")
+    log.start_run("R1", "buoy-7")
+    log.append([LoggedDetection(b["seq"], parse_utc(b["start_utc"]).timestamp(), json.dumps(b),
+                                "validation" if "verdict" in b else "detection")
+                for b in (first, second, third, *verdicts)])
+    log.end_run("duration")
+    log.close()
+    out = tmp_path / "survey.xml"
+    r = pamlive("export", "tethys", "--log", str(tmp_path / "detections.sqlite"), "-o", str(out),
+                "-c", "builtin:narw", "--deployment", "buoy-7")
+    assert r.returncode == 0, r.stderr
+    assert len(detections_of(out)) == 3  # the verdicts are no detections
+    states = [{_tag(el): el.text for el in det.iterfind(f"{NS}Parameters/{NS}UserDefined/*")}
+              for det in ET.parse(out).getroot().iter(f"{NS}Detection")]
+    assert states == [
+        {"Validation": "confirmed", "ValidatedBy": "ben",
+         "ValidatedUtc": verdicts[1]["validated_utc"], "ValidationNote": "clear upcall"},
+        {"Validation": "rejected", "ValidatedBy": "ana",
+         "ValidatedUtc": verdicts[2]["validated_utc"], "ValidatedClass": "humpback"},
+        {"Validation": "unvalidated"}]

@@ -415,7 +415,7 @@ def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) 
     import json
 
     from pamlive.dsp.resample import StreamResampler
-    from pamlive.dsp.segment_resample import SegmentWindower
+    from pamlive.windows import SegmentWindower
 
     ref = np.load(FIXTURES / "ketos-narw-native.npz")
     info = json.loads(str(ref["info"]))

@@ -14,10 +14,10 @@ import soundfile as sf
 from cpu_flags import BF16_CPU
 
 from pamlive.errors import ModelError
-from pamlive.events.windows import make_event_windower
 from pamlive.inference import openvino as ov_runner
 from pamlive.inference.events import OUTPUTS, EventModel
 from pamlive.inference.package import ModelPackage, load_model_package
+from pamlive.windows import make_event_windower
 
 openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 

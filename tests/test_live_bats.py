@@ -180,10 +180,9 @@ def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
     so each window (all its channels) is its own batch, with the calls of a batch of all."""
     from pamlive.events.dedup import CallDeduplicator
     from pamlive.events.stream import window_calls
-    from pamlive.events.windows import make_event_windower
     from pamlive.inference.events import EventModel
     from pamlive.live.calls import CallFinder
-    from pamlive.pipeline import Window
+    from pamlive.windows import Window, make_event_windower
 
     package = load_model_package(str(bats_package_dir))
     audio = np.stack([sf.read(p, dtype="float32", frames=1_500_000)[0]

@@ -51,7 +51,8 @@ from pamlive.alerts.schema import parse_utc
 from pamlive.detection import Detection, Onset
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.pipeline import Windower, classify_windows, make_merger
+from pamlive.pipeline import classify_windows, make_merger
+from pamlive.windows import Windower
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 

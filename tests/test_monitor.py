@@ -27,7 +27,8 @@ from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
 from pamlive.kinds import open_kind
 from pamlive.live.windowing import GapTolerantWindows
-from pamlive.pipeline import StreamDetector, Windower
+from pamlive.pipeline import StreamDetector
+from pamlive.windows import Windower
 
 TUTORIAL = "data/pamguard-tutorial/PAM_20010327_091800.wav"
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.signal import resample_poly
 
 from pamlive.dsp.chain import TransformChain, TransformSpec
-from pamlive.pipeline import Windower
+from pamlive.windows import Windower
 
 CHAIN = TransformChain([TransformSpec(t["name"], t["params"]) for t in RIGHT_WHALE_CHAIN])
 SIGNAL = np.random.default_rng(7).normal(0, 0.1, (8000 * 9 + 333, 2)).astype(np.float32)

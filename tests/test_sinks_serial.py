@@ -18,7 +18,7 @@ import pytest
 from pamlive.alerts.log import read_all
 from pamlive.alerts.simulate import spawn
 from pamlive.errors import ConfigError
-from pamlive.sinks.sentences import alert_sentence, state_sentence
+from pamlive.sinks.sentences import alert_sentence, state_sentence, validation_sentence
 from pamlive.sinks.state import ResumeState
 
 KINDS = {"pamlive.onset/1": "onset", "pamlive.detection/1": "detection",
@@ -158,6 +158,12 @@ def test_sentences_are_valid_nmea_and_keep_reserved_characters_out_of_fields():
         ["Pipistrellus pygmaeus", "", "", "0.500"]
     state = pynmea2.parse(state_sentence("stopped", "r1", "sigterm").strip(), check=True)
     assert state.data == ["S", "stopped", "r1", "sigterm"]
+    verdict = {"station": "buoy-7", "class": "right_whale", "validated_class": "humpback",
+               "verdict": "rejected", "operator": "ana", "detection_id": "r1:right_whale:40",
+               "run_id": "r1", "seq": 13}
+    parsed = pynmea2.parse(validation_sentence(verdict).strip(), check=True)
+    assert parsed.data == ["V", "buoy-7", "right_whale", "humpback", "rejected", "ana",
+                           "r1:right_whale:40", "r1", "13"]
 
 
 def test_resume_state_round_trips_and_refuses_a_corrupt_file(tmp_path):

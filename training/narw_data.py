@@ -206,7 +206,7 @@ class WindowSampler:
         """Random level (-30..+10 dB around a common RMS): the chain's row normalisation
         removes most of it, the rest teaches level does not matter. One window in
         ``PAD_PROB`` ends in silence, as a clip shorter than a window is padded
-        (:meth:`pamlive.pipeline.Windower.flush`)."""
+        (:meth:`pamlive.windows.Windower.flush`)."""
         rms = float(np.sqrt(np.mean(x**2))) + 1e-9
         x = x * (0.1 / rms) * 10 ** (self.rng.uniform(-30, 10) / 20)
         if self.rng.random() < PAD_PROB:

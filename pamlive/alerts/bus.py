@@ -10,7 +10,8 @@ batch of detections to the log before sending any of it, and sends a heartbeat e
 ``heartbeat_s`` even when idle, so subscribers can tell a quiet sea from a dead monitor;
 closing it says goodbye (a last heartbeat with ``"final": true``), so they can tell a
 clean stop from a lost monitor too. At start it closes what a run that died left open
-(``runs.py``).
+(``runs.py``). Operators' verdicts come in on the replay socket (``verdicts.py``) and go
+out like alerts: logged, then published.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pamlive.alerts.schema import (
     HEALTH_SCHEMA,
     HEARTBEAT_SCHEMA,
     ONSET_SCHEMA,
+    VALIDATION_SCHEMA,
     bearing_topic,
     call_topic,
     detection_topic,
@@ -52,7 +54,14 @@ from pamlive.alerts.schema import (
     parse_utc,
     utc_iso,
 )
-from pamlive.alerts.security import CurveConfig, CurveServer, check_bind_allowed
+from pamlive.alerts.security import (
+    CurveConfig,
+    CurveServer,
+    check_bind_allowed,
+    is_loopback_endpoint,
+)
+from pamlive.alerts.validation import validation_topic
+from pamlive.alerts.verdicts import Operators, VerdictDesk, VerdictStore
 from pamlive.checks import build_section
 from pamlive.config import AlertsConfig
 from pamlive.errors import ConfigError
@@ -84,6 +93,7 @@ class AlertBus:
         queue_size: int = 10000,
         heartbeat_s: float = 1.0,
         retention_days: float | None = None,
+        operators: Operators | None = None,
     ) -> None:
         if heartbeat_s <= 0 or queue_size < 1:
             raise ConfigError("alerts: heartbeat_s and queue_size must be positive")
@@ -94,6 +104,8 @@ class AlertBus:
         self._log_path = Path(log_path) if log_path is not None else None
         self._allow_insecure = allow_insecure
         self._curve = curve
+        self._operators = operators
+        self.verdicts = VerdictStore()  # latest verdict per detection, and who waits
         self._heartbeat_s = heartbeat_s
         self._retention_days = retention_days
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -128,6 +140,8 @@ class AlertBus:
         kwargs.setdefault("replay_endpoint", alerts.replay)
         kwargs.setdefault("retention_days", alerts.retention_days)
         kwargs.setdefault("log_path", alerts.log)
+        if alerts.operators is not None:
+            kwargs.setdefault("operators", Operators.load(alerts.operators))
         return cls(alerts.publish, station=station, allow_insecure=alerts.allow_insecure,
                    curve=curve, **kwargs)
 
@@ -151,6 +165,7 @@ class AlertBus:
                 self.unclean_runs = self._log.start_run(self.run_id, self.station)
                 if self._retention_days is not None:
                     self._log.prune(self._retention_days)
+                self.verdicts.load(self._log_path)
             if self.replay_endpoint is not None:
                 # the config checks that a replay server has a log to serve
                 assert self._log_path is not None and self._log is not None
@@ -161,7 +176,11 @@ class AlertBus:
                     reader.close()
                     raise
                 self.replay_endpoint = _bound_endpoint(router)
-                self._replay = ReplayServer(router, reader)
+                self._replay = ReplayServer(router, reader, VerdictDesk(
+                    self.verdicts, find_detection=lambda i: reader.find("detection", i),
+                    submit=self.publish_validation, secured=self._curve is not None,
+                    local=is_loopback_endpoint(self.replay_endpoint),
+                    operators=self._operators))
         except BaseException:
             if self._log is not None:  # this run never began: no death for the next start
                 self._log.end_run(StopReason.FAILED)
@@ -251,14 +270,17 @@ class AlertBus:
 
     # -- producer side (any thread; never blocks) ---------------------------------------
 
-    def _enqueue(self, topic: str, body: dict, ready_monotonic: float | None) -> None:
+    def _enqueue(self, topic: str, body: dict, ready_monotonic: float | None) -> bool:
+        """Queue one message; False (counted as a drop) when closing or full."""
         if self._closing.is_set():
             self._count_drop(topic)
-            return
+            return False
         try:
             self._queue.put_nowait((topic, body, ready_monotonic))
         except queue.Full:
             self._count_drop(topic)
+            return False
+        return True
 
     def _count_drop(self, topic: str) -> None:
         with self._lock:
@@ -298,6 +320,13 @@ class AlertBus:
             raise ValueError("publish_bearing needs a body from array.worker.bearing_body")
         self._enqueue(bearing_topic(body["class"]), dict(body), None)
 
+    def publish_validation(self, body: dict) -> bool:
+        """Queue an operator's verdict (from ``validation.validation_body``): logged, then
+        published as ``validation.<class>``; False when it could not be queued."""
+        if body.get("schema") != VALIDATION_SCHEMA or not isinstance(body.get("class"), str):
+            raise ValueError("publish_validation needs a body from validation_body")
+        return self._enqueue(validation_topic(body["class"]), dict(body), None)
+
     def publish_health(self, body: dict) -> None:
         self._enqueue("health", {"schema": HEALTH_SCHEMA, **body}, None)
 
@@ -325,6 +354,7 @@ class AlertBus:
                 "log": {**asdict(self._log_state), "flags": self._log_state.flags},
                 "latency_ms": latencies,
             }
+        stats["validation"] = self.verdicts.stats(time.time())
         stats["log_commit_ms"] = (
             {"last": float(commits[-1]), "median": float(np.median(commits)),
              "p95": float(np.percentile(commits, 95))}
@@ -351,6 +381,7 @@ class AlertBus:
                     next_heartbeat = max(next_heartbeat + self._heartbeat_s, now)
                 if self._retention_days is not None and self._log and now >= next_prune:
                     self._log.prune(self._retention_days)
+                    self.verdicts.forget_before(time.time() - self._retention_days * 86400.0)
                     next_prune = now + _PRUNE_EVERY_S
             except Exception:  # never let one bad message silence the monitor
                 log.exception("alert bus publisher error")
@@ -379,6 +410,7 @@ class AlertBus:
         frames: list[tuple[str, bytes]] = []
         rows: list[LoggedDetection] = []
         latencies: list[tuple[str, float]] = []
+        judged: list[tuple[str, dict]] = []  # detections and verdicts, for the store
         for topic, body, ready in batch:
             body.update(run_id=self.run_id, seq=self._seq + 1, time_utc=time_utc)
             body["station"] = self.station
@@ -398,12 +430,16 @@ class AlertBus:
                 latencies.append((kind or DETECTION, body["latency_ms"]))
             if kind is not None and self._log is not None:
                 rows.append(LoggedDetection(self._seq, start, text, kind))
+            if kind in ("detection", "validation"):
+                judged.append((kind, body))
             frames.append((topic, text.encode("utf-8")))
         if rows:
             self._write_log(rows)
         assert self._pub is not None  # this thread runs only between start() and close()
         for topic, payload in frames:
             self._pub.send_multipart([topic.encode("ascii"), payload])
+        for kind, body in judged:
+            self.verdicts.record(kind, body)
         with self._lock:
             for topic, _ in frames:
                 self._published[topic] += 1

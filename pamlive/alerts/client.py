@@ -19,6 +19,8 @@ bad messages become ``malformed`` events.
                 locate(event.body)              # (same run_id, class and start_sample)
             elif event.alert == "call":       # an event model's call (bats): one per call
                 count(event.body)
+            elif event.alert == "validation": # an operator's verdict on a detection
+                note_verdict(event.body)        # (body["detection_id"] is its "id")
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pamlive.alerts.schema import (
     CALL_SUMMARY_SCHEMA,
     CALL_SUMMARY_TOPIC,
     ONSET_SCHEMA,
+    VALIDATION_SCHEMA,
     bearing_topic,
     call_topic,
     detection_topic,
@@ -53,15 +56,17 @@ from pamlive.alerts.schema import (
     validate_onset,
 )
 from pamlive.alerts.security import secure_client
+from pamlive.alerts.validation import validate_validation, validation_topic
 from pamlive.errors import ConfigError
 
 _MAX_DRAIN = 10000  # messages handled per poll, so poll() returns regularly under load
 _REMEMBERED_RUNS = 64
 _REPLAY_ATTEMPTS = 3
 # what replay is asked for (a "kinds" request), newest first: a monitor from before
-# bearings were logged refuses the first, one from before calls the second, one from
-# before onsets the third (then: detections only, no "kinds")
-_REPLAY_KINDS = (["detection", "onset", "bearing", "call", "call_summary"],
+# verdicts refuses the first, from before bearings were logged the second, one from
+# before calls the third, one from before onsets the fourth (then: detections only)
+_REPLAY_KINDS = (["detection", "onset", "bearing", "call", "call_summary", "validation"],
+                 ["detection", "onset", "bearing", "call", "call_summary"],
                  ["detection", "onset", "call", "call_summary"], ["detection", "onset"])
 
 Position = tuple[str, int]  # (run_id, seq)
@@ -95,8 +100,9 @@ class BusEvent:
 
     @property
     def alert(self) -> str | None:
-        """``onset``, ``detection``, ``bearing``, ``call`` or ``call_summary`` for an
-        alert delivered (live or replayed), else None."""
+        """``onset``, ``detection``, ``bearing``, ``call``, ``call_summary`` or
+        ``validation`` (an operator's verdict) for an alert delivered (live or
+        replayed), else None."""
         if self.kind not in ("message", "replayed"):
             return None
         return logged_kind(self.topic)
@@ -361,7 +367,7 @@ def _older_kinds(kinds: list[str]) -> list[str] | None:
 
 _VALIDATORS = {"detection": validate_detection, "onset": validate_onset,
                "bearing": validate_bearing, "call": validate_call,
-               "call_summary": validate_call_summary}
+               "call_summary": validate_call_summary, "validation": validate_validation}
 
 
 def _check_alert(topic: str, body: Any) -> None:
@@ -385,5 +391,7 @@ def _topic_of(body: Any) -> str:
         return CALL_SUMMARY_TOPIC
     if schema == BEARING_SCHEMA:
         return bearing_topic(str(body.get("class")))
+    if schema == VALIDATION_SCHEMA:
+        return validation_topic(str(body.get("class")))
     topic = onset_topic if schema == ONSET_SCHEMA else detection_topic
     return topic(str(body.get("class")))

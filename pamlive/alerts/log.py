@@ -39,7 +39,8 @@ _log = logging.getLogger(__name__)
 # message kind -> its table; an array's bearings, an event model's calls and per-minute
 # summaries have their own
 TABLES = {"detection": "detections", "onset": "onsets", "call": "calls",
-          "call_summary": "call_summaries", "bearing": "bearings"}
+          "call_summary": "call_summaries", "bearing": "bearings",
+          "validation": "validations"}  # an operator's verdicts: the history of each
 
 _RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -65,6 +66,9 @@ CREATE INDEX IF NOT EXISTS {table}_by_start ON {table} (start_epoch);
 CREATE INDEX IF NOT EXISTS {table}_by_logged ON {table} (logged_epoch);
 """
 _SCHEMA = _RUNS + "".join(_MESSAGES.format(table=t) for t in TABLES.values())
+# a verdict names its detection by id: found by index, not by a scan of the whole log
+_SCHEMA += ("CREATE INDEX IF NOT EXISTS detections_by_id"
+            " ON detections (json_extract(body, '$.id'));")
 
 _RUN_ORDS = " UNION ".join(f"SELECT run_ord FROM {t}" for t in TABLES.values())
 
@@ -343,6 +347,19 @@ class LogReader:
                                   and (high is None or (o, q) < high)
                                   and (since_epoch is None or start >= since_epoch)])
         return [b for _, b in rows[:limit]], len(rows) > limit
+
+    def find(self, kind: str, alert_id: str) -> str | None:
+        """The newest body of ``kind`` whose ``id`` is ``alert_id`` (JSON text), or None:
+        what a verdict is about (detections by the ``detections_by_id`` index)."""
+        for row in reversed(self._backlog() if self._backlog else []):
+            if row[4] == kind and json.loads(row[3]).get("id") == alert_id:
+                return row[3]
+        if TABLES[kind] not in self._tables():
+            return None
+        row = self._conn.execute(
+            f"SELECT body FROM {TABLES[kind]} WHERE json_extract(body, '$.id') = ?"
+            " ORDER BY run_ord DESC, seq DESC LIMIT 1", (alert_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         self._conn.close()

@@ -2,6 +2,9 @@
 
 Requests and replies are one JSON frame each (REQ or DEALER peers both work). Anything
 malformed or oversized gets an error reply; nothing a peer sends can stop the server.
+A request with ``validate`` is an operator's verdict, not a query: it goes to the bus's
+``VerdictDesk`` (``verdicts.py``) with the peer's CURVE key, and its reply carries the
+published verdict (``validation``) or a coded refusal.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import zmq
 
 from pamlive.alerts.log import MAX_PAGE, TABLES, LogReader, UnknownRunError
 from pamlive.alerts.schema import parse_utc
+from pamlive.alerts.validation import VerdictError
+from pamlive.alerts.verdicts import VerdictDesk
 
 REPLY_SCHEMA = "pamlive.replay/1"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 1024 * 1024  # libzmq drops peers sending more (memory guard)
 _REQUEST_KEYS = {"id", "after", "until", "since_utc", "limit", "kinds"}
+_VERDICT_KEYS = {"id", "validate"}  # a verdict request (docs/alerts.md, "Validation")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,11 @@ def _position(value: Any, field: str) -> tuple[str, int]:
 
 def parse_request(payload: bytes) -> dict[str, Any]:
     """Validate one request frame; returns the keyword arguments for ``LogReader.query``."""
+    return query_of(load_request(payload))
+
+
+def load_request(payload: bytes) -> dict[str, Any]:
+    """One request frame as a JSON object (size and syntax checked)."""
     if len(payload) > MAX_REQUEST_BYTES:
         raise BadRequest("too_large", f"request of {len(payload)} bytes > {MAX_REQUEST_BYTES}")
     try:
@@ -51,6 +62,11 @@ def parse_request(payload: bytes) -> dict[str, Any]:
         raise BadRequest("bad_request", f"request is not UTF-8 JSON ({e})") from None
     if not isinstance(request, dict):
         raise BadRequest("bad_request", "request must be a JSON object")
+    return request
+
+
+def query_of(request: dict[str, Any]) -> dict[str, Any]:
+    """A query request's keyword arguments for ``LogReader.query``."""
     unknown = set(request) - _REQUEST_KEYS
     if unknown:
         raise BadRequest("bad_request", f"unknown request fields {sorted(unknown)}")
@@ -95,6 +111,11 @@ def error_reply(request_id: Any, code: str, message: str) -> bytes:
     ).encode()
 
 
+def verdict_reply(request_id: Any, body: dict[str, Any]) -> bytes:
+    return json.dumps({"schema": REPLY_SCHEMA, "id": request_id, "ok": True,
+                       "validation": body}).encode()
+
+
 def ok_reply(request_id: Any, bodies: list[str], more: bool, key: str = "detections") -> bytes:
     """Assembled from the logged JSON texts, so replayed bodies are byte-identical.
 
@@ -106,9 +127,11 @@ def ok_reply(request_id: Any, bodies: list[str], more: bool, key: str = "detecti
 class ReplayServer:
     """Serves replay requests on its own thread with its own read connection."""
 
-    def __init__(self, socket: zmq.Socket, reader: LogReader) -> None:
+    def __init__(self, socket: zmq.Socket, reader: LogReader,
+                 desk: VerdictDesk | None = None) -> None:
         self._socket = socket
         self._reader = reader
+        self._desk = desk  # None: verdicts are unknown fields (bad_request), as before
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pamlive-replay", daemon=True)
         self.requests = 0
@@ -126,13 +149,20 @@ class ReplayServer:
             self._socket.close(linger=0)
         self._reader.close()
 
-    def answer(self, payload: bytes) -> bytes:
-        """The reply frame for one request frame; counts error replies."""
+    def answer(self, payload: bytes, user_id: bytes | None = None) -> bytes:
+        """The reply frame for one request frame (``user_id``: the peer's CURVE public
+        key, Z85, when the socket is a CURVE server); counts error replies."""
         request_id = _request_id(payload)
         try:
-            query = parse_request(payload)
+            request = load_request(payload)
+            if "validate" in request and self._desk is not None:
+                if set(request) - _VERDICT_KEYS:
+                    raise BadRequest("bad_request", "a validate request takes only 'id'")
+                return verdict_reply(request_id,
+                                     self._desk.answer(request["validate"], user_id))
+            query = query_of(request)
             bodies, more = self._reader.query(**query)
-        except BadRequest as e:
+        except (BadRequest, VerdictError) as e:
             self.errors += 1
             return error_reply(request_id, e.code, str(e))
         except UnknownRunError as e:
@@ -140,7 +170,7 @@ class ReplayServer:
             return error_reply(request_id, "unknown_run", f"run_id {e.args[0]!r} is not in the log")
         return ok_reply(request_id, bodies, more, "messages" if "kinds" in query else "detections")
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], user_id: bytes | None = None) -> None:
         envelope, rest = frames[:1], frames[1:]
         if len(rest) >= 2 and rest[0] == b"":  # REQ peer: identity, empty delimiter, body
             envelope, rest = frames[:2], frames[2:]
@@ -149,7 +179,7 @@ class ReplayServer:
             self.errors += 1
             reply = error_reply(None, "bad_request", f"expected 1 request frame, got {len(rest)}")
         else:
-            reply = self.answer(rest[0])
+            reply = self.answer(rest[0], user_id)
         self._socket.send_multipart([*envelope, reply], flags=zmq.NOBLOCK)
 
     def _run(self) -> None:
@@ -159,8 +189,8 @@ class ReplayServer:
             try:
                 if not poller.poll(100):
                     continue
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
-                self._handle(frames)
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                self._handle([f.bytes for f in frames], _user_id(frames[-1]))
             except zmq.Again:
                 continue
             except zmq.ContextTerminated:
@@ -169,3 +199,12 @@ class ReplayServer:
                 self.errors += 1
                 log.exception("replay request failed")
         self._socket.close(linger=0)
+
+
+def _user_id(frame: zmq.Frame) -> bytes | None:
+    """The peer's CURVE public key (Z85) that ZAP authenticated, or None without CURVE."""
+    try:
+        user = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return user.encode("ascii") if isinstance(user, str) and user else None

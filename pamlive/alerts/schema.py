@@ -29,6 +29,8 @@ CALL_SCHEMA = "pamlive.call/1"  # one call of an event model (bats), docs/contra
 CALL_TOPIC_PREFIX = "call."
 CALL_SUMMARY_SCHEMA = "pamlive.call_summary/1"  # calls per species in one UTC minute
 CALL_SUMMARY_TOPIC = "summary.calls"
+VALIDATION_SCHEMA = "pamlive.validation/1"  # an operator's verdict on a detection
+VALIDATION_TOPIC_PREFIX = "validation."
 
 
 def new_run_id() -> str:
@@ -58,6 +60,8 @@ def logged_kind(topic: str) -> str | None:
         return "bearing"
     if topic.startswith(CALL_TOPIC_PREFIX):
         return "call"
+    if topic.startswith(VALIDATION_TOPIC_PREFIX):
+        return "validation"
     return "call_summary" if topic == CALL_SUMMARY_TOPIC else None
 
 

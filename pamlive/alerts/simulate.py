@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import detection_body, onset_body
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--linger-s", type=float, default=0.0, help="keep the bus up after the last")
     p.add_argument("--curve-secret", type=Path, default=None)
     p.add_argument("--curve-clients", type=Path, default=None)
+    p.add_argument("--operators", type=Path, default=None,
+                   help="the .key files of the clients that may validate (with CURVE)")
     p.add_argument("--allow-insecure", action="store_true")
     p.add_argument("--onsets", action="store_true",
                    help="publish each detection's onset (its opening window) before it")
@@ -49,7 +52,8 @@ def _emit(**fields: object) -> None:
 def run(args: argparse.Namespace, stop: Stop) -> dict:
     alerts = {"publish": args.publish, "log": args.log, "replay": args.replay,
               "allow_insecure": args.allow_insecure, "curve_server_secret": args.curve_secret,
-              "curve_clients": args.curve_clients if args.curve_secret else None}
+              "curve_clients": args.curve_clients if args.curve_secret else None,
+              "operators": args.operators}
     bus = AlertBus.from_config(alerts, station=args.station, heartbeat_s=args.heartbeat_s)
     bus.start()
     _emit(ready=True, publish=bus.endpoint, replay=bus.replay_endpoint, run_id=bus.run_id)
@@ -87,11 +91,14 @@ def run(args: argparse.Namespace, stop: Stop) -> dict:
     return {"count": n, "elapsed_s": elapsed, "stats": bus.stats()}
 
 
-def spawn(argv: list[str], *, timeout_s: float = 15.0) -> tuple[subprocess.Popen, dict]:
-    """Start the simulator as its own process; returns it and its ``ready`` line."""
+def spawn(argv: list[str], *, timeout_s: float = 15.0,
+          stderr: IO[str] | None = None) -> tuple[subprocess.Popen, dict]:
+    """Start the simulator as its own process; returns it and its ``ready`` line
+    (``stderr``: where its log goes, default this process's)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pamlive.alerts.simulate", *argv],
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     ready: list[dict] = []

@@ -16,7 +16,7 @@ import numpy as np
 
 from pamlive.array.gcc_phat import PairDelay, pair_delays
 from pamlive.array.geometry import ArrayGeometry, Bearing
-from pamlive.array.settings import ArraySettings
+from pamlive.config import ArraySettings
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from pamlive.array.bearing import BearingResult, HeadingAt
 from pamlive.array.heading import HeadingTrack
-from pamlive.array.settings import ArraySettings
 from pamlive.array.worker import ArrayStage, bearing_body
 from pamlive.buffers import RingBuffer
+from pamlive.config import ArraySettings
 from pamlive.detection import Detection
 from pamlive.errors import ConfigError
 

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from pamlive.array.agreement import ChannelAgreement
 from pamlive.array.bearing import BearingEstimator, BearingResult
-from pamlive.array.settings import ArraySettings
+from pamlive.config import ArraySettings
 from pamlive.detection import Detection
 
 BEARING_KEY = "bearing"  # Detection.extra[BEARING_KEY]: its BearingResult

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pamlive.array.bearing import BearingEstimator, BearingResult
-from pamlive.array.settings import ArraySettings
-from pamlive.config import SimulatorConfig
+from pamlive.config import ArraySettings, SimulatorConfig
 from pamlive.detection import Detection
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage

@@ -23,7 +23,7 @@ import numpy as np
 from pamlive.alerts.schema import BEARING_SCHEMA, utc_iso
 from pamlive.array.agreement import ChannelAgreement
 from pamlive.array.bearing import BearingEstimator, BearingResult, HeadingAt
-from pamlive.array.settings import ArraySettings
+from pamlive.config import ArraySettings
 from pamlive.detection import Detection, Onset
 
 log = logging.getLogger(__name__)

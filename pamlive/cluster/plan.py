@@ -17,7 +17,7 @@ from pathlib import Path
 from pamlive.analyze import analysis_block_frames
 from pamlive.dsp.resample import design_antialias_taps
 from pamlive.inference.package import ModelPackage
-from pamlive.pipeline import input_hop_frames
+from pamlive.windows import input_hop_frames
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from pamlive.cluster.plan import Chunk, ModelSpec
 from pamlive.errors import PamliveError
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage, load_model_package
-from pamlive.pipeline import Window, classify_windows, make_windower
+from pamlive.pipeline import classify_windows
+from pamlive.windows import Window, make_windower
 
 
 @dataclass

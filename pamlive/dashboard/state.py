@@ -18,9 +18,11 @@ from pamlive.alerts.schema import (
     CALL_TOPIC_PREFIX,
     DETECTION_TOPIC_PREFIX,
     ONSET_TOPIC_PREFIX,
+    VALIDATION_TOPIC_PREFIX,
     parse_utc,
 )
 from pamlive.dashboard.calls import CallBoard
+from pamlive.dashboard.review import Review
 from pamlive.live.spectrum import SPECTRUM_SCHEMA, SPECTRUM_TOPIC
 
 ALARM_CLASSES = frozenset({"right_whale"})
@@ -46,6 +48,8 @@ class DetectionRow:
     start_sample: int | None = None  # with the class, names the detection a bearing is for
     bearing_uncertainty_deg: float | None = None
     bearing_candidates_deg: tuple[float, ...] = ()  # a towed line's two mirror bearings
+    id: str | None = None  # what a verdict names
+    clip: str | None = None  # the monitor's path of its evidence clip
 
 
 @dataclass
@@ -82,6 +86,7 @@ class DashboardState:
     onsets_total: int = 0
     alarmed_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     calls: CallBoard = field(default_factory=CallBoard)  # an event model's calls (bats)
+    review: Review = field(default_factory=Review)  # the operator's verdicts (review.py)
 
     def apply(self, event: BusEvent, now: float) -> None:
         """Take one bus event (``now``: monotonic seconds); never raises on bad content."""
@@ -120,6 +125,8 @@ class DashboardState:
             self._on_detection(body, replayed=event.kind == "replayed", now=now)
         elif event.topic.startswith(BEARING_TOPIC_PREFIX):
             self._on_bearing(body)
+        elif event.topic.startswith(VALIDATION_TOPIC_PREFIX):
+            self.review.on_validation(body)
         elif event.topic.startswith(CALL_TOPIC_PREFIX):
             self.calls.on_call(body, replayed=event.kind == "replayed")
             if event.kind == "replayed":
@@ -160,6 +167,8 @@ class DashboardState:
             replayed=replayed,
             bearing_deg=None,
             start_sample=int(body["start_sample"]) if "start_sample" in body else None,
+            id=str(body["id"]) if body.get("id") is not None else None,
+            clip=str(body["clip"]) if body.get("clip") is not None else None,
         )
         if bearing is not None:
             row = _with_bearing(row, body)

@@ -22,6 +22,8 @@ from rich.text import Text
 
 from pamlive.alerts.schema import parse_utc
 from pamlive.dashboard.calls import CallBoard
+from pamlive.dashboard.clipview import ClipRows
+from pamlive.dashboard.review import rows_around
 from pamlive.dashboard.state import ALARM_CLASSES, DashboardState, DetectionRow
 
 METER_FLOOR_DBFS = -100.0
@@ -65,32 +67,47 @@ def spectrogram_pixels(rows: list[list[float]], columns: int, pixels: int) -> np
 
 
 class SpectrogramStrip:
-    """The scrolling strip: half-block characters give two frequency pixels per line."""
+    """The scrolling strip: half-block characters give two frequency pixels per line.
+    With ``clip`` (a detection under review), that clip's spectrogram, fitted to the
+    width, instead of the live sea."""
 
-    def __init__(self, state: DashboardState) -> None:
+    def __init__(self, state: DashboardState, clip: ClipRows | None = None) -> None:
         self.state = state
+        self.clip = clip
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        state = self.state
+        state, clip = self.state, self.clip
         label_w = 7
         height = max(2, (options.height or 12))
         width = max(10, options.max_width - label_w)
-        if not state.spectrum_rows:
+        if not state.spectrum_rows and clip is None:
             published = sorted(state.spectrum_channels)
             msg = (f"channel {state.channel} is not published; the monitor sends "
                    f"{', '.join(map(str, published))}" if published else "waiting for spectrum…")
             yield Text(msg, style="dim")
             return
-        levels = spectrogram_pixels(list(state.spectrum_rows), width, 2 * (height - 1))
-        labels = _frequency_labels(state.spectrum_fmax_hz or 0.0, height - 1)
+        rows = list(state.spectrum_rows) if clip is None else _fit(clip.rows, width)
+        fmax = state.spectrum_fmax_hz if clip is None else clip.fmax_hz
+        levels = spectrogram_pixels(rows, width, 2 * (height - 1))
+        labels = _frequency_labels(fmax or 0.0, height - 1)
         for line in range(height - 1):
             text = Text(f"{labels.get(line, ''):>{label_w - 1}} ", style="dim")
             for top, bottom in zip(levels[2 * line], levels[2 * line + 1], strict=True):
                 text.append("▀", _pixel_style(int(top), int(bottom)))
             yield text
-        span = width * (state.spectrum_row_s or 0.125)
+        span = (width * (state.spectrum_row_s or 0.125) if clip is None
+                else len(clip.rows) * clip.row_s)
         axis = f"{'Hz':>{label_w - 1}} ◀ {span:.0f} s"
-        yield Text(axis + "now ▶".rjust(label_w + width - len(axis)), style="dim")
+        end = "now ▶" if clip is None else "clip end ▶"
+        yield Text(axis + end.rjust(label_w + width - len(axis)), style="dim")
+
+
+def _fit(rows: list[list[float]], columns: int) -> list[list[float]]:
+    """A clip's rows max-pooled into at most ``columns`` (a thin call survives)."""
+    if len(rows) <= columns:
+        return rows
+    groups = np.array_split(np.asarray(rows), columns)
+    return [group.max(axis=0).tolist() for group in groups]
 
 
 def _frequency_labels(fmax: float, lines: int) -> dict[int, str]:
@@ -309,7 +326,10 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
     table.add_column("bearing", justify="right")
     table.add_column("latency", justify="right")
     table.add_column("", style="dim")
-    for row in list(state.detections)[: max(0, max_rows)]:
+    table.add_column("verdict", no_wrap=True)
+    review = state.review
+    for row in rows_around(state.detections, review.selected, max(0, max_rows),
+                           lambda r: r.id):
         whale = row.class_name in ALARM_CLASSES
         table.add_row(
             f"{row.start_utc:%Y-%m-%d %H:%M:%S}" if row.start_utc else "—",
@@ -319,8 +339,21 @@ def detection_table(state: DashboardState, max_rows: int) -> Table:
             bearing_text(row),
             _ms(row.latency_ms),
             "replayed" if row.replayed else "",
+            verdict_text(review.verdicts.get(row.id or "")),
+            style="reverse" if row.id is not None and row.id == review.selected else None,
         )
     return table
+
+
+_VERDICT_STYLE = {"confirmed": "bold green", "rejected": "bold red", "unsure": "yellow"}
+
+
+def verdict_text(verdict: dict[str, Any] | None) -> Text:
+    """``confirmed`` (or ``rejected``, ``unsure``), the corrected class, by whom."""
+    if verdict is None:
+        return Text("—", style="dim")
+    text = Text(str(verdict["verdict"]), style=_VERDICT_STYLE.get(str(verdict["verdict"]), ""))
+    return text.append(f" {verdict['validated_class']} ({verdict['operator']})", style="dim")
 
 
 _ARROWS = "↑↗→↘↓↙←↖"  # N, NE, E, ... : a compass needle in one character
@@ -393,8 +426,7 @@ def render(state: DashboardState, now: float, height: int = 40, width: int = 120
     used = 2  # header and banner
     table_size = max(5, (height - used) // (4 if compact else 3))
     body = Layout(name="body", size=max(10, height - used - table_size))
-    strip = Layout(Panel(SpectrogramStrip(state), title=f"spectrogram ch {state.channel}",
-                         border_style="blue"), name="spectrogram")
+    strip = Layout(spectrogram_panel(state), name="spectrogram")
     health = health_panel(state, now, levels=compact)
     if compact:
         left = strip
@@ -413,10 +445,30 @@ def render(state: DashboardState, now: float, height: int = 40, width: int = 120
         body,
         call_panels(state.calls, table_size - 3) if state.calls.seen else
         Layout(Panel(detection_table(state, table_size - 3),
-                     title=f"detections ({total}, newest first)", border_style="blue"),
+                     title=f"detections ({total}, newest first){_said(state)}",
+                     subtitle=state.review.help_line(), subtitle_align="left",
+                     border_style="blue"),
                name="detections"),
     )
     return layout
+
+
+def _said(state: DashboardState) -> str:
+    return f" │ {state.review.message}" if state.review.message else ""
+
+
+def spectrogram_panel(state: DashboardState) -> Panel:
+    """The live strip; while a detection is under review, its clip where readable."""
+    review = state.review
+    title = f"spectrogram ch {state.channel}"
+    if review.selected is not None and isinstance(review.clip, ClipRows):
+        row = next((r for r in state.detections if r.id == review.selected), None)
+        when = f"{row.start_utc:%H:%M:%S} UTC {row.class_name}" if row and row.start_utc else ""
+        return Panel(SpectrogramStrip(state, review.clip), title=f"clip {when} ch "
+                     f"{state.channel}", border_style="magenta")
+    if review.selected is not None and isinstance(review.clip, str):
+        title += f" (live; {review.clip})"
+    return Panel(SpectrogramStrip(state), title=title, border_style="blue")
 
 
 # -- an event model's calls (bats) -------------------------------------------------------

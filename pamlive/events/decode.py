@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pamlive.events.call import Call
-from pamlive.events.spec import EventSpec
+from pamlive.inference.event_spec import EventSpec
 
 
 def local_maxima(heat: np.ndarray, kernel: int, threshold: float) -> np.ndarray:

@@ -15,9 +15,8 @@ from pamlive.events.call import Call
 from pamlive.events.decode import decode_calls
 from pamlive.events.dedup import CallDeduplicator
 from pamlive.events.gate import ActivityGate
-from pamlive.events.windows import make_event_windower
 from pamlive.inference.events import EventModel
-from pamlive.pipeline import Window
+from pamlive.windows import Window, make_event_windower
 
 
 def window_calls(model: EventModel, windows: Sequence[Window], input_rate: int, *,

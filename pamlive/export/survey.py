@@ -8,13 +8,14 @@ or tables.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pamlive.alerts.log import read_all, read_runs
+from pamlive.alerts.schema import DETECTION_SCHEMA, VALIDATION_SCHEMA
 from pamlive.errors import PamliveError
 from pamlive.evaluate import stem_of
 from pamlive.raven import TABLE_SUFFIX, read_selection_table
@@ -33,6 +34,7 @@ class Record:
     event: str  # what names it at its source: the detection id, or table and selection
     input_file: str | None = None
     bearing_deg: float | None = None
+    verdict: Mapping[str, Any] | None = None  # the operator's latest (validation body)
 
 
 @dataclass(frozen=True)
@@ -44,19 +46,23 @@ class Survey:
     end: datetime
     models: frozenset[tuple[str, str]]  # (name, version) named by the source; may be empty
     stations: frozenset[str] = frozenset()  # the stations the log's runs name
+    judged: bool = False  # the source keeps operators' verdicts (a log; tables do not)
 
 
 def from_log(path: Path) -> Survey:
-    """Detections of a durable detection log; effort from its runs' starts and ends
-    (a run without an end reaches its last detection)."""
+    """Detections of a durable detection log, each with the operator's latest verdict;
+    effort from its runs' starts and ends (a run without an end reaches its last
+    detection)."""
     try:
-        bodies = read_all(path, kinds=("detection", "bearing"))
+        bodies = read_all(path, kinds=("detection", "bearing", "validation"))
         runs = read_runs(path)
     except sqlite3.Error as exc:
         raise PamliveError(f"detection log {path}: cannot read ({exc})") from None
     bearings = {_key(b): b["bearing_deg"] for b in bodies
                 if b.get("schema") == "pamlive.bearing/1" and "bearing_deg" in b}
-    records = [_record(b, bearings) for b in bodies if b.get("schema") != "pamlive.bearing/1"]
+    verdicts = {b["detection_id"]: b for b in bodies if b.get("schema") == VALIDATION_SCHEMA}
+    records = [_record(b, bearings, verdicts) for b in bodies
+               if b.get("schema") == DETECTION_SCHEMA]
     if not records:
         raise PamliveError(f"detection log {path} holds no detections: nothing to archive")
     starts = [_utc(r.started_epoch) for r in runs] + [r.start for r in records]
@@ -64,18 +70,20 @@ def from_log(path: Path) -> Survey:
     models = frozenset((b["model"]["name"], b["model"]["version"]) for b in bodies
                        if "model" in b)
     return Survey(records, min(starts), max([*ends, *(r.end for r in records)]), models,
-                  frozenset(r.station for r in runs))
+                  frozenset(r.station for r in runs), judged=True)
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str, int]:
     return body["run_id"], body["class"], body["start_sample"]
 
 
-def _record(body: dict[str, Any], bearings: dict[tuple[str, str, int], float]) -> Record:
+def _record(body: dict[str, Any], bearings: dict[tuple[str, str, int], float],
+            verdicts: Mapping[str, Mapping[str, Any]]) -> Record:
     bearing = body.get("bearing_deg", bearings.get(_key(body)))
     return Record(parse_utc(body["start_utc"]), parse_utc(body["end_utc"]), body["class"],
                   float(body["score"]), str(body.get("id", f"{body['run_id']}:{body['seq']}")),
-                  bearing_deg=None if bearing is None else float(bearing))
+                  bearing_deg=None if bearing is None else float(bearing),
+                  verdict=verdicts.get(body.get("id", "")))
 
 
 def _utc(epoch: float) -> datetime:

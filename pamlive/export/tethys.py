@@ -5,9 +5,12 @@ Tethys documents, so a lab hands over a survey in it. Element order follows the 
 sequences (docs/tethys.md, "The document"): Detections = Id, Description, DataSource,
 Algorithm, UserId, Effort, OnEffort; Effort = Start, End, Kind+ (SpeciesId, Call,
 Granularity); Detection = Input_file, Start, End, Event, SpeciesId, Call, Parameters
-(Score, UserDefined). ``QualityAssurance`` (the document's) and a detection's validation
-state are left out until pamlive records an operator's verdicts (issue 24, item 1): they
-would go in :func:`_detection` and after ``Algorithm``.
+(Score, UserDefined). A detection's validation state (the operator's latest verdict,
+``docs/alerts.md``, "Validation") goes in its ``Parameters/UserDefined``, which the
+schema leaves open: ``Validation``, ``ValidatedBy``, ``ValidatedUtc``, ``ValidatedClass``
+(a species correction), ``ValidationNote``; a detection without a verdict has
+``Validation`` ``unvalidated``. The document's ``QualityAssurance`` stays out: its
+content model was not at hand to check against.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def document(survey: Survey, header: Header, species: Mapping[str, Species]) -> 
         _sub(kind, "Granularity", GRANULARITY)
     on = _sub(root, "OnEffort")
     for record in survey.records:
-        _detection(_sub(on, "Detection"), record, species[record.class_name])
+        _detection(_sub(on, "Detection"), record, species[record.class_name], survey.judged)
     return root
 
 
@@ -97,7 +100,7 @@ def _algorithm(alg: ET.Element, header: Header, species: Mapping[str, Species]) 
         _sub(params, "MaxMerge", header.max_merge)
 
 
-def _detection(det: ET.Element, record: Record, code: Species) -> None:
+def _detection(det: ET.Element, record: Record, code: Species, judged: bool) -> None:
     if record.input_file is not None:
         _sub(det, "Input_file", record.input_file)
     _sub(det, "Start", utc_iso(record.start))
@@ -108,8 +111,28 @@ def _detection(det: ET.Element, record: Record, code: Species) -> None:
         _sub(det, "Call", code.call)
     params = _sub(det, "Parameters")
     _sub(params, "Score", repr(record.score))
-    if record.bearing_deg is not None:
-        _sub(_sub(params, "UserDefined"), "Bearing_deg", repr(record.bearing_deg))
+    fields = [("Bearing_deg", repr(record.bearing_deg))] if record.bearing_deg is not None \
+        else []
+    if judged:  # tables keep no verdicts: nothing is said for them
+        fields += _validation(record)
+    if fields:
+        user = _sub(params, "UserDefined")
+        for tag, value in fields:
+            _sub(user, tag, value)
+
+
+def _validation(record: Record) -> list[tuple[str, str]]:
+    """The operator's latest verdict as ``UserDefined`` fields, or ``unvalidated``."""
+    verdict = record.verdict
+    if verdict is None:
+        return [("Validation", "unvalidated")]
+    fields = [("Validation", str(verdict["verdict"])), ("ValidatedBy", str(verdict["operator"])),
+              ("ValidatedUtc", str(verdict["validated_utc"]))]
+    if verdict.get("validated_class", record.class_name) != record.class_name:
+        fields.append(("ValidatedClass", str(verdict["validated_class"])))
+    if verdict.get("note"):
+        fields.append(("ValidationNote", str(verdict["note"])))
+    return fields
 
 
 def write(path: Path, root: ET.Element) -> None:

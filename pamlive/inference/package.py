@@ -19,7 +19,7 @@ from pamlive.config import BUILTIN_MODEL
 from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.pdtf import read_pdtf
 from pamlive.errors import ConfigError, ModelError, PamliveError
-from pamlive.events.spec import DECODERS, EventSpec
+from pamlive.inference.event_spec import DECODERS, EventSpec
 from pamlive.inference.locate import locate_package
 
 METADATA_NAME = "pamlive-model.json"

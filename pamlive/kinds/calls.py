@@ -16,17 +16,16 @@ from pamlive.analyze_file import calls_file
 from pamlive.config import ModelConfig
 from pamlive.errors import ConfigError
 from pamlive.events.gate import ActivityGate, open_gate
-from pamlive.events.spec import EventSpec
 from pamlive.events.stream import EventDetector
-from pamlive.events.windows import EventWindower, make_event_windower
+from pamlive.inference.event_spec import EventSpec
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.live.calls import CallFinder, CallPublisher
 from pamlive.live.publish import DetectionHook
 from pamlive.live.windowing import GapTolerantWindows, warm_up
-from pamlive.pipeline import Window, input_hop_frames
 from pamlive.scores import ScoreTable
+from pamlive.windows import EventWindower, Window, input_hop_frames, make_event_windower
 
 
 class CallsKind:

@@ -22,7 +22,6 @@ import numpy as np
 from pamlive.analyze_file import detections_file
 from pamlive.buffers import RingBuffer
 from pamlive.config import ModelConfig
-from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.ensemble import Ensemble, EnsembleDetector, EnsembleMerger, FusedScoreSink
 from pamlive.errors import ConfigError
 from pamlive.events.gate import ActivityGate
@@ -32,8 +31,9 @@ from pamlive.kinds.scores import SPECTRUM_FMAX_HZ, refuse_window_scores_misuse
 from pamlive.live.health import Part
 from pamlive.live.publish import DetectionHook, Publisher
 from pamlive.live.windowing import GapTolerantWindows, warm_up
-from pamlive.pipeline import Window, Windower, classify_windows
+from pamlive.pipeline import classify_windows
 from pamlive.scores import ScoreTable
+from pamlive.windows import SegmentWindower, Window, Windower
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,9 @@ class MemberWindows:
     def flush(self) -> list[object]:
         return [(m, w) for m, cut in enumerate(self.members) for w in cut.flush()]
 
-    def frames_needed(self) -> int | None:
-        needed = [cut.frames_needed() for cut in self.members]
-        return None if None in needed else min(cast(list[int], needed))
+    def frames_needed(self) -> int:
+        """Stream samples after which some member's next window can be cut."""
+        return min(cut.frames_needed() for cut in self.members)
 
 
 class EnsembleMerge:

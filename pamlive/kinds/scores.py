@@ -12,7 +12,6 @@ from typing import Any, cast
 
 from pamlive.analyze_file import detections_file
 from pamlive.config import ModelConfig, refuse_event_keys
-from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.errors import ConfigError
 from pamlive.events.gate import ActivityGate
 from pamlive.inference.classifier import Classifier
@@ -20,17 +19,15 @@ from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.live.publish import DetectionHook, Publisher, WindowMerge
 from pamlive.live.windowing import GapTolerantWindows, warm_up
-from pamlive.pipeline import (
-    ScoreSink,
-    StreamDetector,
+from pamlive.pipeline import ScoreSink, StreamDetector, classify_windows, make_merger
+from pamlive.scores import ScoreTable
+from pamlive.windows import (
+    SegmentWindower,
     Window,
     Windower,
-    classify_windows,
     input_hop_frames,
-    make_merger,
     make_windower,
 )
-from pamlive.scores import ScoreTable
 
 SPECTRUM_FMAX_HZ = 500.0  # the dashboard strip shows 0..500 Hz, where right whale calls are
 

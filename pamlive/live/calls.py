@@ -35,7 +35,7 @@ from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.live.health import Part
 from pamlive.live.publish import drain_queue
-from pamlive.pipeline import Window
+from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 

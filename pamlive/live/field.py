@@ -117,6 +117,12 @@ def log_part(bus: AlertBus) -> Part | None:
     return Part("log", stats, tuple(state.get("flags", ())), degrades=True)
 
 
+def validation_part(bus: AlertBus) -> Part:
+    """Detections waiting for an operator's verdict and the oldest one's age: a watch
+    that falls behind shows here (docs/alerts.md, "Validation")."""
+    return Part("validation", bus.verdicts.stats(time.time()))
+
+
 def previous_run_part(bus: AlertBus) -> Part | None:
     """The run before this one when it died (kill -9, power loss) instead of stopping:
     named in every health of this run, with the onsets closed for it (``alerts/runs.py``)."""

@@ -29,7 +29,7 @@ from pamlive.detection import Detection, Onset, WindowMerger
 from pamlive.field.position import PositionTrack
 from pamlive.live.field import Evidence
 from pamlive.live.windowing import END
-from pamlive.pipeline import Window
+from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 

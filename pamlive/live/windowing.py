@@ -1,7 +1,7 @@
 """Windowing stage: its thread reads the ring, shows each block to the observers, and
 cuts model windows into the bounded window queue (full: the window is dropped, counted).
 
-Windows are cut by the same :class:`~pamlive.pipeline.Windower` as ``pamlive analyze``,
+Windows are cut by the same :class:`~pamlive.windows.Windower` as ``pamlive analyze``,
 wrapped so that a ring overrun (a gap in the sample indices) does not corrupt the clock.
 """
 
@@ -10,27 +10,24 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from pamlive.buffers import RingBuffer
-from pamlive.dsp.segment_resample import SegmentWindower
 from pamlive.live.observers import BlockObserver
-from pamlive.pipeline import Window, Windower
+from pamlive.windows import Window, Windower
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.01  # how often the thread looks at the ring when it cannot tell when to
-WAIT_S = 0.1  # otherwise it sleeps until the write that completes the next window wakes
-# it, at most this long (the observers' blocks) and until half the ring is full
+WAIT_S = 0.1  # the thread sleeps until the write that completes the next window wakes it,
+# at most this long (the observers' blocks) and until half the ring is full
 END = object()  # end-of-stream marker passed down the queues
 WARM_UP_MAX_S = 60  # seconds of silence a warm-up may push to see its first window
 
 
-def warm_up(make: Callable[[], Windower | SegmentWindower], rate: int, channels: int,
+def warm_up(make: Callable[[], Windower], rate: int, channels: int,
             score: Callable[[np.ndarray], object] | None = None) -> None:
     """Cut (and ``score``) one window of silence with a throwaway windower before the
     stream starts, so the Numba kernels compile (or load from their cache) and the model
@@ -53,7 +50,7 @@ class GapTolerantWindows:
     to stream indices, and the window numbering skips so no detection merges across a gap.
     """
 
-    def __init__(self, make: Callable[[], Windower | SegmentWindower]) -> None:
+    def __init__(self, make: Callable[[], Windower]) -> None:
         self._make = make
         self._windower = make()
         self._sample_offset = 0
@@ -72,10 +69,9 @@ class GapTolerantWindows:
     def flush(self) -> list[Window]:
         return self._shift(self._windower.flush())
 
-    def frames_needed(self) -> int | None:
-        """Stream samples after which the next window can be cut (None: cannot tell)."""
-        needed = getattr(self._windower, "frames_needed", None)
-        return None if needed is None else self._sample_offset + needed()
+    def frames_needed(self) -> int:
+        """Stream samples after which the next window can be cut."""
+        return self._sample_offset + self._windower.frames_needed()
 
     def _shift(self, windows: list[Window]) -> list[Window]:
         so, io = self._sample_offset, self._index_offset
@@ -94,7 +90,7 @@ class WindowCutter(Protocol):
 
     def flush(self) -> Sequence[object]: ...
 
-    def frames_needed(self) -> int | None: ...
+    def frames_needed(self) -> int: ...
 
 
 class Windowing:
@@ -133,10 +129,8 @@ class Windowing:
                     self._offer(self.windows.push(res.start_sample, res.data))
                 elif input_done.is_set() and self.ring.read_position >= self.ring.written:
                     break
-                elif (needed := self.windows.frames_needed()) is None:
-                    time.sleep(POLL_S)
                 else:  # at least one new sample (no busy loop), at most half the ring
-                    ring = self.ring
+                    ring, needed = self.ring, self.windows.frames_needed()
                     ring.wait(max(min(needed, ring.read_position + ring.capacity // 2),
                                   ring.written + 1), WAIT_S)
             self._offer(self.windows.flush())

@@ -17,6 +17,7 @@ from pamlive.errors import ConfigError
 from pamlive.sinks.base import Sink, forward
 from pamlive.sinks.serial_line import BAUD_RATES
 from pamlive.sinks.state import ResumeState
+from pamlive.sinks.validated import ValidatedOnly
 from pamlive.stop import SIGNALS, Stop
 
 
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="where the sink keeps its place (default: %(default)s)")
         sub.add_argument("--lost-after-s", type=float, default=5.0,
                          help="silence (without a goodbye) after which the monitor is lost")
+        sub.add_argument("--validated-only", action="store_true",
+                         help="forward only detections an operator confirmed (each with its "
+                              "verdict), when the verdict comes")
     return p
 
 
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     state = ResumeState(args.state)
     resume = state.load()
     sink = _open_sink(args)
+    if args.validated_only:
+        sink = ValidatedOnly(sink)
     try:
         with AlertClient(args.publish, replay_endpoint=args.replay, resume_after=resume,
                          lost_after_s=args.lost_after_s) as client:

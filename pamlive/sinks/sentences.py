@@ -2,10 +2,13 @@
 
     $PPAMA,<kind>,<station>,<class>,<start_utc>,<end_utc>,<score>,<bearing_deg>,<run_id>,<seq>*hh
     $PPAMS,<state>,<run_id>,<detail>*hh
+    $PPAMV,<station>,<class>,<validated_class>,<verdict>,<operator>,<detection_id>,
+           <run_id>,<seq>*hh                                   (one line)
 
 ``P`` + ``PAM`` is a proprietary sentence of manufacturer ``PAM``; ``A`` an alert, ``S``
-the monitor's state. ``hh`` is the NMEA checksum (XOR of the characters between ``$`` and
-``*``, two upper-case hex digits); every line ends ``\\r\\n``. Empty fields are empty.
+the monitor's state, ``V`` an operator's verdict on a detection. ``hh`` is the NMEA
+checksum (XOR of the characters between ``$`` and ``*``, two upper-case hex digits);
+every line ends ``\\r\\n``. Empty fields are empty.
 docs/alerts.md, "Serial sentences", says what each field holds.
 """
 
@@ -45,6 +48,13 @@ def alert_sentence(kind: str, body: dict[str, Any]) -> str:
                     field(body.get("start_utc")), field(body.get("end_utc")),
                     _number(score, 3), _number(body.get("bearing_deg"), 1),
                     field(body.get("run_id")), field(body.get("seq")))
+
+
+def validation_sentence(body: dict[str, Any]) -> str:
+    """``$PPAMV``: an operator's verdict (``confirmed``, ``rejected``, ``unsure``)."""
+    return sentence("PPAMV", *(field(body.get(k)) for k in (
+        "station", "class", "validated_class", "verdict", "operator", "detection_id",
+        "run_id", "seq")))
 
 
 def state_sentence(state: str, run_id: Any, detail: Any) -> str:

@@ -12,7 +12,7 @@ import termios
 
 from pamlive.alerts.client import BusEvent
 from pamlive.errors import ConfigError
-from pamlive.sinks.sentences import alert_sentence, state_sentence
+from pamlive.sinks.sentences import alert_sentence, state_sentence, validation_sentence
 
 BAUD_RATES = (4800, 9600, 19200, 38400, 57600, 115200)  # 4800: NMEA 0183; 38400: -HS
 
@@ -34,7 +34,10 @@ class SerialSink:
             raise ConfigError(f"{device} is not a serial line: {e.args[-1]}") from e
 
     def alert(self, event: BusEvent) -> None:
-        self._write(alert_sentence(str(event.alert), event.body or {}))
+        if event.alert == "validation":
+            self._write(validation_sentence(event.body or {}))
+        else:
+            self._write(alert_sentence(str(event.alert), event.body or {}))
 
     def notice(self, event: BusEvent) -> None:
         body = event.body or {}
