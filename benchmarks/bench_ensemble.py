@@ -13,7 +13,13 @@ without the cache: process CPU seconds per channel-hour of audio, medians of
 ``--repeats`` interleaved runs, threads = 1.
 
     python benchmarks/bench_ensemble.py [--koogu /work/scratch/koogu-narw-pkg] [--repeats 3]
-                                        [--narw builtin:narw]
+                                        [--narw builtin:narw] [--part all|analyze|live]
+
+``--part live``: the live monitor's cost instead, ``pamlive run --headless`` playing the
+held-out files at ``--speed`` times real time through the narw model alone and through
+the ensemble (narw 1 s hop + Koogu 0.5 s): the process's CPU seconds (all threads,
+start-up included) per channel-hour of audio, and the members' share of the inference
+thread's CPU from the last health message (docs/ensembles.md, "In the live monitor").
 
 The Koogu package is third-party (``pamlive import-model
 ../shared/models/koogu-narw/koogu_narw_model``); it cannot ship in the repository.
@@ -23,8 +29,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -165,6 +175,77 @@ def cpu_cost(kpath: str, shared: Path, work: Path, repeats: int) -> None:
               f"({3600 / per_h:,.0f}x real time)")
 
 
+def live_toml(model: str, files: list[Path], work: Path, speed: float) -> str:
+    """A run config: the held-out files played at ``speed``, its own data and bus."""
+    return (f'data_dir = "{work / "data"}"\n[source]\nkind = "replay"\n'
+            f"files = {json.dumps([str(f) for f in files])}\nspeed = {speed}\n"
+            f'[alerts]\npublish = "ipc://{work}/pub"\nreplay = "ipc://{work}/replay"\n{model}')
+
+
+def live_cost(kpath: str, shared: Path, work: Path, repeats: int, speed: float) -> None:
+    """Process CPU per channel-hour of ``pamlive run``, setups interleaved per repeat: with
+    start-up, and steady (a 1 s run's CPU and audio subtracted); members' CPU shares from
+    the last health message."""
+    models = {"narw alone (hop 1 s)": f'[model]\npath = "{NARW["path"]}"\nhop_s = 1.0\n',
+              "ensemble narw (1 s) + koogu (0.5 s)": (
+                  '[model]\nhop_s = 1.0\n[[model.members]]\n'
+                  f'path = "{NARW["path"]}"\nthresholds = {{ {CLASS} = 0.8 }}\n'
+                  f'[[model.members]]\npath = "{kpath}"\nhop_s = 0.5\n'
+                  'thresholds = { NARW = 0.98 }\nclasses = { right_whale = "NARW" }\n'
+                  f'[model.fusion]\n{CLASS} = {{ rule = "all" }}\n')}
+    files = [shared / DATA / p for p in HELD_OUT]
+    whole: dict[str, list[float]] = {k: [] for k in models}
+    steady: dict[str, list[float]] = {k: [] for k in models}
+    shares: dict[str, str] = {}
+    hours = 0.0
+    for r in range(repeats):
+        for i, (name, model) in enumerate(models.items()):
+            runs = []
+            for part, flags in (("all", []), ("start", ["--duration", "1"])):
+                run_dir = work / f"live{r}-{i}-{part}"
+                run_dir.mkdir()
+                (run_dir / "run.toml").write_text(live_toml(model, files, run_dir, speed),
+                                                  encoding="utf-8")
+                runs.append(run_live(run_dir, flags))
+            (cpu, health), (cpu0, health0) = runs
+            hours = health["stream_time_s"] / 3600
+            whole[name].append(cpu / hours)
+            steady[name].append((cpu - cpu0) / (hours - health0["stream_time_s"] / 3600))
+            members = (health.get("ensemble") or {}).get("members") or []
+            shares[name] = ", ".join(f"{m['name']} {100 * m['cpu_share']:.0f} % "
+                                     f"({m['cpu_s'] / hours:.2f} s), latency median "
+                                     f"{m['latency_ms']['median']:.0f} ms" for m in members)
+    print(f"\nLive CPU per channel-hour ({hours:.2f} h played at {speed:g}x, process CPU, "
+          f"median of {repeats}, 1 thread): with start-up, steady; members' inference")
+    for name in models:
+        print(f"{name:36} {statistics.median(whole[name]):6.2f} s "
+              f"{statistics.median(steady[name]):6.2f} s  {shares[name]}")
+
+
+def run_live(run_dir: Path, flags: list[str]) -> tuple[float, dict]:
+    """``pamlive run`` on ``run_dir/run.toml``: its CPU seconds and its last health."""
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"health")
+    sub.connect(f"ipc://{run_dir}/pub")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c",
+                             str(run_dir / "run.toml"), "--headless", *flags],
+                            stderr=subprocess.DEVNULL)
+    health: dict = {}
+    while proc.poll() is None:
+        if sub.poll(200):
+            health = json.loads(sub.recv_multipart()[1])
+    while sub.poll(500):  # the goodbye health
+        health = json.loads(sub.recv_multipart()[1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sub.close()
+    ctx.term()
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, health
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--koogu", default="/work/scratch/koogu-narw-pkg",
@@ -172,12 +253,17 @@ def main() -> None:
     p.add_argument("--narw", default="builtin:narw",
                    help="the right whale package with a right_whale class (default: built-in)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--part", choices=("all", "analyze", "live"), default="all")
+    p.add_argument("--speed", type=float, default=60.0, help="live: times real time")
     args = p.parse_args()
     NARW["path"] = args.narw
     shared = shared_dir()
     with tempfile.TemporaryDirectory() as tmp:
-        accuracy(setups(args.koogu), shared, Path(tmp))
-        cpu_cost(args.koogu, shared, Path(tmp), args.repeats)
+        if args.part in ("all", "analyze"):
+            accuracy(setups(args.koogu), shared, Path(tmp))
+            cpu_cost(args.koogu, shared, Path(tmp), args.repeats)
+        if args.part in ("all", "live"):
+            live_cost(args.koogu, shared, Path(tmp), args.repeats, args.speed)
 
 
 if __name__ == "__main__":

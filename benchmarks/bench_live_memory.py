@@ -44,7 +44,7 @@ _IMPORTS = textwrap.dedent("""
         last = now
 """)
 STAGES = ["numpy", "llvmlite.binding", "numba", "onnxruntime", "zmq", "soundfile", "PIL.Image",
-          "rich", "pamlive.live.engine", "pamlive.app", "pamlive.cli"]
+          "rich", "pamlive.engine", "pamlive.app", "pamlive.cli"]
 
 
 def status_mib(pid: int) -> dict[str, float]:

@@ -31,9 +31,10 @@ from scipy.signal import resample_poly
 
 from pamlive.alerts.bus import AlertBus
 from pamlive.config import load_config
+from pamlive.engine import Engine
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
-from pamlive.live import Engine
+from pamlive.kinds import open_kind
 from pamlive.pipeline import StreamDetector
 from pamlive.sources.playback import PacedSource
 
@@ -139,7 +140,7 @@ def main() -> None:
         speed=args.speed,
     )
     bus = AlertBus(cfg.alerts.publish, station="bench", log_path=tmp / "detections.sqlite")
-    monitor = Engine(cfg, source, package, bus)
+    monitor = Engine(cfg, source, open_kind(cfg.model), bus)
     bus.start()
     counter = Counter(bus.endpoint)
     time.sleep(0.5)  # the subscriber joins before the first message

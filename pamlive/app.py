@@ -22,12 +22,12 @@ from pathlib import Path
 from pamlive.alerts.bus import AlertBus
 from pamlive.config import Config, data_path
 from pamlive.detection import Detection
-from pamlive.errors import ConfigError, PamliveError
+from pamlive.engine import Engine
+from pamlive.errors import PamliveError
 from pamlive.field.recovery import DeviceRecovery
 from pamlive.field.reexec import inherited_outage, reexec
 from pamlive.field.sdnotify import Notifier, ProgressPinger, watchdog_interval_s
-from pamlive.inference.package import load_model_package
-from pamlive.live import Engine
+from pamlive.kinds import open_kind
 from pamlive.sources import LiveSource
 from pamlive.stop import DESCRIPTIONS, SIGNALS, Stop, request_stop
 
@@ -122,16 +122,13 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
               stop_event: threading.Event | None,
               on_detection: Callable[[Detection], None] | None = None) -> int:
     """Build the engine and the bus (all checks first), then run with or without dashboard."""
-    if config.model.members:  # never run another model than asked for
-        raise ConfigError("[[model.members]]: model ensembles run in `pamlive analyze` only, "
-                          "not yet in the live monitor")
-    package = load_model_package(config.model.path)
+    kind = open_kind(config.model)
     bus = open_bus(config)
-    engine = Engine(config, source, package, bus, on_detection=on_detection)
+    engine = Engine(config, source, kind, bus, on_detection=on_detection)
     bus.start()  # a port already in use fails here, before capture starts
     stop_event = stop_event or Stop()
     log.info("pamlive %s: %s, %d ch at %d Hz, model %s %s, alerts on %s", bus.run_id,
-             source.name, source.channels, source.sample_rate, package.name, package.version,
+             source.name, source.channels, source.sample_rate, kind.name, kind.version,
              bus.endpoint)
     error: Exception | None = None
     try:
@@ -147,8 +144,7 @@ def _run_live(config: Config, source: LiveSource, *, headless: bool, duration_s:
     log.info("stopped: %s [%s]; %.1f s of audio, %d %s, lost %d ring samples, dropped %d "
              "window(s), %d score(s), %d message(s); %d alert(s) could not be logged",
              DESCRIPTIONS[engine.stop_reason], engine.stop_reason,
-             h["stream_time_s"], engine.detections,
-             "call(s)" if package.events is not None else "detection(s)",
+             h["stream_time_s"], engine.detections, kind.noun,
              h["drops"]["ring_samples"],
              h["drops"]["window_queue"], h["drops"]["detection_queue"], h["drops"]["publish"],
              unlogged)

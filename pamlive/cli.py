@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("-o", "--outdir", type=Path, required=True)
     an.add_argument("--hop", type=finite, help="window hop in seconds (config: [model] hop_s)")
     an.add_argument("--threshold", type=finite,
-                    help="score threshold for every detecting class (overrides the config)")
+                    help="window-score threshold for every detecting class (overrides the "
+                    "config's thresholds)")
+    an.add_argument("--detection-threshold", type=finite,
+                    help="an event model's (bats) call threshold (config: [model] "
+                    "detection_threshold)")
     an.add_argument("--scores", action="store_true",
                     help="also write <stem>.scores.csv: every window's scores, every channel")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -161,48 +165,29 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pamlive.analyze import analyze_files, refuse_event_model
+    from pamlive.analyze import Outputs, analyze_kind
     from pamlive.builtin import resolve_config
-    from pamlive.config import load_config, refuse_event_keys
-    from pamlive.ensemble import Ensemble, load_ensemble
-    from pamlive.inference.package import ModelPackage, load_model_package
+    from pamlive.config import load_config
+    from pamlive.kinds import open_kind
 
     cfg = load_config(resolve_config(args.config),
                       None if args.hop is None else {"model.hop_s": args.hop})
     model = cfg.model
-    thresholds = dict(model.thresholds)
-    package: ModelPackage | Ensemble
-    if model.members:
-        if args.threshold is not None:
-            raise PamliveError("--threshold does not apply to an ensemble: set each member's "
-                               "thresholds (or a mean rule's threshold) in the config")
-        package = load_ensemble(model)
-    else:
-        package = load_model_package(model.path)
-    events = isinstance(package, ModelPackage) and package.events is not None
-    if not events:  # --cluster included
-        refuse_event_keys("an ensemble" if model.members else model.path,
-                          activity_gate=model.activity_gate, precision=model.precision)
-    if events and model.thresholds:
-        raise PamliveError(f"{model.path} is an event model: [model] thresholds are per-class "
-                           "window-score thresholds; set [model] detection_threshold instead")
-    if args.threshold is not None:
-        if not 0.0 <= args.threshold <= 1.0:
-            raise PamliveError(f"--threshold must be in 0..1, got {args.threshold}")
-        thresholds = {c: args.threshold for c, on in package.binary.items() if on}
+    for flag, value in (("--threshold", args.threshold),
+                        ("--detection-threshold", args.detection_threshold)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise PamliveError(f"{flag} must be in 0..1, got {value}")
+    kind = open_kind(model).with_thresholds(args.threshold, args.detection_threshold)
     progress = not args.no_progress and sys.stderr.isatty()
     array = cfg.array
     raven_rows = args.raven_rows or cfg.analyze.raven_rows
     address = args.cluster or cfg.cluster.address
     if address:
-        if events:
-            assert isinstance(package, ModelPackage)
-            refuse_event_model(package, cluster=True)
+        package = kind.clustered()
         from pamlive.cluster.run import analyze_on_cluster, connect
         from pamlive.inference.locate import locate_package
 
-        if array is not None or args.scores or isinstance(package, Ensemble) \
-                or raven_rows != "detection":
+        if array is not None or args.scores or raven_rows != "detection":
             raise PamliveError("--cluster runs one model with one row per detection, without "
                                "[array] or --scores, for now: run analyze without --cluster "
                                "for those")
@@ -213,24 +198,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         with connect(address) as client:
             print(f"pamlive: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             run = analyze_on_cluster(
-                client, args.paths, package, model_path, args.outdir, hop_s=model.hop_s,
-                max_merge=model.max_merge, thresholds=thresholds,
-                chunk_s=cfg.cluster.chunk_s, progress=progress)
+                client, args.paths, package, model_path, args.outdir,
+                hop_s=model.hop_s, max_merge=model.max_merge,
+                thresholds=kind.model.thresholds, chunk_s=cfg.cluster.chunk_s,
+                progress=progress)
         for skipped in run.skipped:
             print(f"{skipped}: complete in an earlier run, skipped")
         result = run.result
     else:
-        result = analyze_files(
-            args.paths, package, args.outdir, hop_s=model.hop_s, max_merge=model.max_merge,
-            thresholds=thresholds, threads=model.threads, scores=args.scores,
-            progress=progress, array=array, raven_rows=raven_rows,
-            detection_threshold=model.detection_threshold if args.threshold is None
-            else args.threshold, activity_gate=model.activity_gate, precision=model.precision,
-        )
+        result = analyze_kind(args.paths, kind, args.outdir, progress=progress,
+                              outputs=Outputs(args.scores, array, raven_rows))
     for f in result.files:
         if f.table is not None:
-            found = f"{len(f.calls)} call(s)" if events else f"{len(f.detections)} detection(s)"
-            print(f"{f.path}: {found} -> {f.table}")
+            found = len(f.calls) + len(f.detections)
+            print(f"{f.path}: {found} {kind.noun} -> {f.table}")
     if result.gate is not None:
         print(f"pamlive: {result.gate.share()}")
     if result.failed:

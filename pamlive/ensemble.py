@@ -38,7 +38,7 @@ from typing import Literal
 import numpy as np
 
 from pamlive.config import FusionConfig, ModelConfig
-from pamlive.detection import Detection, WindowMerger
+from pamlive.detection import Detection, Onset, WindowMerger
 from pamlive.errors import ConfigError
 from pamlive.fusion import VOTE_THRESHOLD, fuse
 from pamlive.inference.classifier import Classifier
@@ -114,9 +114,10 @@ class Ensemble:
         hops = [m.window_hop_s for m in self.members]
         return hops.index(min(hops))
 
-    def aligner(self, input_rate: int) -> Aligner:
+    def aligner(self, input_rate: int, stall_s: float | None = None) -> Aligner:
         return Aligner([m.hop_in(input_rate) for m in self.members],
-                       [m.segment_in(input_rate) for m in self.members], self.lead)
+                       [m.segment_in(input_rate) for m in self.members], self.lead,
+                       None if stall_s is None else stall_s * input_rate)
 
     def merger(self, input_rate: int, max_merge: int) -> WindowMerger:
         return WindowMerger(self.class_names, {c: f.threshold for c, f in self.fusion.items()},
@@ -143,8 +144,12 @@ class Aligner:
     """Member windows in (each member in stream order), grid-aligned member parts out."""
 
     def __init__(self, hops_in: Sequence[float], segments_in: Sequence[float],
-                 lead: int) -> None:
+                 lead: int, stall_in: float | None = None) -> None:
+        """``stall_in`` (live only): a grid point this many input samples behind the lead's
+        newest window is decided without the members that have not caught up (a member
+        whose every batch fails must not hold the others' alerts)."""
         self._hops = list(hops_in)
+        self._stall = stall_in
         self._first_end = list(segments_in)
         self._lead = lead
         self._queues: list[deque[Part]] = [deque() for _ in self._hops]
@@ -165,11 +170,16 @@ class Aligner:
         out = []
         while self._grid:
             end = self._grid[0].end_sample
-            if not final and any(self._next_end_bound(m) <= end for m in range(len(self._hops))):
+            if not (final or self._stalled(end)) and any(
+                    self._next_end_bound(m) <= end for m in range(len(self._hops))):
                 break
             lead = self._grid.popleft()
             out.append((lead, [self._latest(m, end) for m in range(len(self._hops))]))
         return out
+
+    def _stalled(self, end: int) -> bool:
+        newest = self._last_end[self._lead]
+        return self._stall is not None and newest is not None and newest - end > self._stall
 
     def _next_end_bound(self, m: int) -> float:
         """No window of member ``m`` still to come ends before this input sample."""
@@ -194,33 +204,50 @@ class EnsembleMerger:
 
     The merge stage of an ensemble, for ``pamlive analyze`` and the live engine alike:
     feed each member's scored windows in that member's stream order (members may
-    interleave freely); ``on_scores`` sees every :class:`FusedWindow` before it is merged.
+    interleave freely); ``on_scores`` sees every :class:`FusedWindow` before it is merged;
+    ``missing[m]`` counts the grid points member ``m`` was missing at; ``stall_s``: see
+    :class:`Aligner` (live only).
     """
 
     def __init__(self, ensemble: Ensemble, input_rate: int, max_merge: int,
-                 on_scores: FusedScoreSink | None = None) -> None:
+                 on_scores: FusedScoreSink | None = None, stall_s: float | None = None
+                 ) -> None:
         self.ensemble = ensemble
-        self.aligner = ensemble.aligner(input_rate)
+        self.aligner = ensemble.aligner(input_rate, stall_s)
         self.merger = ensemble.merger(input_rate, max_merge)
         self.on_scores = on_scores
+        self.missing = [0] * len(ensemble.members)
 
     def push(self, member: int, windows: Sequence[Window], scores: np.ndarray
              ) -> list[Detection]:
         """``scores``: ``(windows, channels, the member's classes)``."""
+        return [e for e in self.push_events(member, windows, scores)
+                if isinstance(e, Detection)]
+
+    def push_events(self, member: int, windows: Sequence[Window], scores: np.ndarray
+                    ) -> list[Onset | Detection]:
+        """As :meth:`push`, with the onsets of the detections that open (live alerts)."""
         self.aligner.add(member, windows, scores)
         return self._merge(final=False)
 
     def flush(self, end_sample: int) -> list[Detection]:
         """End of stream: decide every pending grid point, close every open detection."""
-        return self._merge(final=True) + self.merger.flush(end_sample)
+        return [e for e in self.flush_events(end_sample) if isinstance(e, Detection)]
 
-    def _merge(self, final: bool) -> list[Detection]:
-        found: list[Detection] = []
+    def flush_events(self, end_sample: int) -> list[Onset | Detection]:
+        """As :meth:`flush`, with the onsets of the last grid points."""
+        return [*self._merge(final=True), *self.merger.flush(end_sample)]
+
+    def _merge(self, final: bool) -> list[Onset | Detection]:
+        found: list[Onset | Detection] = []
         for lead, parts in self.aligner.ready(final):
+            for m, part in enumerate(parts):
+                self.missing[m] += part is None
             fw = self.ensemble.fuse(lead, parts)
             if self.on_scores is not None:
                 self.on_scores(fw, fw.scores)
-            found.extend(self.merger.push(fw.index, fw.start_sample, fw.end_sample, fw.scores))
+            found.extend(self.merger.push_events(fw.index, fw.start_sample, fw.end_sample,
+                                                 fw.scores))
         return found
 
 

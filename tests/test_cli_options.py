@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import zmq
 
 from pamlive.builtin import CONFIG_DIR
@@ -57,3 +58,22 @@ def test_replay_flag_moves_the_replay_server(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=60)
     assert reply["ok"] and reply["id"] == "x", reply
     assert proc.returncode == 0, err
+
+
+@pytest.mark.slow
+def test_each_threshold_flag_has_one_meaning(tmp_path: Path) -> None:
+    """`--threshold` is the window-score threshold of every detecting class;
+    `--detection-threshold` an event model's call threshold (`--threshold` meant that too
+    for event models: docs/contracts.md keeps it, deprecated). Misuse is one line."""
+    ensemble = tmp_path / "ensemble.toml"
+    ensemble.write_text('[[model.members]]\npath = "builtin:narw"\n'
+                        '[[model.members]]\npath = "builtin:narw"\n', encoding="utf-8")
+    for config, flags, needle in (
+            ("builtin:narw", ["--detection-threshold", "0.5"],
+             "detection_threshold is an event model's (calls) threshold"),
+            (str(ensemble), ["--threshold", "0.5"], "--threshold does not apply to an ensemble"),
+            ("builtin:narw", ["--detection-threshold", "1.5"],
+             "--detection-threshold must be in 0..1, got 1.5")):
+        r = pamlive("analyze", "x.wav", "-c", config, "-o", str(tmp_path / "out"), *flags)
+        assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / "out").exists()

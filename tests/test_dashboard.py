@@ -300,3 +300,18 @@ def test_the_onset_raises_the_alarm_and_its_closed_detection_only_updates_it():
     other = _detection(3) | {"id": "another-call"}  # no onset seen (e.g. an older monitor)
     state.apply(BusEvent("message", "detection.right_whale", other), 4.0)
     assert state.take_bell()
+
+
+def test_an_ensemble_shows_each_members_cpu_share_and_latency():
+    state, seq = _fed_state()
+    members = [{"name": "narw-upcall", "windows": 90, "errors": 0, "missing": 0,
+                "cpu_s": 0.3, "cpu_share": 0.23, "latency_ms": {"median": 2.0, "p95": 5.0}},
+               {"name": "koogu-narw", "windows": 180, "errors": 4, "missing": 7, "cpu_s": 1.0,
+                "cpu_share": 0.77, "latency_ms": {"median": 4.0, "p95": 9.0}}]
+    state.apply(BusEvent("message", "health", {**_health(seq()),
+                                               "ensemble": {"members": members}}), 1.0)
+    lines = _screen(state, 1.2).splitlines()
+    narw = next(line for line in lines if "narw-upcall" in line)
+    koogu = next(i for i, line in enumerate(lines) if "koogu-narw" in line)
+    assert "CPU 23 %, 2 ms" in narw and "lost" not in lines[lines.index(narw) + 1]
+    assert "CPU 77 %, 4 ms" in lines[koogu] and "4 lost, 7 missing" in lines[koogu + 1]

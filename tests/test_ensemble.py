@@ -149,6 +149,20 @@ def test_a_member_with_dropped_windows_is_missing_not_stale() -> None:
     assert part_ends(al.ready()) == [(4000, [4000, None]), (5000, [5000, None])]
 
 
+def test_live_a_member_that_stops_delivering_holds_the_grid_only_to_the_stall_bound() -> None:
+    """Live, a member whose every batch fails delivers nothing more: the others' grid
+    points are decided once the lead is ``stall_in`` past them, with the member missing
+    (without the bound they waited for it for ever: no alert at all)."""
+    al = Aligner([1.0 * RATE, 1.0 * RATE], [2.0 * RATE, 2.0 * RATE], lead=0,
+                 stall_in=3.0 * RATE)
+    add(al, 1, windows([2], 2.0))  # B's last window; its later batches all fail
+    add(al, 0, windows([2, 3, 4, 5, 6, 7], 2.0))
+    # 2 s is decided by B's window; 3 s waits until the lead is more than 3 s past it
+    assert part_ends(al.ready()) == [(2000, [2000, 2000]), (3000, [3000, None])]
+    add(al, 0, windows([8], 2.0, first_index=6))
+    assert part_ends(al.ready()) == [(4000, [4000, None])]
+
+
 def test_end_of_stream_decides_every_pending_point() -> None:
     al = Aligner([0.5 * RATE, 1.0 * RATE], [2.0 * RATE, 5.0 * RATE], lead=0)
     add(al, 0, windows([2, 2.5, 3], 2.0))  # B's window (5 s) is longer than the stream
@@ -350,16 +364,3 @@ def test_the_first_member_can_rename_the_ensemble_classes(tonal_package: Path,
     assert [m.columns for m in ensemble.members] == [[0, 1], [0, 1]]
     assert ensemble.fusion["upcall"].threshold == 0.7
     assert ensemble.fusion["noise"].rule == "mean"  # a class that does not detect: the mean
-
-
-def test_the_live_monitor_refuses_an_ensemble_in_one_line(tonal_package: Path,
-                                                          tmp_path: Path) -> None:
-    """Until the live engine runs ensembles it must not run some other model instead."""
-    body = (f'data_dir = "{tmp_path / "data"}"\n[source]\nkind = "simulator"\n'
-            + members_config(tonal_package, '{ rule = "all" }'))
-    r = subprocess.run([sys.executable, "-m", "pamlive", "demo", "-c",
-                        str(write_config(tmp_path, body)), "--headless", "--duration", "1"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().endswith("model ensembles run in `pamlive analyze` only, "
-                                     "not yet in the live monitor")

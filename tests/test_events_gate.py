@@ -218,7 +218,7 @@ def test_analyze_reports_the_network_share(bats, shared_dir, tmp_path):
 def test_the_live_monitor_refuses_the_gate_in_one_line_where_it_is_unsafe(bats_package_dir):
     """Before capture starts: with a score model, and below the least supported threshold
     (the package's own default, 0.01, included)."""
-    from pamlive.live.calls import open_call_finder
+    from pamlive.kinds import Uses, kind_of
 
     bats = load_model_package(bats_package_dir)
     for package, overrides in (
@@ -227,8 +227,9 @@ def test_the_live_monitor_refuses_the_gate_in_one_line_where_it_is_unsafe(bats_p
             (bats, {})):
         cfg = load_config(None, {"model.activity_gate": LEVEL, **overrides})
         with pytest.raises(ConfigError, match="activity_gate") as err:
-            open_call_finder(cfg, package, 256000, 1)
+            kind_of(package, cfg.model).refuse(Uses())
         assert "\n" not in str(err.value)
     cfg = load_config(None, {"model.activity_gate": LEVEL, "model.detection_threshold": 0.5})
-    found = open_call_finder(cfg, bats, 256000, 1)
-    assert found is not None and found[0].gate.level == LEVEL
+    kind = kind_of(bats, cfg.model)
+    kind.refuse(Uses())
+    assert kind.gate().level == LEVEL

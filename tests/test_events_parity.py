@@ -103,11 +103,16 @@ def test_analyze_with_the_bats_config(bats_package_dir: Path, shared_dir: Path,
         assert row["Class"] in load_model_package(bats_package_dir).class_names
         assert 0.3 < float(row["Det Prob"]) <= 1 and 0 < float(row["Score"]) <= 1
     r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "HIGH",
-                 "--no-progress", "--threshold", "0.5", cwd=tmp_path)
+                 "--no-progress", "--detection-threshold", "0.5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     high = read_selection_table(tmp_path / "HIGH" / "20200817_011342.selections.txt")
     assert 0 < len(high) < len(rows)
     assert all(float(row["Det Prob"]) > 0.5 for row in high)
+    # the flag's old spelling still works, with a deprecation warning (docs/contracts.md)
+    r = _pamlive("analyze", str(wav), "-c", str(REPO / "configs" / "bats.toml"), "-o", "OLD",
+                 "--no-progress", "--threshold", "0.5", cwd=tmp_path)
+    assert r.returncode == 0 and "--threshold on an event model is deprecated" in r.stderr
+    assert read_selection_table(tmp_path / "OLD" / "20200817_011342.selections.txt") == high
 
 
 @pytest.mark.parametrize(("flags", "fragment"), [

@@ -18,8 +18,9 @@ LAYERS = [
     ("services", {"inference", "importers", "alerts", "field", "sources", "sinks"}),
     ("windows", {"windows"}),
     ("detectors", {"pipeline", "events", "ensemble", "array"}),
-    ("tables", {"raven", "scores", "evaluate"}),
+    ("tables", {"raven", "scores", "evaluate", "analyze_file"}),
     ("live", {"live", "dashboard"}),
+    ("kinds", {"kinds", "engine"}),
     ("commands", {"analyze", "cluster", "export", "app", "cli", "__main__"}),
 ]
 LAYER = {name: level for level, (_, names) in enumerate(LAYERS) for name in names}

@@ -62,7 +62,6 @@ RECORDING = "data/narw-dclde2013/train/narw/NOPP6_EST_20090328_000000.wav"
 ANNOTATIONS = "data/narw-dclde2013/train/annotations_train.csv"
 # 50 s holding six annotated upcalls (632-674 s), two of them 2 s apart
 PLAY_FROM_S, PLAY_TO_S = 628, 678
-PLAY_S = PLAY_TO_S - PLAY_FROM_S
 # The shipped configuration's hop and merge rule (what a crew runs); PAMLIVE_JACK_HOP_S
 # measures other hops.
 SHIPPED = tomllib.loads((Path(__file__).resolve().parents[1] / "pamlive/configs/narw.toml")
@@ -137,27 +136,10 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
     cfg = _config(tmp_path, model, f'kind = "device"\ndevice = "system"\nchannels = 1\n'
                                    f"samplerate = {RATE}")
     sub = TimedSubscriber(f"ipc://{tmp_path}/pub")
-    monitor = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
-                                "--headless"], env=jack_env, stderr=subprocess.PIPE, text=True)
-    player = None
-    try:
-        sub.wait_for("heartbeat", timeout=30)
-        inputs = [p for p in jack_ports(jack_env) if p.startswith("PortAudio") and ":in_" in p]
-        assert len(inputs) == 1, inputs
-        player = JackPlayer(jack_env, audio)
-        jack_connect(jack_env, "pamlive-test-player:out_1", inputs[0])
-        player.play()
-        assert player.finished.wait(PLAY_S + 30), "the player did not finish"
-        time.sleep(2 * HOP_S + 1.0)  # silence after the last call closes its detection
-        monitor.send_signal(signal.SIGTERM)
-        _, err = monitor.communicate(timeout=30)
-    finally:
-        if player is not None:
-            player.close()
-        if monitor.poll() is None:
-            monitor.kill()
+    # silence after the last call closes its detection
+    player, returncode, err = play_to_monitor(jack_env, cfg, audio, sub, tail_s=2 * HOP_S + 1)
     sub.close()
-    assert monitor.returncode == 0, err
+    assert returncode == 0, err
     assert "Traceback" not in err
 
     alerts = sub.alerts()
@@ -198,7 +180,8 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
             f"the live events {live_events} and onsets {live_opened} "
             f"({final['capture']['overflows']} overflow(s))")
     detections = offline[1]
-    assert _analyze_cli(jack_env, tmp_path, model, _heard(audio, offset, total)) == live_events
+    assert _analyze_cli(jack_env, tmp_path, f'[model]\npath = "{model}"\nhop_s = {HOP_S}\n'
+                        f"max_merge = {MAX_MERGE}\n", _heard(audio, offset, total)) == live_events
     # each detection was opened by one onset (same id), at the window where the merge
     # rule opens it offline (checked with the offset above)
     assert [(o["id"], o["start_sample"]) for o in live_onsets] == [
@@ -252,6 +235,33 @@ def test_live_alerts_through_jack_match_analyze_and_follow_each_call_fast(
     assert lags.size == len(live_onsets) and lags.min() >= 0 and lags.max() <= LAG_BOUND_MS, lags
 
 
+def play_to_monitor(env: dict[str, str], cfg: Path, audio: np.ndarray,
+                    sub: TimedSubscriber, *, tail_s: float
+                    ) -> tuple[JackPlayer, int, str]:
+    """``pamlive run -c cfg`` on the JACK device; once it is up, ``audio`` played into it,
+    then ``tail_s`` of silence and SIGTERM: (the player, its exit code, its stderr)."""
+    monitor = subprocess.Popen([sys.executable, "-m", "pamlive", "run", "-c", str(cfg),
+                                "--headless"], env=env, stderr=subprocess.PIPE, text=True)
+    player = None
+    try:
+        sub.wait_for("heartbeat", timeout=60)
+        inputs = [p for p in jack_ports(env) if p.startswith("PortAudio") and ":in_" in p]
+        assert len(inputs) == 1, inputs
+        player = JackPlayer(env, audio)
+        jack_connect(env, "pamlive-test-player:out_1", inputs[0])
+        player.play()
+        assert player.finished.wait(audio.shape[0] / RATE + 30), "the player did not finish"
+        time.sleep(tail_s)
+        monitor.send_signal(signal.SIGTERM)
+        _, err = monitor.communicate(timeout=30)
+    finally:
+        if player is not None:
+            player.close()
+        if monitor.poll() is None:
+            monitor.kill()
+    return player, monitor.returncode, err
+
+
 def _annotated_calls(path: Path) -> list[tuple[float, float]]:
     """The annotated upcalls inside the played stretch: (begin, end) s in the file."""
     with open(path, newline="") as f:
@@ -294,13 +304,13 @@ def _offline(package, classifier, audio: np.ndarray) -> tuple[list[Onset], list[
             [e for e in events if isinstance(e, Detection)])
 
 
-def _analyze_cli(env, tmp: Path, model: str, heard: np.ndarray) -> list[Event]:
-    """`pamlive analyze` on the audio as heard; events as (class, start, end) samples."""
+def _analyze_cli(env, tmp: Path, model_toml: str, heard: np.ndarray) -> list[Event]:
+    """`pamlive analyze` on the audio as heard, with the config's ``[model]`` TOML;
+    events as (class, start, end) samples."""
     wav = tmp / "heard.wav"
     sf.write(wav, heard, RATE, subtype="FLOAT")
     cfg = tmp / "analyze.toml"
-    cfg.write_text(f'[model]\npath = "{model}"\nhop_s = {HOP_S}\nmax_merge = {MAX_MERGE}\n',
-                   encoding="utf-8")
+    cfg.write_text(model_toml, encoding="utf-8")
     out = run_pamlive("analyze", str(wav), "-c", str(cfg), "-o", str(tmp / "tables"),
                       "--no-progress", env=env)
     assert out.returncode == 0, out.stderr

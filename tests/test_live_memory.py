@@ -43,7 +43,7 @@ def test_the_live_path_imports_no_scipy_subpackage():
     scipy itself and scipy.linalg's BLAS (it compiles against them): not ours to cut."""
     out = run_python("""
         import sys
-        import pamlive.cli, pamlive.app, pamlive.live.engine, pamlive.sources.playback
+        import pamlive.cli, pamlive.app, pamlive.engine, pamlive.sources.playback
         from pamlive.dsp.resample import StreamResampler
         from pamlive.field.clips import _band_power
         from pamlive.inference.package import load_model_package

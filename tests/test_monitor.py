@@ -25,6 +25,7 @@ from pamlive.app import run_demo, run_monitor
 from pamlive.config import load_config
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import load_model_package
+from pamlive.kinds import open_kind
 from pamlive.live.windowing import GapTolerantWindows
 from pamlive.pipeline import StreamDetector
 from pamlive.windows import Windower
@@ -292,13 +293,13 @@ def _no_leaked_threads() -> Iterator[None]:
 def test_health_says_deaf_when_audio_stops(model, tmp_path) -> None:
     """No audio for more than two seconds while running is 'deaf', never 'ok'."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live import Engine
+    from pamlive.engine import Engine
     from pamlive.live.health import DEAF_AFTER_S
     from pamlive.sources.playback import PacedSource
 
     cfg = load_config(write_config(tmp_path, model, 'kind = "replay"\nfiles = ["x.wav"]'))
     silent = PacedSource("stalled", 8000, 2, lambda: iter(()))
-    engine = Engine(cfg, silent, load_model_package(model), AlertBus(station="t"))
+    engine = Engine(cfg, silent, open_kind(cfg.model), AlertBus(station="t"))
     first = engine.health()
     assert first["status"] == "ok" and first["flags"] == []
     again = engine.health()  # health changes nothing: asking twice gives the same answer
@@ -336,7 +337,7 @@ def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
     """A dead channel is flagged after ``silence_s`` seconds of *samples*: at 40x playback
     that is a quarter of a second of wall time, not ``silence_s`` of it."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live import Engine
+    from pamlive.engine import Engine
     from pamlive.sources.playback import PacedSource
 
     rate, silence_s = 8000, 20.0
@@ -353,7 +354,7 @@ def test_watchdog_counts_silence_in_samples_at_40x(model, tmp_path) -> None:
     source = PacedSource("half-dead array", rate, 2, blocks, speed=40.0,
                          max_frames=160 * rate)
     bus = AlertBus(cfg.alerts.publish, station="t")
-    engine = Engine(cfg, source, load_model_package(model), bus)
+    engine = Engine(cfg, source, open_kind(cfg.model), bus)
     bus.start()
     sub = Subscriber(cfg.alerts.publish)
     try:
@@ -483,7 +484,7 @@ def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -
     """Counted failures of the field helpers reach health: a notification systemd never got,
     an NMEA sentence that did not parse (sent over a real UDP socket)."""
     from pamlive.alerts.bus import AlertBus
-    from pamlive.live import Engine
+    from pamlive.engine import Engine
     from pamlive.sources.playback import PacedSource
 
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "no-systemd-here"))
@@ -492,7 +493,7 @@ def test_health_shows_sd_notify_and_gps_failures(model, tmp_path, monkeypatch) -
                                    f'[position]\nsource = "udp"\nudp_host = "127.0.0.1"\n'
                                    f"udp_port = {port}\n"))
     engine = Engine(cfg, PacedSource("idle", 8000, 1, lambda: iter(())),
-                    load_model_package(model), AlertBus(station="t"))
+                    open_kind(cfg.model), AlertBus(station="t"))
     [gps] = engine.services
     gps.start()
     try:
@@ -523,8 +524,8 @@ from pamlive.alerts.bus import AlertBus
 from pamlive.config import load_config
 from pamlive.dsp import kernels, resample
 from pamlive.field import watchdog
-from pamlive.inference.package import load_model_package
-from pamlive.live import Engine
+from pamlive.kinds import open_kind
+from pamlive.engine import Engine
 from pamlive.sources.playback import PacedSource
 
 def compiled():
@@ -535,7 +536,7 @@ def compiled():
 before = compiled()
 cfg = load_config({str(cfg)!r})
 Engine(cfg, PacedSource("idle", 96000, 2, lambda: iter(())),
-       load_model_package(cfg.model.path), AlertBus(station="t"))
+       open_kind(cfg.model), AlertBus(station="t"))
 print(before, compiled())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

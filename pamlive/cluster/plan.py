@@ -62,9 +62,9 @@ def context_frames(package: ModelPackage, input_rate: int, hop_in: int) -> int:
 def plan_file(path: Path, frames: int, sample_rate: int, channels: int,
               package: ModelPackage, hop_s: float, chunk_s: float) -> list[Chunk]:
     """Chunks of about ``chunk_s`` seconds (whole blocks) covering ``frames``."""
-    block = analysis_block_frames(package, sample_rate, channels, hop_s)
-    n_blocks = max(1, ceil(frames / block))
     hop_in = input_hop_frames(package, sample_rate, hop_s)
+    block = analysis_block_frames(hop_in, channels)
+    n_blocks = max(1, ceil(frames / block))
     per_chunk = n_blocks if hop_in is None else max(1, round(chunk_s * sample_rate / block))
     ctx_blocks = 0 if hop_in is None else ceil(context_frames(package, sample_rate, hop_in)
                                                 / block)

@@ -21,7 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pamlive.analyze import AnalyzeResult, FileResult, open_inputs, write_table
+from pamlive.analyze import AnalyzeResult, open_inputs
+from pamlive.analyze_file import FileResult, write_table
 from pamlive.cluster.plan import Chunk, ModelSpec, plan_file
 from pamlive.cluster.store import InputKey, ResultStore, config_hash
 from pamlive.cluster.work import ChunkScores, score_chunk

@@ -202,6 +202,23 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
 
+def member_rows(health: dict[str, Any]) -> list[tuple[str, Text]]:
+    """An ensemble's members (the health section ``ensemble``): each one's share of the
+    members' CPU and its latency to the merge; under it, windows lost and grid points
+    it was missing at, if any."""
+    rows = []
+    for m in (health.get("ensemble") or {}).get("members") or []:
+        lat = m.get("latency_ms") or {}
+        rows.append((str(m.get("name", "?")),
+                     Text(f"CPU {100 * m.get('cpu_share', 0.0):.0f} %, "
+                          f"{_ms(lat.get('median'))}")))
+        lost = [f"{m[k]} {word}" for k, word in (("errors", "lost"), ("missing", "missing"))
+                if m.get(k)]
+        if lost:
+            rows.append(("", Text(", ".join(lost), style="yellow")))
+    return rows
+
+
 def health_panel(state: DashboardState, now: float, levels: bool = False) -> Panel:
     """Monitor status, counters and the dashboard's own bus bookkeeping (and with
     ``levels``, every channel's level on one row)."""
@@ -220,6 +237,8 @@ def health_panel(state: DashboardState, now: float, levels: bool = False) -> Pan
                               f"{_duration(h.get('stream_time_s'))} audio")
     lat = h.get("latency_ms") or {}
     grid.add_row("latency", f"median {_ms(lat.get('median'))}, p95 {_ms(lat.get('p95'))}")
+    for name, text in member_rows(h):
+        grid.add_row(Text(name, overflow="ellipsis"), text)
     grid.add_row("ring fill", _fill((h.get("ring") or {}).get("fill")))
     grid.add_row("queue fill", _fill((h.get("inference") or {}).get("queue_fill")))
     drops = h.get("drops") or {}

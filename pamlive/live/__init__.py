@@ -1,4 +1,5 @@
-"""The live engine: capture -> ring -> windows -> ONNX -> merge + publish, in threads.
+"""The live engine's stages: capture -> ring -> windows -> ONNX -> merge + publish, in
+threads (``pamlive/engine.py`` builds them and runs the loop that ties them).
 
 One module per stage, each owning its thread, its bounded queue and its counters::
 
@@ -6,18 +7,16 @@ One module per stage, each owning its thread, its bounded queue and its counters
     windowing.py  thread: ring -> block observers -> windows -> window queue
     observers.py  what else sees every block: watchdog, archive, level meter, spectrum
     inference.py  thread: window queue -> ONNX batches -> score queue
-    publish.py    engine's thread: score queue -> merger -> events -> bus, clips, hooks
+    publish.py    engine's thread: score queue -> merge -> events -> bus, clips, hooks
     supervise.py  liveness watchdog alerts, systemd notifications, device-restart decision
     field.py      clips (evidence), raw archive, GPS: built from the config, their health
     health.py     a pure function: counter snapshot -> ``pamlive.health/1`` body
-    engine.py     builds the stages and runs the loop that ties them together
     spectrum.py   the ``spectrum`` topic's producer (for the dashboard's strip)
 
 Nothing upstream ever waits for anything downstream: a full queue drops the item and
 counts it, an overrun ring loses its oldest audio and counts every sample. The app
 (sources from the config, signals, exit codes, re-exec, dashboard) is ``pamlive.app``.
+What depends on the model's kind of output (one model's scores, an ensemble, an event
+model's calls) is swapped in by ``pamlive/kinds/``, which sits above these stages and
+below the engine.
 """
-
-from pamlive.live.engine import Engine
-
-__all__ = ["Engine"]

@@ -27,17 +27,15 @@ from typing import cast
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import call_body, call_summary_body
 from pamlive.buffers import RingBuffer
-from pamlive.config import Config, refuse_event_keys
-from pamlive.errors import ConfigError
 from pamlive.events.call import Call
 from pamlive.events.dedup import CallDeduplicator
-from pamlive.events.gate import ActivityGate, open_gate
+from pamlive.events.gate import ActivityGate
 from pamlive.events.stream import window_calls
 from pamlive.inference.events import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.live.health import Part
 from pamlive.live.publish import drain_queue
-from pamlive.windows import EventWindower, Window, make_event_windower
+from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -238,35 +236,3 @@ class CallPublisher:
             self.summaries += 1
             log.info("calls %s..%s: %s", start.strftime("%H:%M:%S"), end.strftime("%H:%M:%S"),
                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
-
-
-def open_call_finder(config: Config, package: ModelPackage, input_rate: int,
-                     channels: int) -> tuple[CallFinder, Callable[[], EventWindower]] | None:
-    """For an event model, its finder and the window cutter ``pamlive analyze`` uses for
-    it; None for a window-score model. What does not apply to calls yet is refused here,
-    before capture starts."""
-    if package.events is None:
-        refuse_event_keys(str(package.path), activity_gate=config.model.activity_gate,
-                          precision=config.model.precision)
-        return None
-    if config.model.thresholds:
-        raise ConfigError(f"{package.path} is an event model: [model] thresholds are per-class "
-                          "window-score thresholds; set [model] detection_threshold instead")
-    if config.array is not None:
-        raise ConfigError("[array]: bearings apply to window-score models, not yet to the "
-                          f"calls of event model {package.name}")
-    deaf = package.events.band_problem(input_rate)
-    if deaf is not None:
-        source = config.source
-        raise ConfigError(f"{', '.join(map(str, source.files))}: {deaf}" if source.kind ==
-                          "replay" else f"[source] {source.kind}: {deaf}")
-
-    def windower() -> EventWindower:
-        return make_event_windower(package, input_rate, channels, config.model.hop_s)
-
-    threshold = config.model.detection_threshold
-    gate = open_gate(config.model.activity_gate, package.events.threshold(threshold))
-    model = EventModel(package, threads=config.model.threads,
-                       precision=config.model.precision)
-    finder = CallFinder(model, input_rate, windower().hop_s, threshold, gate)
-    return finder, windower

@@ -1,7 +1,8 @@
-"""Inference stage: its thread scores queued windows in batches (across channels and
-positions) with ONNX Runtime and queues ``(window, scores)`` for the merger (bounded;
-full: dropped, counted). A batch that fails is counted and skipped; the stage goes on.
-An event model's stage queues each batch's released calls instead (``live/calls.py``).
+"""Inference stage: its thread runs the output kind's ``infer`` step on batches of
+queued windows (across channels and positions; ``pamlive/kinds/``) and queues what it
+returns for the engine's thread (bounded; full: dropped, counted): ``(window, scores)``
+for one model, a member's scored windows for an ensemble, released calls for an event
+model. A batch that fails is counted and skipped; the stage goes on.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pamlive.inference.classifier import Classifier
 from pamlive.live.windowing import END
-from pamlive.pipeline import classify_windows
-from pamlive.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +24,10 @@ log = logging.getLogger(__name__)
 class Inference:
     """The ``pamlive-inference`` thread. Counters are written by this thread only."""
 
-    def __init__(self, classifier: Classifier | None, windows: queue.Queue[object],
-                 batch_max: int, queue_size: int,
-                 find_calls: Callable[[list[Window]], Sequence[object]] | None = None) -> None:
-        """``find_calls``: an event model's windows -> the calls each released (queued per
-        window) instead of the classifier's scores."""
-        self.classifier = classifier
-        self.find_calls = find_calls
+    def __init__(self, infer: Callable[[list[object]], Sequence[object]],
+                 windows: queue.Queue[object], batch_max: int, queue_size: int) -> None:
+        """``infer``: a batch of queued windows -> the results to queue, in order."""
+        self.infer = infer
         self.windows = windows
         self.batch_max = batch_max
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -76,20 +71,14 @@ class Inference:
         ended = batch[-1] is END
         if ended:
             batch.pop()
-        windows: list[Window] = [w for w in batch if isinstance(w, Window)]
-        if not windows:
+        if not batch:
             return not ended
         t0 = time.perf_counter()
         try:
-            if self.find_calls is not None:
-                results: list[object] = list(self.find_calls(windows))
-            else:
-                assert self.classifier is not None
-                scores = classify_windows(self.classifier, windows)
-                results = list(zip(windows, scores, strict=True))
+            results = self.infer(batch)
         except Exception:
-            self.errors += len(windows)
-            log.exception("inference failed on %d window(s)", len(windows))
+            self.errors += len(batch)
+            log.exception("inference failed on %d window(s)", len(batch))
             return not ended
         self.batches += 1
         self.batch_ms.append((time.perf_counter() - t0) * 1000.0)

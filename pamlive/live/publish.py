@@ -1,6 +1,8 @@
 """Merge + publish stage: scored windows -> merger events -> alert bus, clips, hooks.
 
-It runs on the engine's thread. The merger turns scored windows into events; each kind
+It runs on the engine's thread. A :class:`Merge` (one model's :class:`WindowMerge`, an
+ensemble's alignment and fusion: ``pamlive/kinds/ensemble.py``) turns what the inference
+thread queued into events; each kind
 of event has a handler in :attr:`Publisher.handlers`: an :class:`Onset` (a detection
 opening: the early alert, published at once) and a closed :class:`Detection` (bearings
 follow later from a hook, ``pamlive/array``). A detection is published at once
@@ -21,11 +23,10 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from pamlive.alerts.bus import AlertBus
-from pamlive.alerts.events import alert_body
+from pamlive.alerts.events import ModelInfo, alert_body
 from pamlive.buffers import RingBuffer
 from pamlive.detection import Detection, Onset, WindowMerger
 from pamlive.field.position import PositionTrack
-from pamlive.inference.package import ModelPackage
 from pamlive.live.field import Evidence
 from pamlive.live.windowing import END
 from pamlive.windows import Window
@@ -57,11 +58,36 @@ def drain_queue(items: queue.Queue[object], timeout: float,
         handle(item)
 
 
-class Publisher:
-    """Drains the score queue through the merger and publishes what it emits."""
+class Merge(Protocol):
+    """Queued inference results in, merger events out (the engine's thread)."""
 
-    def __init__(self, merger: WindowMerger, scores: queue.Queue[object], bus: AlertBus, *,
-                 package: ModelPackage, station: str, utc: Callable[[int], datetime],
+    def push(self, item: object) -> tuple[Sequence[object], int]:
+        """Events and the end (exclusive, input index) of the window that made them."""
+        ...
+
+    def flush(self, end_sample: int) -> Sequence[object]: ...
+
+
+class WindowMerge:
+    """One model's merge: ``(window, scores)`` items through PAMGuard's rule."""
+
+    def __init__(self, merger: WindowMerger) -> None:
+        self.merger = merger
+
+    def push(self, item: object) -> tuple[Sequence[object], int]:
+        w, scores = cast(tuple[Window, np.ndarray], item)
+        return self.merger.push_events(w.index, w.start_sample, w.end_sample, scores), \
+            w.end_sample
+
+    def flush(self, end_sample: int) -> Sequence[object]:
+        return self.merger.flush(end_sample)
+
+
+class Publisher:
+    """Drains the score queue through the merge and publishes what it emits."""
+
+    def __init__(self, merger: Merge, scores: queue.Queue[object], bus: AlertBus, *,
+                 package: ModelInfo, station: str, utc: Callable[[int], datetime],
                  ring: RingBuffer, evidence: Evidence | None, track: PositionTrack | None,
                  hooks: Sequence[DetectionHook] = (),
                  on_detection: Callable[[Detection], None] | None = None) -> None:
@@ -89,9 +115,7 @@ class Publisher:
         self.ended = self.ended or drain_queue(self.scores, timeout, self._merge)
 
     def _merge(self, item: object) -> None:
-        w, scores = cast(tuple[Window, np.ndarray], item)
-        events = self.merger.push_events(w.index, w.start_sample, w.end_sample, scores)
-        self.emit(events, w.end_sample)
+        self.emit(*self.merger.push(item))
 
     def flush(self, end_sample: int) -> None:
         """End of stream: close and publish what is still open."""

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -81,10 +82,21 @@ class GapTolerantWindows:
         return out
 
 
+class WindowCutter(Protocol):
+    """What the windowing thread cuts with: ring blocks in (stream indices), queue items
+    out (a :class:`GapTolerantWindows`, or one per ensemble member: ``pamlive/kinds/``)."""
+
+    def push(self, start_sample: int, block: np.ndarray) -> Sequence[object]: ...
+
+    def flush(self) -> Sequence[object]: ...
+
+    def frames_needed(self) -> int: ...
+
+
 class Windowing:
     """The ``pamlive-windows`` thread. Counters are written by this thread only."""
 
-    def __init__(self, ring: RingBuffer, windows: GapTolerantWindows, observers:
+    def __init__(self, ring: RingBuffer, windows: WindowCutter, observers:
                  Sequence[BlockObserver], queue_size: int, chunk: int) -> None:
         self.ring = ring
         self.windows = windows
@@ -134,7 +146,7 @@ class Windowing:
                     if downstream_failed():
                         break
 
-    def _offer(self, windows: list[Window]) -> None:
+    def _offer(self, windows: Sequence[object]) -> None:
         for w in windows:
             self.cut += 1
             try:

@@ -6,9 +6,10 @@ Threads and what joins them::
         (block observers) --window queue (bounded)--> inference thread
         --score queue (bounded)--> this thread: merge + publish, clips due, health
 
-Live detections are the events ``pamlive analyze`` finds in the same audio: the same
-Windower cuts the windows and the same WindowMerger merges them (an event model's calls:
-``calls.py``). Every time comes from the sample clock (``capture.py``).
+Live detections are the events ``pamlive analyze`` finds in the same audio: the output
+kind (``pamlive/kinds/``) gives both the same window cutter, model and merge (one model's
+scores, an ensemble's fused scores, an event model's calls). Every time comes from the
+sample clock (``capture.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from pamlive.detection import Detection
 from pamlive.field.position import open_position_source
 from pamlive.field.reexec import Outage, inherited_outage
 from pamlive.field.watchdog import LivenessWatchdog, State
-from pamlive.inference.classifier import Classifier
-from pamlive.inference.package import ModelPackage
-from pamlive.live.calls import CallPublisher, open_call_finder
+from pamlive.kinds import LiveContext, OutputKind, Uses
+from pamlive.kinds.base import LivePublisher
 from pamlive.live.capture import Capture
 from pamlive.live.field import (
     archive_part,
@@ -49,19 +49,15 @@ from pamlive.live.observers import (
     SpectrumPublisher,
     WatchdogFeed,
 )
-from pamlive.live.publish import Publisher
 from pamlive.live.spectrum import SpectrumFeed
 from pamlive.live.supervise import Supervisor
-from pamlive.live.windowing import GapTolerantWindows, Windowing, warm_up
-from pamlive.pipeline import make_merger
+from pamlive.live.windowing import Windowing
 from pamlive.sources import LiveSource
 from pamlive.stop import Stop, StopReason
-from pamlive.windows import make_windower
 
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY_S = 1.0
-SPECTRUM_FMAX_HZ = 500.0  # the dashboard strip shows 0..500 Hz, where right whale calls are
 
 
 class Service(Protocol):
@@ -75,65 +71,47 @@ class Service(Protocol):
 class Engine:
     """One live run: build it (checks everything), then :meth:`run` until stopped."""
 
-    def __init__(self, config: Config, source: LiveSource, package: ModelPackage,
+    def __init__(self, config: Config, source: LiveSource, kind: OutputKind,
                  bus: AlertBus, on_detection: Callable[[Detection], None] | None = None) -> None:
+        """``kind``: the model output's stages (``pamlive/kinds/``: one model's scores, an
+        ensemble, an event model's calls)."""
         return_freed_memory()  # freed clips and blocks go back to the system (memory.py)
         self.source = source
         self.bus = bus
         rate, channels = source.sample_rate, source.channels
         self.capture = Capture(source, config.buffers.ring_seconds)
-        chain = package.chain()
-        events = open_call_finder(config, package, rate, channels)  # an event model (bats)
-        finder = events[0] if events else None
-        classifier = None
-        if events is None:
-            classifier = Classifier(package, threads=config.model.threads)
-            classifier.check_features(chain.output_shape(package.segment_samples))
-        make = events[1] if events else (
-            lambda: make_windower(package, rate, channels, config.model.hop_s))
-        warm_up(make, rate, channels, classifier.predict if classifier else None)
-        windows = GapTolerantWindows(make)
+        kind.refuse(Uses(array=config.array is not None))
+        self.evidence = open_evidence(config, self.capture.ring)
+        pos = open_position_source(config.position, time.time)
+        track, position_source = pos if pos else (None, None)
+        stages = kind.live(LiveContext(config, rate, channels, bus, self.capture.ring,
+                                       self.capture.utc, self.evidence, track, on_detection))
+        stages.warm_up()
         outage = inherited_outage()  # this process was re-executed to reopen the device
         watchdog = LivenessWatchdog(channels, config.watchdog, time.monotonic(),
                                     state=State.DEAF if outage else State.OK)
         self.supervisor = Supervisor(watchdog, bus.publish, outage)
         self.levels = LevelMeter(channels)
-        fmax = min(package.sample_rate / 2, SPECTRUM_FMAX_HZ if package.events is None
-                   else package.events.max_freq_hz)  # the model's band, at most
         observers: list[BlockObserver] = [
             WatchdogFeed(watchdog, rate),
             self.levels,
-            SpectrumPublisher(SpectrumFeed(rate, channels, fmax_hz=fmax), bus.publish),
+            SpectrumPublisher(SpectrumFeed(rate, channels, fmax_hz=stages.spectrum_fmax_hz),
+                              bus.publish),
         ]
-        self.evidence = open_evidence(config, self.capture.ring)
         self.archive = open_archive(config, self.capture, self.evidence)
         if self.archive is not None:
             observers.insert(1, self.archive)
-        self.windowing = Windowing(self.capture.ring, windows, observers,
+        self.windowing = Windowing(self.capture.ring, stages.windows, observers,
                                    config.buffers.window_queue, chunk=rate)
-        self.inference = Inference(classifier, self.windowing.queue, config.model.batch_max,
-                                   config.buffers.detection_queue,
-                                   find_calls=finder.find if finder else None)
-        pos = open_position_source(config.position, time.time)
-        track, position_source = pos if pos else (None, None)
-        self.publisher: Publisher | CallPublisher
-        if finder is not None:
-            self.publisher = CallPublisher(
-                self.inference.queue, finder, bus, package=package, station=config.station,
-                utc=self.capture.utc, ring=self.capture.ring, input_rate=rate)
-        else:
-            self.publisher = Publisher(
-                make_merger(package, rate, config.model.max_merge, config.model.thresholds),
-                self.inference.queue, bus, package=package, station=config.station,
-                utc=self.capture.utc, ring=self.capture.ring, evidence=self.evidence,
-                track=track, on_detection=on_detection)
+        self.inference = Inference(stages.infer, self.windowing.queue, config.model.batch_max,
+                                   config.buffers.detection_queue)
         self.services: list[Service] = [position_source] if position_source else []
         array = open_array_stage(config.array, self.capture.ring, bus, source, config.station,
                                  position_source)
         if array is not None:  # [array]: channel agreement now, the bearing as a later message
-            assert isinstance(self.publisher, Publisher)  # open_call_finder refuses [array]
             self.services.append(array)
-            self.publisher.hooks.append(array)
+        self.publisher: LivePublisher = stages.publisher(self.inference.queue,
+                                                         [array] if array else [])
         self.health_parts: list[Callable[[], Part | None]] = [
             lambda: Part("clock", self.capture.clock.stats()),
             self.supervisor.part,
@@ -141,8 +119,7 @@ class Engine:
             lambda: previous_run_part(bus),
             lambda: validation_part(bus),
         ]
-        if isinstance(self.publisher, CallPublisher):
-            self.health_parts.append(self.publisher.part)
+        self.health_parts += stages.parts
         if self.evidence is not None:
             self.health_parts.append(self.evidence.part)
             self.supervisor.alert_sources.append(self.evidence.worker)
