@@ -8,21 +8,18 @@ other data, marks where it hears anything (a 2.25-s clip scoring >= 0.5); negati
 mined hard negatives keep away from those places. It labels nothing positive.
 
 Scores are cached per file (``.npz`` under ``~/.cache/pamlive-narw``, outside the
-repository: they are derived from ``../shared``). Needs TensorFlow (the ``convert`` extra).
-
-    python training/narw_teacher.py            # score every training file once
+repository: they are derived from ``../shared``), computed on first use by
+``narw_data.load_days``. Needs TensorFlow (the ``convert`` extra).
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-REPO = Path(__file__).resolve().parents[1]
 KOOGU = Path("models/koogu-narw/koogu_narw_model")
 KOOGU_RATE, KOOGU_SAMPLES = 1000, 2250
 HOP_S = 0.25
@@ -59,20 +56,3 @@ def cached_koogu(shared: Path, wav: Path, cache: Path = CACHE
         np.savez(path, t=t, s=s)
     z = np.load(path)
     return z["t"], z["s"]
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    args = p.parse_args()
-    from narw_data import DAYS
-
-    for day in DAYS:
-        for f in (*day.files, day.background):
-            _, s = cached_koogu(args.shared, args.shared / f)
-            print(f"{f.name}: {len(s)} clips, >= 0.5: {(s >= 0.5).sum()}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
