@@ -401,10 +401,10 @@ def bench_passes(args: argparse.Namespace, package: Path, tmp: Path) -> None:
 def bench_stages(args: argparse.Namespace, package: Path, tmp: Path) -> None:
     """The live path's stages on the 4-channel 384 kHz stream, one after the other on this
     thread (``process_time``), as shares of a core at real time."""
+    from pamlive.calls.dedup import CallDeduplicator
+    from pamlive.calls.stream import window_calls
     from pamlive.config import load_config
-    from pamlive.events.dedup import CallDeduplicator
-    from pamlive.events.stream import window_calls
-    from pamlive.inference.events import EventModel
+    from pamlive.inference.heatmaps import EventModel
     from pamlive.inference.package import load_model_package
     from pamlive.live.spectrum import SpectrumFeed
     from pamlive.windows import make_event_windower

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pamlive.analyze_file import FileResult, Outputs, report
+from pamlive.calls.gate import ActivityGate
 from pamlive.config import ArraySettings, ModelConfig
 from pamlive.ensemble import Ensemble
 from pamlive.errors import AudioInputError, PamliveError
-from pamlive.events.gate import ActivityGate
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds import OutputKind, Uses, kind_of
 from pamlive.raven import TABLE_SUFFIX, table_paths

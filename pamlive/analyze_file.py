@@ -17,12 +17,12 @@ import numpy as np
 
 from pamlive.array.bearing import BearingEstimator
 from pamlive.array.offline import file_reader, locate
+from pamlive.calls.call import Call
+from pamlive.calls.stream import EventDetector
 from pamlive.config import ArraySettings
 from pamlive.detection import Detection
 from pamlive.ensemble import EnsembleDetector
 from pamlive.errors import PamliveError
-from pamlive.events.call import Call
-from pamlive.events.stream import EventDetector
 from pamlive.pipeline import StreamDetector
 from pamlive.raven import write_call_table, write_selection_table
 from pamlive.scores import ScoreTable

@@ -119,7 +119,7 @@ class ModelConfig(Section):
     thresholds: dict[str, Probability] = field(default_factory=dict)  # override the package's
     # an event model's (bats) detection threshold; None: the package's "output" one
     detection_threshold: Probability | None = None
-    # an event model's activity gate (pamlive/events/gate.py): the network skips channel-
+    # an event model's activity gate (pamlive/calls/gate.py): the network skips channel-
     # windows whose features' activity is below this level; false or 0: off
     activity_gate: Literal[False] | Annotated[float, Range(ge=0, le=4)] = False
     batch_max: Annotated[int, Range(ge=1, le=4096)] = 32

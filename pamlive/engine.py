@@ -31,7 +31,19 @@ from pamlive.field.watchdog import LivenessWatchdog, State
 from pamlive.kinds import LiveContext, OutputKind, Uses
 from pamlive.kinds.base import LivePublisher
 from pamlive.live.capture import Capture
-from pamlive.live.field import (
+from pamlive.live.health import Part, Snapshot, health_body
+from pamlive.live.memory import release_compiler_pages, return_freed_memory
+from pamlive.live.observers import (
+    BlockObserver,
+    LevelMeter,
+    SpectrumPublisher,
+    WatchdogFeed,
+)
+from pamlive.live.scoring import Inference
+from pamlive.live.spectrum import SpectrumFeed
+from pamlive.live.supervise import Supervisor
+from pamlive.live.windowing import Windowing
+from pamlive.live.wiring import (
     archive_part,
     log_part,
     open_archive,
@@ -40,18 +52,6 @@ from pamlive.live.field import (
     previous_run_part,
     validation_part,
 )
-from pamlive.live.health import Part, Snapshot, health_body
-from pamlive.live.inference import Inference
-from pamlive.live.memory import release_compiler_pages, return_freed_memory
-from pamlive.live.observers import (
-    BlockObserver,
-    LevelMeter,
-    SpectrumPublisher,
-    WatchdogFeed,
-)
-from pamlive.live.spectrum import SpectrumFeed
-from pamlive.live.supervise import Supervisor
-from pamlive.live.windowing import Windowing
 from pamlive.sources import LiveSource
 from pamlive.stop import Stop, StopReason
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pamlive.array.offline import bearing_of
+from pamlive.calls.call import Call
 from pamlive.detection import Detection
-from pamlive.events.call import Call
 
 COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
            "High Freq (Hz)", "Class", "Score"]

@@ -1,7 +1,7 @@
 """Where the activity gate's level comes from (docs/bats.md, "Activity gate").
 
 For every 3 s channel-window of the six reference recordings (hops 3 and 2.5 s; played
-at gains 0.1, 1 and 10), the activity (pamlive/events/gate.py) and whether the ungated
+at gains 0.1, 1 and 10), the activity (pamlive/calls/gate.py) and whether the ungated
 network finds a call above each detection threshold; and the activity of quiet audio: the
 recordings' call-free stretches (no call above 0.05 within 10 ms, cut out and joined),
 white and pink noise at four levels, digital silence, and clicks and rain (which should
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pamlive.events.decode import decode_calls
-from pamlive.events.gate import activity
-from pamlive.inference.events import EventModel
+from pamlive.calls.decode import decode_calls
+from pamlive.calls.gate import activity
+from pamlive.inference.heatmaps import EventModel
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.windows import make_event_windower
 

@@ -1,5 +1,5 @@
 """Reference outputs of batdetect2's own ``run_nms`` on synthetic heatmaps, for
-``tests/test_events_decode.py`` (run once with batdetect2 installed; writes
+``tests/test_calls_decode.py`` (run once with batdetect2 installed; writes
 ``tests/fixtures/batdetect2_nms/cases.npz``).
 
 The heatmaps are made here from a seeded generator (no recording, no checkpoint), on a

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pamlive.analyze import analyze_files
-from pamlive.events.call import Call
-from pamlive.events.match import Parity, match_calls
+from pamlive.calls.call import Call
+from pamlive.calls.match import Parity, match_calls
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.sources.files import open_audio
 

@@ -1,6 +1,6 @@
 """The bat network in bfloat16 (OpenVINO) against float32 (ONNX Runtime), and its refusals.
 
-Parity of the calls with batdetect2's own in bfloat16: tests/test_events_parity.py."""
+Parity of the calls with batdetect2's own in bfloat16: tests/test_calls_parity.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cpu_flags import BF16_CPU
 
 from pamlive.errors import ModelError
 from pamlive.inference import openvino as ov_runner
-from pamlive.inference.events import OUTPUTS, EventModel
+from pamlive.inference.heatmaps import OUTPUTS, EventModel
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.windows import make_event_windower
 

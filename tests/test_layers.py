@@ -17,7 +17,7 @@ LAYERS = [
               "private", "checks", "builtin", "devices", "models", "dsp", "config"}),
     ("services", {"inference", "importers", "alerts", "field", "sources", "sinks"}),
     ("windows", {"windows"}),
-    ("detectors", {"pipeline", "events", "ensemble", "array"}),
+    ("detectors", {"pipeline", "calls", "ensemble", "array"}),
     ("tables", {"raven", "scores", "evaluate", "analyze_file"}),
     ("live", {"live", "dashboard"}),
     ("kinds", {"kinds", "engine"}),

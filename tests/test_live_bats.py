@@ -178,9 +178,9 @@ def test_a_backlog_of_windows_goes_through_the_network_one_window_at_a_time(
     """A monitor that fell behind finds many windows queued; one batch of them all would
     hold about 110 MB of activations per channel-window (GBs at 4 channels x 32 windows),
     so each window (all its channels) is its own batch, with the calls of a batch of all."""
-    from pamlive.events.dedup import CallDeduplicator
-    from pamlive.events.stream import window_calls
-    from pamlive.inference.events import EventModel
+    from pamlive.calls.dedup import CallDeduplicator
+    from pamlive.calls.stream import window_calls
+    from pamlive.inference.heatmaps import EventModel
     from pamlive.live.calls import CallFinder
     from pamlive.windows import Window, make_event_windower
 

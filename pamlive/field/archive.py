@@ -32,7 +32,7 @@ import soundfile as sf
 
 from pamlive.clock import utc_at_sample
 from pamlive.config import ArchiveSettings
-from pamlive.field.events import HealthEvents
+from pamlive.field.health_alerts import HealthAlerts
 from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
 
@@ -76,7 +76,7 @@ class RawArchive:
         self._disk_usage = disk_usage
         self._clock = clock
         self._queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(settings.queue_blocks)
-        self.events = HealthEvents()
+        self.alerts = HealthAlerts()
         self._file: sf.SoundFile | None = None
         self._file_path: Path | None = None
         self._next_sample = -1  # sample expected next in the open file
@@ -128,7 +128,7 @@ class RawArchive:
 
     def drain_events(self) -> list[tuple[str, str]]:
         """``(alert class, message)`` pairs since the last call."""
-        return self.events.drain()
+        return self.alerts.drain()
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class RawArchive:
     def _stop(self, reason: str) -> None:
         self._close_file()
         self.stopped_reason = reason
-        self.events.add("archive.disk_full", f"raw archive stopped: {reason}")
+        self.alerts.add("archive.disk_full", f"raw archive stopped: {reason}")
         log.error("archive stopped: %s", reason)
 
     # -- budget ----------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class RawArchive:
         ok = self.enforce_budget(now)
         if ok and self.stopped_reason is not None:
             self.stopped_reason = None
-            self.events.add("archive.resumed", "raw archive resumed: disk space is back")
+            self.alerts.add("archive.resumed", "raw archive resumed: disk space is back")
             log.warning("archive resumed")
         elif not ok and self.stopped_reason is None:
             self._stop("disk budget exhausted (all deletable files deleted)")

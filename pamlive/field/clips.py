@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 from pamlive.config import ClipSettings
 from pamlive.detection import Detection
 from pamlive.dsp.windows import psd_frames
-from pamlive.field.events import HealthEvents
+from pamlive.field.health_alerts import HealthAlerts
 from pamlive.private import create_private_file, make_private_dir
 from pamlive.utc import file_stamp
 
@@ -273,7 +273,7 @@ class ClipWorker:
         # a clip's samples and first sample index, or the ring's peek to read them from
         self._queue: queue.Queue[tuple[ClipJob, tuple[np.ndarray, int] | Peek] | None] = (
             queue.Queue(max_queued))
-        self.events = HealthEvents()
+        self.alerts = HealthAlerts()
         self._thread = threading.Thread(target=self._run, name="pamlive-clips", daemon=True)
 
     def start(self) -> None:
@@ -340,7 +340,7 @@ class ClipWorker:
 
     def drain_events(self) -> list[tuple[str, str]]:
         """``(alert class, message)`` pairs since the last call."""
-        return self.events.drain()
+        return self.alerts.drain()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -364,7 +364,7 @@ class ClipWorker:
             self._failed(job, str(exc) or type(exc).__name__)
         else:
             if self.last_error is not None:
-                self.events.add("clips.recovered", "clips are written again")
+                self.alerts.add("clips.recovered", "clips are written again")
                 log.warning("clips are written again")
             self.last_error = None
 
@@ -372,7 +372,7 @@ class ClipWorker:
         message = f"clip {job.audio_path.name} not written: {why}"
         log.error("%s", message)
         if self.last_error is None:
-            self.events.add("clips.write_failed", message)
+            self.alerts.add("clips.write_failed", message)
         self.last_error = message
 
 

@@ -20,17 +20,17 @@ from typing import Any, Protocol
 from pamlive.alerts.bus import AlertBus
 from pamlive.analyze_file import FileAnalysis
 from pamlive.buffers import RingBuffer
+from pamlive.calls.gate import ActivityGate
+from pamlive.calls.stream import EventDetector
 from pamlive.config import Config, ModelConfig
 from pamlive.detection import Detection
 from pamlive.ensemble import EnsembleDetector
-from pamlive.events.gate import ActivityGate
-from pamlive.events.stream import EventDetector
 from pamlive.field.position import PositionTrack
 from pamlive.inference.package import ModelPackage
-from pamlive.live.field import Evidence
 from pamlive.live.health import Part
 from pamlive.live.publish import DetectionHook
 from pamlive.live.windowing import WindowCutter
+from pamlive.live.wiring import Evidence
 from pamlive.pipeline import StreamDetector
 from pamlive.scores import ScoreTable
 

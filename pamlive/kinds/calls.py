@@ -1,6 +1,6 @@
 """The call kind: an event model (``"output": {"kind": "events"}``, bats) reports calls
 with their own boxes and species, not window scores; no merge rule (``live/calls.py``,
-``pamlive/events/``)."""
+``pamlive/calls/``)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import cast
 
 from pamlive.analyze_file import calls_file
+from pamlive.calls.gate import ActivityGate, open_gate
+from pamlive.calls.stream import EventDetector
 from pamlive.config import ModelConfig
 from pamlive.errors import ConfigError
-from pamlive.events.gate import ActivityGate, open_gate
-from pamlive.events.stream import EventDetector
 from pamlive.inference.event_spec import EventSpec
-from pamlive.inference.events import EventModel
+from pamlive.inference.heatmaps import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.live.calls import CallFinder, CallPublisher

@@ -21,10 +21,10 @@ import numpy as np
 
 from pamlive.analyze_file import detections_file
 from pamlive.buffers import RingBuffer
+from pamlive.calls.gate import ActivityGate
 from pamlive.config import ModelConfig
 from pamlive.ensemble import Ensemble, EnsembleDetector, EnsembleMerger, FusedScoreSink
 from pamlive.errors import ConfigError
-from pamlive.events.gate import ActivityGate
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses
 from pamlive.kinds.scores import SPECTRUM_FMAX_HZ, refuse_window_scores_misuse

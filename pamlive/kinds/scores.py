@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from pamlive.analyze_file import detections_file
+from pamlive.calls.gate import ActivityGate
 from pamlive.config import ModelConfig, refuse_event_keys
 from pamlive.errors import ConfigError
-from pamlive.events.gate import ActivityGate
 from pamlive.inference.classifier import Classifier
 from pamlive.inference.package import ModelPackage
 from pamlive.kinds.base import LiveContext, LiveStages, Uses

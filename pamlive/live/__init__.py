@@ -6,10 +6,10 @@ One module per stage, each owning its thread, its bounded queue and its counters
     capture.py    the source writes blocks into the ring; the sample clock is kept true
     windowing.py  thread: ring -> block observers -> windows -> window queue
     observers.py  what else sees every block: watchdog, archive, level meter, spectrum
-    inference.py  thread: window queue -> ONNX batches -> score queue
+    scoring.py    thread: window queue -> ONNX batches -> score queue
     publish.py    engine's thread: score queue -> merge -> events -> bus, clips, hooks
     supervise.py  liveness watchdog alerts, systemd notifications, device-restart decision
-    field.py      clips (evidence), raw archive, GPS: built from the config, their health
+    wiring.py     clips (evidence), raw archive, GPS: built from the config, their health
     health.py     a pure function: counter snapshot -> ``pamlive.health/1`` body
     spectrum.py   the ``spectrum`` topic's producer (for the dashboard's strip)
 

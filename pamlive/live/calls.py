@@ -2,12 +2,12 @@
 
 A package whose ``output`` says ``events`` emits calls, not window scores, so the merge
 rule is not applied. The stages stay those of the window scores (``windowing.py`` cuts
-the windows, ``inference.py`` runs the batches on its thread) with two pieces swapped:
+the windows, ``scoring.py`` runs the batches on its thread) with two pieces swapped:
 
 * :class:`CallFinder` runs on the inference thread: one ONNX batch per window (its
-  channels that pass the activity gate, ``pamlive/events/gate.py``), the heatmaps decoded
+  channels that pass the activity gate, ``pamlive/calls/gate.py``), the heatmaps decoded
   into calls, calls found twice in overlapping windows
-  de-duplicated (``pamlive.events``, the code ``pamlive analyze`` runs on the same
+  de-duplicated (``pamlive.calls``, the code ``pamlive analyze`` runs on the same
   windows), so the queue to the engine's thread carries finished calls only;
 * :class:`CallPublisher`, on the engine's thread, only turns calls into bus bodies (UTC
   from the sample clock) and counts them per species and UTC minute
@@ -27,11 +27,11 @@ from typing import cast
 from pamlive.alerts.bus import AlertBus
 from pamlive.alerts.schema import call_body, call_summary_body
 from pamlive.buffers import RingBuffer
-from pamlive.events.call import Call
-from pamlive.events.dedup import CallDeduplicator
-from pamlive.events.gate import ActivityGate
-from pamlive.events.stream import window_calls
-from pamlive.inference.events import EventModel
+from pamlive.calls.call import Call
+from pamlive.calls.dedup import CallDeduplicator
+from pamlive.calls.gate import ActivityGate
+from pamlive.calls.stream import window_calls
+from pamlive.inference.heatmaps import EventModel
 from pamlive.inference.package import ModelPackage
 from pamlive.live.health import Part
 from pamlive.live.publish import drain_queue
@@ -58,10 +58,10 @@ class FoundCalls:
 
 class CallFinder:
     """Windows -> released calls, on the inference thread (the ``find_calls`` of
-    :class:`~pamlive.live.inference.Inference`); :meth:`flush` once that thread ended.
+    :class:`~pamlive.live.scoring.Inference`); :meth:`flush` once that thread ended.
 
-    The calls ``pamlive analyze`` finds (:class:`~pamlive.events.stream.EventDetector`):
-    the same :func:`~pamlive.events.stream.window_calls` on the same windows, the same
+    The calls ``pamlive analyze`` finds (:class:`~pamlive.calls.stream.EventDetector`):
+    the same :func:`~pamlive.calls.stream.window_calls` on the same windows, the same
     de-duplication across overlapping windows, the same activity gate (``gate``: its
     counts are read by the engine's thread for health).
     """

@@ -8,7 +8,7 @@ opening: the early alert, published at once) and a closed :class:`Detection` (be
 follow later from a hook, ``pamlive/array``). A detection is published at once
 with its UTC from the sample clock, its position and the name of its clip; the clip is
 cut from the ring once its post-roll has arrived and written on the clip thread
-(``live/field.py``), so nothing slow stands between a window and its alert.
+(``live/wiring.py``), so nothing slow stands between a window and its alert.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
+from pamlive.alerts.bodies import ModelInfo, alert_body
 from pamlive.alerts.bus import AlertBus
-from pamlive.alerts.events import ModelInfo, alert_body
 from pamlive.buffers import RingBuffer
 from pamlive.detection import Detection, Onset, WindowMerger
 from pamlive.field.position import PositionTrack
-from pamlive.live.field import Evidence
 from pamlive.live.windowing import END
+from pamlive.live.wiring import Evidence
 from pamlive.windows import Window
 
 log = logging.getLogger(__name__)

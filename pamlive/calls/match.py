@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pamlive.events.call import Call
+from pamlive.calls.call import Call
 
 START_TOL_S = 0.001  # issue 16: start within 1 ms
 FREQ_TOL_HZ = 1000.0  # ... and frequency bounds within 1 kHz

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pamlive.events.call import Call
+from pamlive.calls.call import Call
 from pamlive.inference.event_spec import EventSpec
 
 

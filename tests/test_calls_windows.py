@@ -4,9 +4,9 @@ overlapping ones; de-duplication of calls found twice."""
 import numpy as np
 import pytest
 
+from pamlive.calls.call import Call
+from pamlive.calls.dedup import CallDeduplicator
 from pamlive.dsp.chain import TransformChain, TransformSpec
-from pamlive.events.call import Call
-from pamlive.events.dedup import CallDeduplicator
 from pamlive.windows import EventWindower
 
 RATE = 1000

@@ -1,4 +1,4 @@
-"""The activity gate (pamlive/events/gate.py): its statistic against plain numpy, the same
+"""The activity gate (pamlive/calls/gate.py): its statistic against plain numpy, the same
 calls with it on as off on every reference recording (hops 3 and 2.5, threshold 0.5, the
 least it supports) with the margin docs/bats.md gives, quiet audio skipped, clicks let
 through, and the config errors in one line."""
@@ -14,18 +14,18 @@ import pytest
 import soundfile as sf
 
 from pamlive.analyze import analyze_files
-from pamlive.config import load_config
-from pamlive.errors import ConfigError
-from pamlive.events.decode import decode_calls
-from pamlive.events.gate import (
+from pamlive.calls.decode import decode_calls
+from pamlive.calls.gate import (
     MIN_DETECTION_THRESHOLD,
     WARMUP_COLUMNS,
     ActivityGate,
     activity,
     open_gate,
 )
-from pamlive.events.stream import EventDetector
-from pamlive.inference.events import EventModel
+from pamlive.calls.stream import EventDetector
+from pamlive.config import load_config
+from pamlive.errors import ConfigError
+from pamlive.inference.heatmaps import EventModel
 from pamlive.inference.package import load_model_package
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 from bats_parity import config_hop, parity
 from cpu_flags import BF16_CPU
 
-from pamlive.events.match import FREQ_TOL_HZ, PROB_TOL, START_TOL_S, Parity, match_calls
+from pamlive.calls.match import FREQ_TOL_HZ, PROB_TOL, START_TOL_S, Parity, match_calls
 from pamlive.inference.package import ModelPackage, load_model_package
 from pamlive.raven import COLUMNS, read_selection_table
 
@@ -147,8 +147,8 @@ def test_calls_seen_by_two_windows_are_reported_once(bat_package: ModelPackage,
     batdetect2's (78 calls in this recording), not nearly twice it."""
     import soundfile as sf
 
-    from pamlive.events.stream import EventDetector
-    from pamlive.inference.events import EventModel
+    from pamlive.calls.stream import EventDetector
+    from pamlive.inference.heatmaps import EventModel
 
     x, rate = sf.read(shared_dir / "data" / "bats" / "20200817_011352.wav", dtype="float32")
     detector = EventDetector(EventModel(bat_package), rate, 1, hop_s=1.5, threshold=0.3)
@@ -166,8 +166,8 @@ def test_each_channel_has_its_own_calls(bat_package: ModelPackage, shared_dir: P
     import numpy as np
     import soundfile as sf
 
-    from pamlive.events.stream import EventDetector
-    from pamlive.inference.events import EventModel
+    from pamlive.calls.stream import EventDetector
+    from pamlive.inference.heatmaps import EventModel
 
     model = EventModel(bat_package)
     names = ("20200817_011342", "20200817_011352")
@@ -208,8 +208,8 @@ def test_analyze_runs_one_window_per_network_batch(bat_package: ModelPackage,
     import numpy as np
     import soundfile as sf
 
-    from pamlive.events.stream import EventDetector
-    from pamlive.inference.events import EventModel
+    from pamlive.calls.stream import EventDetector
+    from pamlive.inference.heatmaps import EventModel
 
     path = sorted((shared_dir / "data" / "bats").glob("*.wav"))[0]
     audio, rate = sf.read(path, dtype="float32", always_2d=True)

@@ -2,7 +2,7 @@
 
 The same pieces serve the live monitor: :func:`window_calls` runs the model on any list
 of windows (each window's channels that pass the activity gate in one batch) and decodes
-them; a :class:`~pamlive.events.dedup.CallDeduplicator` turns them into one report per call.
+them; a :class:`~pamlive.calls.dedup.CallDeduplicator` turns them into one report per call.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pamlive.events.call import Call
-from pamlive.events.decode import decode_calls
-from pamlive.events.dedup import CallDeduplicator
-from pamlive.events.gate import ActivityGate
-from pamlive.inference.events import EventModel
+from pamlive.calls.call import Call
+from pamlive.calls.decode import decode_calls
+from pamlive.calls.dedup import CallDeduplicator
+from pamlive.calls.gate import ActivityGate
+from pamlive.inference.heatmaps import EventModel
 from pamlive.windows import Window, make_event_windower
 
 

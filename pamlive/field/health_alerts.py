@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections import deque
 
 
-class HealthEvents:
+class HealthAlerts:
     """A bounded first-in first-out of ``(alert class, message)`` (oldest dropped)."""
 
     def __init__(self, maxlen: int = 64) -> None:
-        self._events: deque[tuple[str, str]] = deque(maxlen=maxlen)
+        self._alerts: deque[tuple[str, str]] = deque(maxlen=maxlen)
 
     def add(self, alert_class: str, message: str) -> None:
-        self._events.append((alert_class, message))
+        self._alerts.append((alert_class, message))
 
     def drain(self) -> list[tuple[str, str]]:
-        """The events since the last call, oldest first."""
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
+        """The alerts since the last call, oldest first."""
+        alerts = []
+        while self._alerts:
+            alerts.append(self._alerts.popleft())
+        return alerts

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pamlive.errors import ModelError
-from pamlive.inference.events import EventModel
+from pamlive.inference.heatmaps import EventModel
 from pamlive.inference.package import load_model_package
 
 EVENTS: dict[str, Any] = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import maximum_filter
 
-from pamlive.events.decode import decode_calls, local_maxima
+from pamlive.calls.decode import decode_calls, local_maxima
 from pamlive.inference.event_spec import EventSpec
 
 CASES = Path(__file__).parent / "fixtures" / "batdetect2_nms" / "cases.npz"

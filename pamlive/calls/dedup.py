@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pamlive.events.call import Call
+from pamlive.calls.call import Call
 
 
 @dataclass

@@ -1,6 +1,0 @@
-"""Event-detection models (bats): per-call events decoded from a network's heatmaps.
-
-A model whose package says ``"output": {"kind": "events", ...}`` emits calls, not window
-scores: no merge rule, one :class:`~pamlive.events.call.Call` per call, each with its own
-time-frequency box and species.
-"""
