@@ -149,7 +149,7 @@ def test_a_replayed_detection_comes_with_its_bearing_after_a_monitor_restart(tmp
         f'[alerts]\npublish = "{pub}"\nreplay = "{replay}"\nlog = "{db}"\n'
         f'[array]\npositions = {SQUARE}\nmin_channels = {{ right_whale = 2 }}\n',
         encoding="utf-8")
-    first = _demo(config, 10.0)
+    first = _demo(config, 5.0)  # 30 s of audio at speed 6: four calls, each with a bearing
     _, err = first.communicate(timeout=180)
     assert first.returncode == 0, err
     logged = read_all(db)

@@ -66,7 +66,8 @@ def test_live_demo_publishes_bearings_after_the_alerts(tmp_path: Path, capsys) -
     cfg = load_config(cfg_path)
     sub = Subscriber(f"ipc://{tmp_path}/pub")
     truth_path = tmp_path / "truth.jsonl"
-    rc = run_demo(cfg, headless=True, duration_s=10.0, stop_event=threading.Event(),
+    # 5 s: 30 s of audio at speed 6, four calls and their bearings (each one checked)
+    rc = run_demo(cfg, headless=True, duration_s=5.0, stop_event=threading.Event(),
                   truth_path=truth_path)
     messages = sub.close()
     assert rc == 0

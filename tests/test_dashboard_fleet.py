@@ -253,9 +253,12 @@ def test_run_fleet_against_real_pub_sockets_shows_every_station() -> None:
 
 
 def _station_config(tmp_path: Path, name: str, seed: int) -> Path:
-    """The demo's config as station ``name``: its own data folder, seed, calls every ~4 s."""
+    """The demo's config as station ``name``: its own data folder, seed, calls every ~4 s
+    of audio played at twice real time (detections come sooner; heartbeats, LOST and
+    uptime stay wall-clock)."""
     demo = (Path(__file__).parents[1] / "pamlive" / "configs" / "demo.toml").read_text()
     body = (demo.replace('station = "demo"\n', "")
+            .replace('kind = "simulator"', 'kind = "simulator"\nspeed = 2.0')
             .replace("call_interval_s = 10.0", "call_interval_s = 4.0")
             .replace("seed = 2013", f"seed = {seed}"))
     path = tmp_path / f"{name}.toml"

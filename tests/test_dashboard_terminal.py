@@ -140,7 +140,8 @@ def test_real_80x24_terminal_shows_a_clean_stop_then_a_crash(tmp_path: Path) -> 
     dashboard = f"{sys.executable} -m pamlive dashboard --connect {endpoint} --no-bell"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
                     dashboard], env=env, check=True)
-    first = subprocess.Popen([*demo, "--duration", "12"], stderr=subprocess.DEVNULL)
+    # 6 s: the header and the strip are drawn from the first heartbeat and spectrum rows
+    first = subprocess.Popen([*demo, "--duration", "6"], stderr=subprocess.DEVNULL)
     second = None
     try:
         text = wait_screen("run 2", 60)

@@ -13,12 +13,14 @@ from test_monitor import Subscriber, free_port
 
 
 @pytest.mark.slow
-def test_demo_headless_30_s_detects_simulated_calls(tmp_path) -> None:
+def test_demo_headless_detects_simulated_calls(tmp_path) -> None:
+    # 12 s hold the demo's first call (seed 2013: 6.8-7.9 s) and its bearing; longer runs
+    # only repeat the same path (`pamlive demo --headless --duration 30` by hand).
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     sub = Subscriber(endpoint)
     env_tmp = {"TMPDIR": str(tmp_path)}  # the demo's data folder goes there
     r = subprocess.run([sys.executable, "-m", "pamlive", "demo", "--headless", "--duration",
-                        "30", "--publish", endpoint], capture_output=True, text=True,
+                        "12", "--publish", endpoint], capture_output=True, text=True,
                        timeout=120, env={**os.environ, **env_tmp})
     received = sub.close()
     assert r.returncode == 0, r.stderr

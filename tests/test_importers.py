@@ -58,6 +58,18 @@ def imported(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+@pytest.fixture(scope="module")
+def ketos_narw_analyzed(imported, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``pamlive analyze --scores`` of the Ketos right whale package on the DCLDE recording
+    Ketos scored (hop 1 s), run once: its detections and its score table are both checked."""
+    _, package_dir = imported("ketos-narw")
+    out = tmp_path_factory.mktemp("ketos-narw-analyze")
+    result = analyze_files([shared_dir / NARW_DIR / "narw/NOPP6_EST_20090328_000000.wav"],
+                           load_model_package(package_dir), out, hop_s=1.0, scores=True,
+                           progress=False)
+    return result, out
+
+
 def _audio(path: Path, rate: int) -> np.ndarray:
     """A real recording as float32 at ``rate`` (polyphase resampling)."""
     x, sr = sf.read(path, dtype="float64", always_2d=True)
@@ -288,12 +300,10 @@ def _annotations(shared_dir: Path, stem: str) -> list[tuple[float, float]]:
                 if Path(r["filename"]).stem == stem]
 
 
-def test_analyze_ketos_narw_on_dclde(imported, shared_dir: Path, tmp_path: Path) -> None:
-    _, package_dir = imported("ketos-narw")
-    wav = shared_dir / NARW_DIR / "narw/NOPP6_EST_20090328_000000.wav"
-    result = analyze_files([wav], load_model_package(package_dir), tmp_path, hop_s=1.0,
-                           progress=False)
+def test_analyze_ketos_narw_on_dclde(ketos_narw_analyzed, shared_dir: Path) -> None:
+    result, _ = ketos_narw_analyzed
     assert not result.failed and result.files[0].table.is_file()
+    wav = result.files[0].path
     calls = _annotations(shared_dir, wav.stem)
     dets = [(d.start_sample / d.sample_rate, d.end_sample / d.sample_rate)
             for d in result.files[0].detections if d.score >= 0.9]
@@ -459,24 +469,19 @@ def test_ketos_per_segment_resampling_matches_ketos(imported, shared_dir: Path) 
     assert d_stream.max() > 10 * d_seg.max()  # the resampler is the difference
 
 
-def test_analyze_scores_a_ketos_package_as_ketos_does(imported, shared_dir: Path,
-                                                       tmp_path: Path) -> None:
+def test_analyze_scores_a_ketos_package_as_ketos_does(imported, ketos_narw_analyzed,
+                                                       shared_dir: Path) -> None:
     """``pamlive analyze --scores`` on the 2 kHz recording picks per-segment resampling
     for the imported Ketos package: its window scores are Ketos' own."""
-    import csv
     import json
-
-    from pamlive.analyze import analyze_files
-    from pamlive.inference.package import load_model_package
 
     ref = np.load(FIXTURES / "ketos-narw-native.npz")
     info = json.loads(str(ref["info"]))
-    _, package_dir = imported("ketos-narw")
-    package = load_model_package(package_dir)
-    result = analyze_files([shared_dir / info["recording"]], package, tmp_path, scores=True,
-                           progress=False)
+    result, out = ketos_narw_analyzed
+    assert result.files[0].path == shared_dir / info["recording"]  # the recording Ketos scored
+    package = load_model_package(imported("ketos-narw")[1])
     assert not result.failed
-    (table,) = tmp_path.glob("*.scores.csv")
+    (table,) = out.glob("*.scores.csv")
     with table.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     lead_s = package.extra["imported_from"]["segment_lead_s"]  # Ketos' window k starts there

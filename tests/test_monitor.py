@@ -268,11 +268,11 @@ def test_sigterm_shuts_down_cleanly_and_flushes(tutorial, model, tmp_path) -> No
 def test_demo_tallies_simulated_calls(model, tmp_path, capsys) -> None:
     """`pamlive demo` headless: the simulated array through the live path, then a tally
     of ground-truth calls against detections (printed)."""
-    cfg = load_config(write_config(tmp_path, model, 'kind = "simulator"',
+    cfg = load_config(write_config(tmp_path, model, 'kind = "simulator"\nspeed = 3.0',
                                    "[simulator]\nchannels = 2\ncall_interval_s = 4.0\n"
                                    "seed = 7\n"))
     stop = threading.Event()
-    rc = run_demo(cfg, headless=True, duration_s=6.0, stop_event=stop)
+    rc = run_demo(cfg, headless=True, duration_s=2.0, stop_event=stop)  # 6 s of audio
     assert rc == 0
     tally = re.search(r"demo: (\d+) of (\d+) simulated call\(s\) detected",
                       capsys.readouterr().err)

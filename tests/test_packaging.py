@@ -74,7 +74,8 @@ def test_wheel_in_a_clean_venv(tmp_path: Path) -> None:
              2000)
     r = _run([str(pamlive), "analyze", "rec.wav", "-c", "builtin:narw", "-o", "out"], cwd=work)
     assert (work / "out" / "rec.selections.txt").is_file(), r.stdout
-    # its own sockets: the default ports 5556/5557 may be another monitor's
-    r = _run([str(pamlive), "demo", "--headless", "--duration", "10", "--publish",
+    # its own sockets: the default ports 5556/5557 may be another monitor's; 3 s run the
+    # installed model on live windows and stop (tests/test_demo_cli.py checks detections)
+    r = _run([str(pamlive), "demo", "--headless", "--duration", "3", "--publish",
               f"ipc://{work}/pub", "--replay", f"ipc://{work}/replay"], cwd=work, timeout=120)
     assert "demo:" in r.stderr and "stopped:" in r.stderr

@@ -40,6 +40,7 @@ def test_log_clips_and_archive_are_owner_only_whatever_the_umask(tmp_path: Path)
     config.write_text(f"""data_dir = "{data}"
 [source]
 kind = "simulator"
+speed = 4.0
 [simulator]
 call_interval_s = 4.0
 seed = 2013
@@ -52,7 +53,7 @@ post_s = 1.0
 enabled = true
 min_free_percent = 0.0
 """)
-    r = demo(tmp_path, "-c", str(config), "--duration", "14")
+    r = demo(tmp_path, "-c", str(config), "--duration", "3.5")  # 14 s of audio at speed 4
     assert r.returncode == 0, r.stderr
     found = modes(data)
     assert "detections.sqlite" in found

@@ -22,9 +22,11 @@ DEMO = Path(__file__).resolve().parents[1] / "pamlive" / "configs" / "demo.toml"
 
 
 def _config(tmp_path: Path) -> Path:
-    """The demo with a call every ~3 s (not ~10 s), its data in ``tmp_path``."""
+    """The demo with a call every ~3 s (not ~10 s) played at twice real time, its data in
+    ``tmp_path``: 10 s give 20 s of audio, the same calls in half the wait."""
     text = DEMO.read_text().replace("call_interval_s = 10.0", "call_interval_s = 3.0")
-    assert "call_interval_s = 3.0" in text
+    text = text.replace('kind = "simulator"', 'kind = "simulator"\nspeed = 2.0')
+    assert "call_interval_s = 3.0" in text and "speed = 2.0" in text
     path = tmp_path / "demo.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + text)
     return path
@@ -36,7 +38,7 @@ def test_a_validated_only_sink_forwards_exactly_the_confirmed_detections(tmp_pat
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     publish, replay = f"ipc://{tmp_path}/pub", f"ipc://{tmp_path}/replay"
     demo = subprocess.Popen([sys.executable, "-m", "pamlive", "demo", "-c", str(_config(
-        tmp_path)), "--headless", "--duration", "20", "--publish", publish, "--replay",
+        tmp_path)), "--headless", "--duration", "10", "--publish", publish, "--replay",
         replay], stderr=subprocess.DEVNULL)  # fmt: skip
     sink = subprocess.Popen([sys.executable, "-m", "pamlive", "sink", "webhook", url,
                              "--validated-only", "--publish", publish, "--replay", replay,
