@@ -152,7 +152,9 @@ def test_full_disk_under_the_detection_log(tmp_path: Path) -> None:
 
 
 def test_held_detections_are_replayed_then_written_when_space_returns(tmp_path: Path) -> None:
-    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+    # 512 KB: room for the log's schema in its write-ahead file (~200 KB before the first
+    # checkpoint) and for the held rows once the filler is gone
+    with small_tmpfs(tmp_path / "disk", "512k") as disk:
         log = DetectionLog(disk / "log.db")
         log.start_run("A", "st")
 

@@ -57,7 +57,7 @@ class ScoresKind:
     def with_thresholds(self, threshold: float | None,
                         detection_threshold: float | None) -> ScoresKind:
         """``analyze --threshold``: one threshold for every detecting class."""
-        refuse_window_scores_misuse(str(self.package.path), self.model,
+        refuse_window_scores_misuse(self.model.path, self.model,
                                     detection_threshold_flag=detection_threshold is not None)
         if threshold is None:
             return self
@@ -79,7 +79,7 @@ class ScoresKind:
         return self.package
 
     def refuse(self, uses: Uses) -> None:
-        refuse_window_scores_misuse(str(self.package.path), self.model)
+        refuse_window_scores_misuse(self.model.path, self.model)
 
     def live(self, ctx: LiveContext) -> LiveStages:
         package, classifier = self.package, self.classifier
