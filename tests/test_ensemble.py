@@ -182,13 +182,14 @@ def write_config(tmp_path: Path, body: str) -> Path:
     return p
 
 
-NARW_MEMBER_THRESHOLD = 0.3  # low enough for a handful of detections in 5 minutes
+NARW_MEMBER_THRESHOLD = 0.1  # low enough for a handful of detections in 5 minutes
 
 
-def members_config(tonal: Path, fusion: str, narw_hop: float = 1.0) -> str:
+def members_config(tonal: Path, fusion: str, narw_hop: float = 1.0,
+                   narw_threshold: float = NARW_MEMBER_THRESHOLD) -> str:
     return (f'[model]\nhop_s = 0.5\nmax_merge = 10\n'
             f'[[model.members]]\npath = "builtin:narw"\nhop_s = {narw_hop}\n'
-            f'thresholds = {{ right_whale = {NARW_MEMBER_THRESHOLD} }}\n'
+            f'thresholds = {{ right_whale = {narw_threshold} }}\n'
             f'[[model.members]]\npath = "{tonal}"\n'
             f'[model.fusion]\nright_whale = {fusion}\n')
 

@@ -22,11 +22,13 @@ from pamlive.alerts.log import DetectionLog, LoggedDetection
 from pamlive.alerts.schema import BEARING_SCHEMA, detection_body
 from pamlive.alerts.validation import validation_body
 from pamlive.cli import main
+from pamlive.inference.package import load_model_package
 from pamlive.raven import read_selection_table
 from pamlive.utc import parse_utc
 
 NS = "{http://tethys.sdsu.edu/schema/1.0}"
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+NARW = load_model_package("builtin:narw")  # the log says which model made it; export checks
 # the Tethys Detections schema's sequences as its documentation and PAMGuard's Tethys
 # export (nilus: DetectionEffort, DetectionEffortKind, Detection) use them: each element's
 # children in order, and which are required. Written without the XSD at hand (docs/tethys.md,
@@ -88,7 +90,7 @@ def _body(seq: int, start_s: float, score: float, cls: str = "right_whale", **ex
                           scores={cls: score}, channels=[0], start_sample=int(start_s * 2000),
                           end_sample=int((start_s + 2.5) * 2000), sample_rate=2000,
                           stream_start_utc=START, model_name="narw-upcall",
-                          model_version="3.0.0", **extra)
+                          model_version=NARW.version, **extra)
     return {**body, "seq": seq, "latency_ms": 40.0}
 
 
@@ -137,7 +139,7 @@ def test_log_round_trip(tmp_path: Path) -> None:
     alg = root.find(f"{NS}Algorithm")
     assert alg is not None and alg.findtext(f"{NS}Software") == "pamlive"
     assert alg.findtext(f"{NS}Parameters/{NS}Model") == "narw-upcall"
-    assert alg.findtext(f"{NS}Parameters/{NS}Threshold") == "0.995"  # builtin:narw's
+    assert alg.findtext(f"{NS}Parameters/{NS}Threshold") == str(NARW.thresholds["right_whale"])
     assert root.findtext(f"{NS}DataSource/{NS}DeploymentId") == "buoy-7"
 
 

@@ -114,7 +114,7 @@ source = "udp"
 udp_host = "127.0.0.1"
 udp_port = {port}
 [model.thresholds]
-right_whale = 0.5   # the default (0.995) detects nothing on this recording of another
+right_whale = 0.5   # the default (0.998) detects nothing on this recording of another
                     # site and year: the test needs its calls detected
 """)
     notify = NotifyListener(tmp_path / "notify.sock")

@@ -25,11 +25,15 @@ FROM_S, SECONDS = 628, 50  # six annotated upcalls
 
 
 def ensemble_config(tmp: Path, audio: Path, tonal: Path, speed: float = 40.0) -> Path:
+    """The built-in member at 0.3: its first detection comes seconds into the excerpt, after
+    the test's subscriber has joined (at 40 times real time a lower threshold raises an onset
+    within the first 0.1 s, before a subscription can reach the bus)."""
     cfg = tmp / "pamlive.toml"
     cfg.write_text(f'data_dir = "{tmp / "data"}"\n[source]\nkind = "replay"\n'
                    f'files = ["{audio}"]\nspeed = {speed}\nblocksize = 1000\n'
                    f'[alerts]\npublish = "ipc://{tmp}/pub"\nreplay = "ipc://{tmp}/replay"\n'
-                   + members_config(tonal, '{ rule = "k_of_n", k = 1 }'), encoding="utf-8")
+                   + members_config(tonal, '{ rule = "k_of_n", k = 1 }', narw_threshold=0.3),
+                   encoding="utf-8")
     return cfg
 
 

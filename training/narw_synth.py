@@ -6,7 +6,7 @@ another site (v2 scored 0.0002 on PAMGuard's own example). Upcalls drawn over a 
 range of start frequency, sweep, length, curvature, harmonics, level and multipath, mixed
 into the real noise of every training recording, teach the call's shape instead; tones,
 downsweeps, pulse trains, sweeps starting too high and knocks mixed the same way teach
-what it is not (vessel lines, minke pulses, humpback units, other sweeps).
+what it is not (vessel lines, minke pulses, humpback units and song, other sweeps).
 
 All signals are at ``SAMPLE_RATE`` (the model's 2 kHz), ``SEGMENT`` (one 2-s window) long.
 
@@ -150,6 +150,30 @@ def _high_sweep(rng: np.random.Generator) -> np.ndarray:
     return _place(_tone(freq, rng, True) * _envelope(n, rng), rng, inside=0.7)
 
 
+def _song_unit(rng: np.random.Generator) -> np.ndarray:
+    """Humpback song units: rising harmonic stacks whose fundamental starts at 140-320 Hz
+    and whose second or third harmonic is often the loudest, so that inside the model's
+    band a steep bright sweep climbs out of the top while a fainter one runs below it;
+    one to three units in a row, as in a phrase."""
+    out = np.zeros(SEGMENT)
+    at = int(rng.integers(-SAMPLE_RATE // 2, SAMPLE_RATE))
+    for _ in range(int(rng.integers(1, 4))):
+        n = int(rng.uniform(0.4, 1.5) * SAMPLE_RATE)
+        f0 = rng.uniform(140, 320)
+        u = np.linspace(0, 1, n)
+        freq = f0 + rng.uniform(20, 200) * u ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        phase = 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE
+        unit = sum(rng.uniform(*amp) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+                   for k, amp in ((1, (0.2, 1.0)), (2, (0.5, 2.0)), (3, (0.0, 1.0)))
+                   if freq.max() * k < 0.45 * SAMPLE_RATE)
+        unit = unit * _envelope(n, rng)
+        a, b = max(at, 0), min(at + n, SEGMENT)
+        if b > a:
+            out[a:b] += unit[a - at : b - at]
+        at += n + int(rng.uniform(0.1, 0.8) * SAMPLE_RATE)
+    return out
+
+
 def _knock(rng: np.random.Generator) -> np.ndarray:
     """Broadband transients: a few decaying noise bursts."""
     out = np.zeros(SEGMENT)
@@ -161,7 +185,7 @@ def _knock(rng: np.random.Generator) -> np.ndarray:
 
 
 CONFUSERS: tuple[Callable[[np.random.Generator], np.ndarray], ...] = (
-    _tonal, _downsweep, _pulse_train, _short_sweep, _high_sweep, _knock,
+    _tonal, _downsweep, _pulse_train, _short_sweep, _high_sweep, _song_unit, _knock,
 )
 
 
