@@ -14,8 +14,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(python3 python3-venv python3-pip libportaudio2 libsndfile1)
 if [ "$MODE" = test ]; then
-  # the live-path tests run through a real JACK server (dummy backend)
-  APT_PACKAGES+=(jackd2 systemd)
+  # the live-path tests run through a real JACK server (dummy backend); the dashboard
+  # tests draw on a real terminal (tmux)
+  APT_PACKAGES+=(jackd2 systemd tmux)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
