@@ -1,6 +1,6 @@
 """Model ensembles: several model packages on one stream, fused per class in time.
 
-Each member runs its own :class:`~pamlive.pipeline.Windower` (its own sample rate, window
+Each member runs its own :class:`~pamlive.windows.Windower` (its own sample rate, window
 length and hop) and its own classifier on the same input stream. Their scores meet on a
 common time grid and are fused per class (:mod:`pamlive.fusion`); the fused windows go
 through PAMGuard's merge rule like a single model's.
