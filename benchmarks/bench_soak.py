@@ -128,8 +128,7 @@ def make_tile(seed: int) -> tuple[np.ndarray, int]:
         return SimulatedArray(cfg, seed=seed)
 
     def read(sim: SimulatedArray) -> np.ndarray:
-        # a minute at a time, as a stream reads it: the same samples whatever the block
-        # size, and one read of the whole tile costs ~15x more (its noise grows by copies)
+        # a minute at a time, as a stream reads it (the same samples whatever the block size)
         return np.concatenate([sim.read(PIECE_S * RATE) for _ in range(TILE_S // PIECE_S)])
 
     with_calls, noise_only = array(45.0), array(1e12)

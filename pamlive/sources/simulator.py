@@ -208,8 +208,7 @@ class SimulatedArray:
 
         self._tail = np.zeros((numtaps - 1, 2 * self.channels))
         self._noise = np.zeros((0, 2 * self.channels))
-        self._next_noise_chunk()  # warm the filter up: no start-up transient in the stream
-        self._noise = self._noise[:0]
+        self._noise_chunk()  # warm the filter up: no start-up transient in the stream
 
         self._pos = 0
         self._truth: deque[SimulatedCall] = deque(maxlen=MAX_GROUND_TRUTH)
@@ -281,9 +280,13 @@ class SimulatedArray:
         """The next ``frames`` samples, shape (frames, channels), float32 in -1..1."""
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
-        while self._noise.shape[0] < frames:
-            self._next_noise_chunk()
-        noise, self._noise = self._noise[:frames], self._noise[frames:]
+        chunks = [self._noise]
+        have = self._noise.shape[0]
+        while have < frames:  # gathered, then joined once: a long read stays linear
+            chunks.append(self._noise_chunk())
+            have += self._chunk
+        noise = np.concatenate(chunks) if len(chunks) > 1 else self._noise
+        noise, self._noise = noise[:frames], noise[frames:]
         fs = self.sample_rate
         t = (self._pos + np.arange(frames)) / fs
         out = noise[:, : self.channels] * self._noise_rms
@@ -296,8 +299,8 @@ class SimulatedArray:
 
     # -- noise --------------------------------------------------------------------------
 
-    def _next_noise_chunk(self) -> None:
-        """Filter one fixed-size chunk of white noise (overlap-add keeps it seamless)."""
+    def _noise_chunk(self) -> np.ndarray:
+        """The next fixed-size chunk of filtered white noise (overlap-add keeps it seamless)."""
         n_ch = 2 * self.channels
         white = self._noise_rng.standard_normal((self._chunk, n_ch))
         spec = np.fft.rfft(white, self._nfft, axis=0)
@@ -306,7 +309,7 @@ class SimulatedArray:
         y = np.fft.irfft(spec, self._nfft, axis=0)
         y[: self._tail.shape[0]] += self._tail
         self._tail = y[self._chunk :].copy()
-        self._noise = np.concatenate([self._noise, y[: self._chunk]])
+        return y[: self._chunk]
 
     # -- calls --------------------------------------------------------------------------
 
