@@ -17,14 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import zmq
 from rich.console import Console
 from test_dashboard import RUN, _detection, _fed_state
+from test_monitor import wait_until
 
 from pamlive.alerts.client import AlertClient, BusEvent
+from pamlive.alerts.operator import VerdictConnection
 from pamlive.alerts.simulate import spawn
 from pamlive.dashboard.clipview import ClipRows, load_clip
+from pamlive.dashboard.courier import SENDING, VerdictCourier
 from pamlive.dashboard.keys import split_keys
-from pamlive.dashboard.review import DOWN, ENTER, ESCAPE, UP, Order, rows_around
+from pamlive.dashboard.review import DOWN, ENTER, ESCAPE, UP, Order, rows_around, take_keys
 from pamlive.dashboard.views import render
 
 
@@ -41,6 +45,33 @@ def _with_detections(n: int):
         body["id"] = f"{RUN}:right_whale:{body['start_sample']}"
         state.apply(BusEvent("message", "detection.right_whale", body), 1.0)
     return state, seq
+
+
+def test_a_monitor_that_does_not_answer_never_holds_the_screen() -> None:
+    """A verdict to a monitor that takes the request and never answers: the keys return at
+    once ("sending"), the next frames go on, and the monitor's silence is the operator's
+    line once the connection gives up. Failed before: the screen loop sent the verdict
+    itself and stood still for the whole timeout."""
+    state, _ = _with_detections(2)
+    review, rows = state.review, state.detections
+    silent = zmq.Context.instance().socket(zmq.ROUTER)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    courier = VerdictCourier()
+    try:
+        with VerdictConnection(f"tcp://127.0.0.1:{port}", timeout_s=3.0) as monitor:
+            assert take_keys(review, [DOWN, "c"], rows, monitor, courier, "alice", 0, 500.0)
+            assert review.message == SENDING  # handed over, not sent from here
+            assert silent.poll(10_000), "the verdict never left"
+            assert silent.recv_multipart()  # it reached the monitor, which stays silent
+            for _ in range(3):  # frames go on while the verdict waits for its answer
+                assert not take_keys(review, [], rows, monitor, courier, "alice", 0, 500.0)
+                assert review.message == SENDING
+            assert wait_until(lambda: take_keys(review, [], rows, monitor, courier, "alice",
+                                                0, 500.0) and "no_reply" in review.message,
+                              30.0), review.message
+            courier.close()
+    finally:
+        silent.close(linger=0)
 
 
 def test_keys_choose_by_id_and_give_verdicts_with_a_correction_and_a_note() -> None:

@@ -18,6 +18,7 @@ from rich.layout import Layout
 
 from pamlive.alerts.client import AlertClient
 from pamlive.alerts.operator import VerdictConnection
+from pamlive.dashboard.courier import VerdictCourier
 from pamlive.dashboard.fleet_app import run_fleet
 from pamlive.dashboard.keys import KeyReader
 from pamlive.dashboard.pacing import POLL_S, show, urgent
@@ -64,6 +65,7 @@ def run_dashboard(
                                   curve_client_keypair=curve_client_keypair)
                 if replay_endpoint is not None else None)
     keys = KeyReader() if console.is_terminal else None
+    courier = VerdictCourier()
 
     def step() -> bool:
         events = client.poll(int(POLL_S * 1000))
@@ -71,7 +73,8 @@ def run_dashboard(
         for event in events:
             state.apply(event, now)
         typed = take_keys(state.review, keys.read() if keys else [], state.detections,
-                          verdicts, operator, channel, state.spectrum_fmax_hz or CLIP_FMAX_HZ)
+                          verdicts, courier, operator, channel,
+                          state.spectrum_fmax_hz or CLIP_FMAX_HZ)
         return typed or any(urgent(e) for e in events)
 
     def screen(now: float) -> Layout:  # sized on every draw: the terminal may be resized
@@ -84,6 +87,7 @@ def run_dashboard(
         client.close()
         if keys is not None:
             keys.close()
+        courier.close()  # before its connection closes: the courier's thread uses it
         if verdicts is not None:
             verdicts.close()
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pamlive.alerts.operator import VerdictConnection
+from pamlive.dashboard.courier import VerdictCourier
 from pamlive.dashboard.fleet import FleetAlert, FleetState
 from pamlive.dashboard.review import Order, submit
 
@@ -22,7 +23,8 @@ class FleetVerdicts:
     def __init__(self, fleet: FleetState, operator: str | None) -> None:
         self.fleet = fleet
         self.operator = operator
-        self._connections: dict[int, VerdictConnection] = {}
+        self._connections: dict[int, VerdictConnection] = {}  # the courier's thread's
+        self.courier = VerdictCourier()
 
     def take(self, keys: list[str]) -> bool:
         """Apply typed keys (sending any verdict they give); True when the screen must be
@@ -35,7 +37,10 @@ class FleetVerdicts:
                 fleet.review.message = self._send(order)
         fleet.selected = next((a for a in fleet.alerts if a.detection_id is not None
                                and a.detection_id == fleet.review.selected), None)
-        return bool(keys)
+        answers = self.courier.answers()
+        if answers:
+            fleet.review.message = answers[-1]
+        return bool(keys or answers)
 
     def _send(self, order: Order) -> str:
         alert = next((a for a in self.fleet.alerts if a.detection_id == order.detection_id),
@@ -44,14 +49,19 @@ class FleetVerdicts:
         if alert is None or target is None:
             return "that detection is no longer listed"
         station, _ = target
-        if alert.station not in self._connections and station.replay is not None:
-            self._connections[alert.station] = VerdictConnection(
-                station.replay, curve_server_key=station.server_key,
-                curve_client_keypair=station.client_keypair)
-        return f"{alert.name}: " + submit(order, self._connections.get(alert.station),
-                                          self.operator)
+
+        def deliver() -> str:  # on the courier's thread, with the connections
+            if alert.station not in self._connections and station.replay is not None:
+                self._connections[alert.station] = VerdictConnection(
+                    station.replay, curve_server_key=station.server_key,
+                    curve_client_keypair=station.client_keypair)
+            return f"{alert.name}: " + submit(order, self._connections.get(alert.station),
+                                              self.operator)
+
+        return f"{alert.name}: " + self.courier.send(deliver)
 
     def close(self) -> None:
+        self.courier.close()  # first: its thread uses the connections
         for connection in self._connections.values():
             connection.close()
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from pamlive.alerts.operator import VerdictConnection, VerdictRefused, send_verdict
 from pamlive.dashboard.clipview import ClipRows, load_clip
+from pamlive.dashboard.courier import VerdictCourier
 
 UP, DOWN, ENTER, ESCAPE, BACKSPACE = "up", "down", "enter", "escape", "backspace"
 VERDICT_KEYS = {"c": "confirmed", "r": "rejected", "u": "unsure"}
@@ -155,14 +157,18 @@ def submit(order: Order, connection: VerdictConnection | None, operator: str | N
 
 
 def take_keys(review: Review, keys: list[str], rows: Sequence[Row],
-              connection: VerdictConnection | None, operator: str | None, channel: int,
-              fmax_hz: float) -> bool:
-    """Apply the keys typed since the last frame (sending any verdict they give); True
-    when the screen must be drawn again."""
+              connection: VerdictConnection | None, courier: VerdictCourier,
+              operator: str | None, channel: int, fmax_hz: float) -> bool:
+    """Apply the keys typed since the last frame (any verdict they give goes to
+    ``courier``) and show the answers that came back; True when the screen must be drawn
+    again."""
     for key in keys:
         order = review.key(key, rows)
         if order is not None:
-            review.message = submit(order, connection, operator)
+            review.message = courier.send(partial(submit, order, connection, operator))
     if keys:
         review.show_clip(rows, channel, fmax_hz)
-    return bool(keys)
+    answers = courier.answers()
+    if answers:
+        review.message = answers[-1]
+    return bool(keys or answers)
