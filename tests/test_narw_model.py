@@ -101,6 +101,33 @@ def test_export_path_agrees_with_torch(tmp_path, shared_dir):
     assert meta["thresholds"]["right_whale"] == 0.5 and meta["version"].startswith("3.")
 
 
+def test_a_wider_band_exports_its_own_input_shape_and_range(tmp_path, shared_dir):
+    """``train_narw.py --band``: the package says the chain it was trained on (train
+    extra only)."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        from narw_data import feature_chain
+        from narw_net import UpcallNet
+        from train_narw import chain_bins, export_package
+    finally:
+        sys.path.remove(str(REPO / "training"))
+    chain = feature_chain(shared_dir, (47.0, 700.0, 48))
+    assert chain_bins(chain) == 48
+    torch.manual_seed(4)
+    export_package(UpcallNet(bins=48).eval(), chain, tmp_path, 0.5, "test")
+    package = load_model_package(tmp_path)
+    assert package.input_shape == [-1, 40, 48, 1]
+    assert json.loads((tmp_path / "pamlive-model.json").read_text())["freq_range"] == [47, 700]
+    compress = [t.params for t in package.chain().specs if t.name == "freq_compression"]
+    assert compress == [{"bins": 48, "fmin": 47.0, "fmax": 700.0}]
+    x = np.random.default_rng(2).dirichlet(np.ones(48), size=(3, 40))[..., None]
+    got = ort.InferenceSession(str(tmp_path / "model.onnx")).run(
+        None, {"input": x.astype(np.float32)})[0]
+    assert got.shape == (3, 2)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_seed_ensemble_is_the_mean_of_its_members(tmp_path, shared_dir):
     """ensemble_narw.py: one graph whose output is the members' mean (train extra only)."""
     torch = pytest.importorskip("torch")

@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 from narw_synth import SAMPLE_RATE, SEGMENT
 
-from pamlive.dsp.chain import TransformChain
+from pamlive.dsp.chain import TransformChain, TransformSpec
 from pamlive.dsp.pdtf import read_pdtf
 from pamlive.evaluate import Event, read_annotations, stem_of
 
@@ -84,9 +84,16 @@ def annotations(shared: Path) -> dict[str, list[Event]]:
     return out
 
 
-def feature_chain(shared: Path) -> TransformChain:
-    """The frozen PAMGuard right whale chain (FFT 256, hop 100, 47-357 Hz, 40 bins)."""
-    return TransformChain(read_pdtf(shared / PDTF).transforms)
+def feature_chain(shared: Path, band: tuple[float, float, int] | None = None
+                  ) -> TransformChain:
+    """PAMGuard's right whale chain (FFT 256, hop 100, 47-357 Hz, 40 bins); ``band``
+    (fmin, fmax, bins) replaces its frequency compression."""
+    specs = read_pdtf(shared / PDTF).transforms
+    if band is not None:
+        fmin, fmax, bins = band
+        specs = [TransformSpec(t.name, {"bins": int(bins), "fmin": fmin, "fmax": fmax})
+                 if t.name == "freq_compression" else t for t in specs]
+    return TransformChain(specs)
 
 
 @dataclass

@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-N_BINS = 40  # frames are normalised to sum 1; x N_BINS brings the mean value to 1
-
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -33,9 +31,10 @@ class UpcallNet(nn.Module):
     spectrum: tonal noise and the recorder's spectral shape vanish, a 1-s upcall
     sweeping through a bin stays -- what a site changes, the network does not see."""
 
-    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3
-                 ) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3,
+                 bins: int = 40) -> None:
         super().__init__()
+        self.bins = bins  # frames are normalised to sum 1; x bins brings the mean to 1
         w1, w2, w3 = widths
         self.features = nn.Sequential(_block(1, w1), _block(w1, w2), _block(w2, w3))
         self.head = nn.Sequential(
@@ -43,8 +42,8 @@ class UpcallNet(nn.Module):
         )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (n, 40, 40, 1) NHWC features straight from the transform chain."""
-        x = torch.log(x.permute(0, 3, 1, 2) * N_BINS + 0.01)
+        """``x``: (n, 40, bins, 1) NHWC features straight from the transform chain."""
+        x = torch.log(x.permute(0, 3, 1, 2) * self.bins + 0.01)
         x = x - x.mean(dim=2, keepdim=True)  # (n, 1, time, freq): mean over time
         return self.head(self.features(x))
 

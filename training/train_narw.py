@@ -55,6 +55,11 @@ MINE_HOP_S = 0.5
 MINE_SCORE = 0.5  # a call-free window scoring this much joins the hard negatives
 
 
+def chain_bins(chain: TransformChain) -> int:
+    """Frequency bins of the chain's output (the model's input width)."""
+    return chain.output_shape(SEGMENT)[1]
+
+
 def set_determinism(seed: int, threads: int) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -92,7 +97,7 @@ def train(recordings: list[Recording], chain: TransformChain, args: argparse.Nam
     rng = np.random.default_rng(args.seed)
     sampler = WindowSampler(recordings, rng, args.speed)
     print(f"{sampler.n_calls} labelled calls in {len(sampler.calls)} days", flush=True)
-    model = UpcallNet(tuple(args.widths), args.dropout)
+    model = UpcallNet(tuple(args.widths), args.dropout, chain_bins(chain))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs, pct_start=0.2)
@@ -122,9 +127,11 @@ def train(recordings: list[Recording], chain: TransformChain, args: argparse.Nam
 
 def export_package(model: UpcallNet, chain: TransformChain, out: Path, threshold: float,
                    trained_on: str) -> None:
-    """``model.onnx`` (input [-1,40,40,1] "input", softmax "probabilities") + metadata."""
+    """``model.onnx`` (input [-1,40,bins,1] "input", softmax "probabilities") + metadata."""
     out.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 40, 40, 1)
+    frames, bins = chain.output_shape(SEGMENT)
+    band = next(t.params for t in chain.specs if t.name == "freq_compression")
+    dummy = torch.zeros(1, frames, bins, 1)
     torch.onnx.export(
         model, (dummy,), str(out / "model.onnx"), input_names=["input"],
         output_names=["probabilities"], opset_version=17, dynamo=False,
@@ -137,7 +144,8 @@ def export_package(model: UpcallNet, chain: TransformChain, out: Path, threshold
         "version": MODEL_VERSION,
         "description": (
             "North Atlantic right whale upcall detector: small CNN on PAMGuard's right whale "
-            "spectrogram (2 s at 2 kHz, 47-357 Hz, 40x40) with per-frequency background "
+            f"spectrogram (2 s at 2 kHz, {band['fmin']:g}-{band['fmax']:g} Hz, "
+            f"{frames}x{bins}) with per-frequency background "
             "subtraction, trained on DCLDE 2013 labelled calls (" + trained_on + "), "
             "synthetic upcalls and confusers mixed into real noise, and mined hard "
             "negatives; see README.md for data, leave-one-day-out accuracy and off-site checks."
@@ -147,9 +155,9 @@ def export_package(model: UpcallNet, chain: TransformChain, out: Path, threshold
         "binary": {"noise": False, "right_whale": True},
         "segment_s": SEGMENT / SAMPLE_RATE,
         "sample_rate": SAMPLE_RATE,
-        "input_shape": [-1, 40, 40, 1],
+        "input_shape": [-1, frames, bins, 1],
         "output_activation": "none",
-        "freq_range": [47, 357],
+        "freq_range": [band["fmin"], band["fmax"]],
         "transforms": chain.to_json(),
     }
     (out / "pamlive-model.json").write_text(json.dumps(package, indent=2) + "\n")
@@ -163,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "background file out of training")
     p.add_argument("--out", type=Path, default=REPO / "pamlive/models/narw")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--band", type=float, nargs=3, metavar=("FMIN", "FMAX", "BINS"),
+                   help="frequency compression of the chain (default PAMGuard's: 47 357 40)")
     p.add_argument("--seed", type=int, default=20130328)
     p.add_argument("--members", type=int, default=MEMBERS,
                    help="networks trained from seeds SEED, SEED+1, ...; the package is "
@@ -185,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.monotonic()
-    chain = feature_chain(args.shared)
+    chain = feature_chain(args.shared, tuple(args.band) if args.band else None)
     days, held = split(args.holdout_day)
     recordings = load_days(args.shared, days)
     trained_on = ", ".join(d.name for d in days)
