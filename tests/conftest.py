@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the suite's child processes a working Ctrl-C. A shell starts a background job
+    (``pytest ... &``, ``nohup``) with SIGINT ignored, an ignored signal stays ignored
+    across exec, and Python then never raises KeyboardInterrupt: the tests that interrupt
+    ``pamlive analyze`` would see it run to the end."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _find_shared() -> Path | None:

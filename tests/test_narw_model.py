@@ -215,3 +215,30 @@ def test_off_site_right_whales_are_heard_and_vessel_noise_is_not(shared_dir, tmp
     assert len(dets["right_whale_example"]) >= 1
     assert len(dets["southern_right_whale_clip1"]) == 1  # 1.6 s: one padded window
     assert dets["vessel_noise_2min"] == []
+
+
+def test_judge_lists_each_false_alarm_with_the_koogu_score_inside_it(monkeypatch):
+    """judge_narw.false_alarms: detections overlapping an annotated call are not false
+    alarms; each other one carries the Koogu model's highest clip score inside it."""
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        import judge_narw
+        import narw_teacher
+    finally:
+        sys.path.remove(str(REPO / "training"))
+    from pamlive.evaluate import Event
+
+    starts = np.arange(0.0, 30.0, 0.5)
+    scores = np.zeros_like(starts)
+    scores[(starts >= 2.5) & (starts <= 3.0)] = 0.999  # the annotated call at 4-5 s
+    scores[starts == 12.0] = 0.995  # unannotated, where Koogu hears an upcall
+    scores[starts == 20.0] = 0.99  # unannotated, where Koogu hears nothing
+    koogu_t = np.arange(1.125, 30.0, 0.25)
+    koogu_s = np.where(np.abs(koogu_t - 13.125) < 0.2, 0.97, 0.1)
+    monkeypatch.setattr(narw_teacher, "cached_koogu", lambda shared, path: (koogu_t, koogu_s))
+    run = judge_narw.Analysed({"day": starts}, {"day": scores}, {"day": 30 / 3600}, {})
+    calls = {"day": [Event(4.0, 5.0, 1.0)]}
+    found = judge_narw.false_alarms(run, calls, 0.98, 10, Path("shared"), [Path("day.wav")])
+    assert [(d.start, d.end) for _, d, _ in found] == [(12.0, 14.0), (20.0, 22.0)]
+    assert [k for *_, k in found] == pytest.approx([0.97, 0.1])
+    assert judge_narw.false_alarms(run, calls, 0.999, 10, Path("shared"), [Path("day.wav")]) == []

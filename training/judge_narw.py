@@ -10,7 +10,9 @@ day's recordings plus the background file paired with it (as the hidden test day
 calls and background), and scored at every threshold of ``--sweep`` (recall, false
 alarms per hour; a detection matches a call when their intervals overlap). The shipped
 threshold is chosen on these rows only: the lowest threshold at which the three held-out
-days pooled stay within ``--target`` false alarms per hour. Packages given with ``--compare``
+days pooled stay within ``--target`` false alarms per hour. Each false alarm is checked
+against the Koogu model (does it hear an upcall there?), and those at ``SHEET_AT`` are
+drawn on a contact sheet to look at. Packages given with ``--compare``
 are scored on the same audio as they are (they may have been trained on it: say so
 when quoting).
 
@@ -53,7 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLASS = "right_whale"
 SWEEP = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995,
          0.99998, 0.99999)
-REPORT_AT = (0.995, 0.999)  # thresholds whose false alarms are broken down in (a)
+REPORT_AT = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995)  # false alarms broken down in (a)
+SHEET_AT = 0.98  # the fold models' false alarms at this threshold are drawn
 FOLDS = Path.home() / ".cache/pamlive-narw/folds"  # fold models: derived from ../shared
 OFF_SITE = {
     "example": "data/pamguard-tutorial/right_whale_example.wav",
@@ -152,22 +155,23 @@ def choose_threshold(pooled_rows: list[Scores], target: float) -> float | None:
     return min(ok) if ok else None
 
 
-def teacher_heard(run: Analysed, calls: dict[str, list[Event]], threshold: float,
-                  max_merge: int, shared: Path, paths: list[Path]) -> tuple[int, int]:
-    """(false alarms, of them those Koogu's model also hears, a clip >= 0.5 inside the
-    detection): a false alarm the teacher hears is most likely a call the DCLDE truth
-    misses. Said beside (a), never used to choose anything."""
+def false_alarms(run: Analysed, calls: dict[str, list[Event]], threshold: float,
+                 max_merge: int, shared: Path, paths: list[Path]
+                 ) -> list[tuple[Path, Event, float]]:
+    """Each detection overlapping no annotated call, with the Koogu model's highest clip
+    score inside it: a false alarm the teacher hears (>= 0.5) is most likely a call the
+    DCLDE truth misses. Said beside (a), never used to choose anything."""
     from narw_teacher import cached_koogu
 
-    false = heard = 0
+    out = []
     for path in paths:
         t, s = cached_koogu(shared, path)
         for d in run.detections(threshold, max_merge).get(path.stem, []):
             if any(c.start < d.end and d.start < c.end for c in calls.get(path.stem, [])):
                 continue
-            false += 1
-            heard += bool(np.any(s[(t >= d.start) & (t <= d.end)] >= 0.5))
-    return false, heard
+            inside = s[(t >= d.start) & (t <= d.end)]
+            out.append((path, d, float(inside.max()) if inside.size else 0.0))
+    return out
 
 
 def alert_delays(packages: list[ModelPackage], shared: Path, calls: dict[str, list[Event]],
@@ -273,11 +277,18 @@ def leave_one_day_out(args: argparse.Namespace, compare: dict[str, ModelPackage]
                       f"p95 {np.percentile(delay, 95):.2f} s, "
                       f"later than 0.5 s: {np.mean(delay > 0.5):.1%}")
         for thr in dict.fromkeys([t for t in (best, *REPORT_AT) if t is not None]):
-            counts = [teacher_heard(run, calls, thr, args.max_merge, args.shared,
-                                    day_paths(args.shared, k)) for k, run in enumerate(runs)]
+            found = [false_alarms(run, calls, thr, args.max_merge, args.shared,
+                                  day_paths(args.shared, k)) for k, run in enumerate(runs)]
             print(f"{name} at {thr}: false alarms the Koogu model also hears as an upcall "
                   "(likely calls the truth misses), by day: "
-                  + ", ".join(f"{h} of {f}" for f, h in counts))
+                  + ", ".join(f"{sum(koogu >= 0.5 for *_, koogu in f)} of {len(f)}" for f in found))
+            if name == "fold models" and thr == SHEET_AT:
+                png = args.png_dir / "lodo_false_alarms.png"
+                contact_sheet([(wav, d, True, f"{wav.stem}\n{d.start:.1f} s  score {d.score:.4f}"
+                                f"  Koogu {koogu:.2f}") for f in found for wav, d, koogu in f], png,
+                              f"fold models at {thr}: every false alarm on the held-out days "
+                              "(red), with the Koogu model's highest score inside it")
+                print(f"  contact sheet: {png}")
 
 
 def best_windows(run: Analysed, stem: str, avoid: list[Event], n: int) -> list[Event]:
@@ -294,9 +305,9 @@ def best_windows(run: Analysed, stem: str, avoid: list[Event], n: int) -> list[E
     return picked
 
 
-def contact_sheet(items: list[tuple[Path, Event, bool]], path: Path, title: str) -> None:
-    """One spectrogram (5 s, 0-500 Hz) per item: a detection boxed in red, a window
-    below the threshold (``False``) boxed in dashed white."""
+def contact_sheet(items: list[tuple[Path, Event, bool, str]], path: Path, title: str) -> None:
+    """One spectrogram (5 s, 0-500 Hz) per item, captioned: a detection boxed in red, a
+    window below the threshold (``False``) boxed in dashed white."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +319,7 @@ def contact_sheet(items: list[tuple[Path, Event, bool]], path: Path, title: str)
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, (wav, det, detected) in zip(axes.flat, items, strict=False):
+    for ax, (wav, det, detected, caption) in zip(axes.flat, items, strict=False):
         ax.set_axis_on()
         rate = sf.info(str(wav)).samplerate
         t0 = max((det.start + det.end) / 2 - 2.5, 0.0)
@@ -319,8 +330,7 @@ def contact_sheet(items: list[tuple[Path, Event, bool]], path: Path, title: str)
         ax.axvspan(det.start, det.end, fill=False, ec="r" if detected else "w",
                    ls="-" if detected else "--", lw=1.2)
         ax.set(ylim=(0, 500))
-        ax.set_title(f"{det.start:.1f} s  score {det.score:.4f}"
-                     + ("" if detected else " (below)"), fontsize=7)
+        ax.set_title(caption, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
@@ -355,7 +365,9 @@ def off_site(args: argparse.Namespace, models: dict[str, ModelPackage]) -> None:
         below = best_windows(run, tutorial.stem, dets, 3)
         table["tutorial"][-1] += f" (best window below: {below[0].score:.4f})" if below else ""
         png = args.png_dir / f"tutorial_detections_{name}.png"
-        contact_sheet([(tutorial, d, True) for d in dets] + [(tutorial, w, False) for w in below],
+        contact_sheet([(tutorial, d, True, f"{d.start:.1f} s  score {d.score:.4f}") for d in dets]
+                      + [(tutorial, w, False, f"{w.start:.1f} s  score {w.score:.4f} (below)")
+                         for w in below],
                       png, f"{name} {package.version} on PAMGuard's tutorial recording, thr "
                       f"{thr}: every detection (red) and the 3 best windows below it (dashed)")
         print(f"  contact sheet: {png}")
