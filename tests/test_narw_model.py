@@ -69,7 +69,8 @@ def test_onnx_io_and_dynamic_batch(session):
         np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_export_path_agrees_with_torch(tmp_path, shared_dir):
+@pytest.mark.parametrize("time_pool", ["avg", "max"])
+def test_export_path_agrees_with_torch(tmp_path, shared_dir, time_pool):
     """The exporter that wrote model.onnx gives what PyTorch computes (train extra only)."""
     torch = pytest.importorskip("torch")
     sys.path.insert(0, str(REPO / "training"))
@@ -79,7 +80,7 @@ def test_export_path_agrees_with_torch(tmp_path, shared_dir):
     finally:
         sys.path.remove(str(REPO / "training"))
     torch.manual_seed(3)
-    net = UpcallNet()
+    net = UpcallNet(time_pool=time_pool)
     with torch.no_grad():  # non-trivial batch-norm statistics
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -107,3 +107,19 @@ def test_sampler_draws_labelled_windows_from_every_day(shared_dir: Path) -> None
     x, y = sampler.draw(8, 8, 16)
     assert x.shape == (32, narw_synth.SEGMENT) and x.dtype == np.float32
     assert y.tolist() == [1] * 16 + [0] * 16 and np.all(np.isfinite(x))
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_call_confusers_mix_a_confuser_into_that_share_of_call_windows(
+        shared_dir: Path, monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    days = narw_data.split(0)[0]
+    recs = narw_data.load_days(shared_dir, days, teacher=False)
+    t = np.arange(narw_synth.SEGMENT) / RATE
+    monkeypatch.setattr(narw_synth, "confuser",
+                        lambda rng: np.sin(2 * np.pi * 300.0 * t))  # a marked confuser
+    sampler = narw_data.WindowSampler(recs, np.random.default_rng(15), call_confusers=share)
+    x, y = sampler.draw(8, 8, 0)
+    f, _, sxx = spectrogram(x[y == 1], RATE, nperseg=512)
+    power = sxx.mean(axis=-1)
+    line = power[:, np.argmin(abs(f - 300.0))] / np.median(power[:, (f > 50) & (f < 350)], axis=1)
+    assert (line > 30).all() if share else (line < 30).all()

@@ -158,12 +158,15 @@ class WindowSampler:
     """Draws augmented positive and negative 2-s windows (see the module docstring).
 
     ``speed``: windows are read ``1 +- speed`` times as long and resampled to 2 s
-    (time-stretch and pitch shift together)."""
+    (time-stretch and pitch shift together). ``call_confusers``: the share of call
+    windows that get a synthetic confuser mixed in as negatives do, so that a vessel
+    tone or a pulse train in a window is no evidence against a call."""
 
     def __init__(self, recordings: list[Recording], rng: np.random.Generator,
-                 speed: float = 0.05) -> None:
+                 speed: float = 0.05, call_confusers: float = 0.0) -> None:
         self.rng = rng
         self.speed = speed
+        self.call_confusers = call_confusers
         groups = sorted({r.group for r in recordings if r.calls})
         self.calls = {g: [(r, c) for r in recordings if r.group == g for c in r.calls]
                       for g in groups}
@@ -224,23 +227,32 @@ class WindowSampler:
         """Windows (sample offsets into ``rec``, clear of calls) the model scored high."""
         self.hard += [(rec, int(s)) for s in starts]
 
+    def _confused(self, x: np.ndarray) -> np.ndarray:
+        return narw_synth.mix(x, narw_synth.confuser(self.rng), self.rng.uniform(-6, 20))
+
     def _negative(self) -> np.ndarray:
         r = self.rng.random()
         if r < 0.25 and self.hard:
             rec, s = self.hard[self.rng.integers(len(self.hard))]
             return self._read(rec, s)
         _, x = self._noise()
-        if r < 0.5:
-            x = narw_synth.mix(x, narw_synth.confuser(self.rng), self.rng.uniform(-6, 20))
+        return self._confused(x) if r < 0.5 else x
+
+    def _positive(self, x: np.ndarray) -> np.ndarray:
+        """A call window, with a confuser in ``call_confusers`` of them (no draw at 0, so
+        the recipe without it gives the same weights as before)."""
+        if self.call_confusers and self.rng.random() < self.call_confusers:
+            return self._confused(x)
         return x
 
     def draw(self, real: int, synthetic: int, negatives: int
              ) -> tuple[np.ndarray, np.ndarray]:
         """``real`` windows of labelled calls (days balanced), ``synthetic`` upcalls in
         real noise, ``negatives`` windows without a call; labels 1/1/0."""
-        xs = [self._real_call() for _ in range(real)]
-        xs += [narw_synth.mix(self._noise()[1], narw_synth.upcall(self.rng),
-                              self.rng.uniform(*SYNTHETIC_SNR_DB)) for _ in range(synthetic)]
+        xs = [self._positive(self._real_call()) for _ in range(real)]
+        xs += [self._positive(narw_synth.mix(self._noise()[1], narw_synth.upcall(self.rng),
+                                             self.rng.uniform(*SYNTHETIC_SNR_DB)))
+               for _ in range(synthetic)]
         xs += [self._negative() for _ in range(negatives)]
         ys = np.r_[np.ones(real + synthetic), np.zeros(negatives)].astype(np.int64)
         return np.stack([self._gain(x) for x in xs]), ys

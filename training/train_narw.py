@@ -110,9 +110,9 @@ def mine_hard(model: UpcallNet, chain: TransformChain, recordings: list[Recordin
 def train(recordings: list[Recording], chain: TransformChain, args: argparse.Namespace
           ) -> UpcallNet:
     rng = np.random.default_rng(args.seed)
-    sampler = WindowSampler(recordings, rng, args.speed)
+    sampler = WindowSampler(recordings, rng, args.speed, args.call_confusers)
     print(f"{sampler.n_calls} labelled calls in {len(sampler.calls)} days", flush=True)
-    model = UpcallNet(tuple(args.widths), args.dropout, chain_bins(chain))
+    model = UpcallNet(tuple(args.widths), args.dropout, chain_bins(chain), args.time_pool)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs, pct_start=0.2)
@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", type=int, nargs=2, default=[0, 0], metavar=("FRAMES", "BINS"),
                    help="SpecAugment: mask up to FRAMES frames and BINS bins of each "
                         "training window (0 0: none)")
+    p.add_argument("--call-confusers", type=float, default=0.0, metavar="SHARE",
+                   help="share of call windows with a synthetic confuser mixed in, as "
+                        "in a quarter of the negatives (0: none)")
+    p.add_argument("--time-pool", choices=["avg", "max"], default="avg",
+                   help="how the network pools its last feature map over time")
     return p
 
 
